@@ -1,0 +1,327 @@
+"""Encoded image bytes -> header facts and an RGB ``PIL.Image``, within limits.
+
+Order of work: sniff the magic number, open the header with an allow-listed set of Pillow
+plugins, check source pixels and aspect ratio, and only then decode pixels. The result is
+upright (EXIF orientation applied by default), RGB, with any transparency composited on
+white and 16-bit samples scaled (not clipped) to 8 bit.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import struct
+import warnings
+import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import numpy as np
+from PIL import Image
+
+from vlprep.decode._sniff import sniff_format
+from vlprep.errors import (
+    BackendUnavailableError,
+    DecodeError,
+    ResourceLimitError,
+    UnsupportedFormatError,
+)
+
+__all__ = [
+    "DEFAULT_FORMATS",
+    "ImageHeader",
+    "ImageOptions",
+    "decode_image",
+    "open_image",
+    "orientation_of",
+    "to_rgb",
+]
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_FORMATS = frozenset({"JPEG", "PNG", "WEBP", "GIF", "BMP", "MPO", "HEIF", "AVIF"})
+"""Formats decoded by default. TIFF and PPM are opt-in through ``ImageOptions.formats``."""
+
+_OPT_IN_FORMATS = frozenset({"TIFF", "PPM"})
+_PLUGIN_FORMATS = frozenset({"HEIF", "AVIF"})
+# Pillow raises these from plugin code on malformed input (see Pillow's own fuzz tests).
+_DECODER_ERRORS = (
+    OSError,
+    SyntaxError,
+    ValueError,
+    EOFError,
+    struct.error,
+    IndexError,
+    KeyError,
+    TypeError,
+    NotImplementedError,
+    OverflowError,
+    zlib.error,
+    Image.DecompressionBombError,
+)
+_TRANSPOSE = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
+_ORIENTATION_TAG = 0x0112
+
+
+@dataclass(frozen=True, slots=True)
+class ImageOptions:
+    """How image bytes are decoded.
+
+    Attributes:
+        formats: Pillow format names accepted. Default JPEG, PNG, WEBP, GIF, BMP, MPO and
+            HEIF/AVIF (the latter need a plugin, see the ``heif`` extra). Add ``"TIFF"`` or
+            ``"PPM"`` to opt in; other formats are refused.
+        max_source_pixels: largest ``width * height`` in the header (Pillow's default bomb
+            threshold, 89,478,485), checked before any pixel is decoded.
+        max_aspect_ratio: largest ``max(w, h) / min(w, h)`` in the header (qwen's 200).
+        exif_transpose: apply the EXIF Orientation tag (``False`` = qwen-vl-utils' behaviour).
+    """
+
+    formats: frozenset[str] = field(default=DEFAULT_FORMATS)
+    max_source_pixels: int = 89_478_485
+    max_aspect_ratio: float = 200.0
+    exif_transpose: bool = True
+
+    def __post_init__(self) -> None:
+        from vlprep.errors import InvalidInputError
+
+        formats = frozenset(f.upper() for f in self.formats)
+        unknown = formats - DEFAULT_FORMATS - _OPT_IN_FORMATS
+        if unknown:
+            raise InvalidInputError(
+                f"formats {sorted(unknown)} cannot be enabled; valid: "
+                f"{sorted(DEFAULT_FORMATS | _OPT_IN_FORMATS)}"
+            )
+        object.__setattr__(self, "formats", formats)
+        if self.max_source_pixels < 1 or not self.max_aspect_ratio >= 1:
+            raise InvalidInputError("max_source_pixels must be >= 1 and max_aspect_ratio >= 1")
+
+
+@dataclass(frozen=True, slots=True)
+class ImageHeader:
+    """What the header says, before decoding.
+
+    ``width``/``height`` are as stored; ``display_width``/``display_height`` after the EXIF
+    orientation (swapped for orientations 5-8) when ``ImageOptions.exif_transpose`` is on.
+    """
+
+    format: str
+    mode: str
+    width: int
+    height: int
+    orientation: int
+    frames: int
+
+    @property
+    def display_size(self) -> tuple[int, int]:
+        """``(height, width)`` as displayed (after orientation)."""
+        if self.orientation in (5, 6, 7, 8):
+            return self.width, self.height
+        return self.height, self.width
+
+
+@contextmanager
+def _quiet_pillow() -> Iterator[None]:
+    """Keep Pillow's warnings (bomb, malformed MPO) out of the caller; log them instead."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        yield
+    for w in caught:
+        logger.debug("pillow warning: %s", w.message)
+
+
+def _ensure_plugin(fmt: str) -> None:
+    Image.init()
+    if fmt in Image.OPEN:
+        return
+    try:
+        import pillow_heif
+    except ImportError as exc:
+        raise BackendUnavailableError(
+            f"{fmt} images need the pillow-heif plugin: pip install 'vlprep[heif]'"
+        ) from exc
+    pillow_heif.register_heif_opener()
+    if fmt == "AVIF" and "AVIF" not in Image.OPEN and hasattr(pillow_heif, "register_avif_opener"):
+        pillow_heif.register_avif_opener()
+
+
+def _registered(formats: frozenset[str]) -> list[str]:
+    Image.init()
+    return sorted(f for f in formats if f in Image.OPEN)
+
+
+def open_image(data: bytes, options: ImageOptions | None = None) -> Image.Image:
+    """Open ``data`` lazily (header only) and check it against the limits.
+
+    Returns:
+        A lazy ``PIL.Image.Image`` (pixels not yet decoded), first frame selected.
+
+    Raises:
+        DecodeError: empty, truncated or unrecognised data.
+        UnsupportedFormatError: a recognised format outside ``options.formats``, or
+            HEIF/AVIF without the plugin (the message names ``vlprep[heif]``).
+        ResourceLimitError: more pixels or a higher aspect ratio than allowed.
+    """
+    options = options or ImageOptions()
+    if not data:
+        raise DecodeError("empty image data (0 bytes)")
+    sniffed = sniff_format(data[:512])
+    if sniffed is not None and sniffed not in options.formats:
+        hint = " (enable it with ImageOptions(formats=...))" if sniffed in _OPT_IN_FORMATS else ""
+        raise UnsupportedFormatError(
+            f"{sniffed} images are not accepted{hint}; accepted: {sorted(options.formats)}"
+        )
+    if sniffed in _PLUGIN_FORMATS:
+        try:
+            _ensure_plugin(sniffed)
+        except BackendUnavailableError as exc:
+            raise UnsupportedFormatError(str(exc)) from exc
+    try:
+        with _quiet_pillow():
+            image = Image.open(io.BytesIO(data), formats=_registered(options.formats))
+    except Image.DecompressionBombError as exc:
+        raise ResourceLimitError(
+            f"image header claims more than {options.max_source_pixels} pixels "
+            "(decompression bomb); refused before decoding"
+        ) from exc
+    except MemoryError as exc:
+        raise ResourceLimitError("not enough memory to read the image header") from exc
+    except _DECODER_ERRORS as exc:
+        what = f"{sniffed} data is corrupt or truncated" if sniffed else "not a recognised image"
+        raise DecodeError(f"cannot decode image ({len(data)} bytes): {what}") from exc
+    _check_limits(image.width, image.height, options)
+    return image
+
+
+def _check_limits(width: int, height: int, options: ImageOptions) -> None:
+    if width < 1 or height < 1:
+        raise DecodeError(f"image header has an empty size {width}x{height}")
+    pixels = width * height
+    if pixels > options.max_source_pixels:
+        raise ResourceLimitError(
+            f"image is {width}x{height} = {pixels} pixels, above the limit of "
+            f"{options.max_source_pixels}; raise ImageOptions.max_source_pixels if intended"
+        )
+    ratio = max(width, height) / min(width, height)
+    if ratio > options.max_aspect_ratio:
+        raise ResourceLimitError(
+            f"image is {width}x{height}: aspect ratio {ratio:g} exceeds the limit of "
+            f"{options.max_aspect_ratio:g}; crop or pad it first"
+        )
+
+
+def orientation_of(image: Image.Image) -> int:
+    """The EXIF Orientation (1-8) of ``image``; 1 when absent or unreadable."""
+    try:
+        with _quiet_pillow():
+            value = image.getexif().get(_ORIENTATION_TAG, 1)
+    except _DECODER_ERRORS:
+        return 1
+    return value if isinstance(value, int) and value in _TRANSPOSE else 1
+
+
+def probe_header(data: bytes, options: ImageOptions | None = None) -> ImageHeader:
+    """Header facts of ``data`` without decoding pixels (see :func:`open_image`)."""
+    options = options or ImageOptions()
+    image = open_image(data, options)
+    orientation = 1
+    if options.exif_transpose and "exif" in image.info:
+        orientation = orientation_of(image)
+    return ImageHeader(
+        format=str(image.format),
+        mode=image.mode,
+        width=image.width,
+        height=image.height,
+        orientation=orientation,
+        frames=int(getattr(image, "n_frames", 1)),
+    )
+
+
+def _scale_high_depth(image: Image.Image) -> Image.Image:
+    arr = np.asarray(image)
+    if image.mode == "F":
+        arr = arr * 255.0 if float(arr.max(initial=0.0)) <= 1.0 else arr
+        out = np.clip(np.rint(arr), 0, 255)
+    else:
+        wide = arr.astype(np.int64)
+        if image.mode.startswith("I;16") or int(wide.max(initial=0)) > 255:
+            wide = (np.clip(wide, 0, 65535) + 128) // 257
+        out = np.clip(wide, 0, 255)
+    return Image.fromarray(out.astype(np.uint8), mode="L")
+
+
+def _has_transparency(image: Image.Image) -> bool:
+    return image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in image.info
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """Convert any Pillow mode to RGB.
+
+    RGB images are returned as is (no copy). RGBA is pasted on white with the alpha as
+    mask, exactly as qwen-vl-utils does; every other mode with transparency (LA, PA, P or
+    L/RGB/1 with ``tRNS``) is first expanded to RGBA and composited the same way.
+    16-bit and 32-bit samples are scaled to 8 bit; CMYK, YCbCr, LAB, P and L convert.
+    """
+    if image.mode == "RGB" and "transparency" not in image.info:
+        return image
+    if image.mode.startswith("I") or image.mode == "F":
+        return _scale_high_depth(image).convert("RGB")
+    if _has_transparency(image):
+        rgba = image if image.mode == "RGBA" else image.convert("RGBA")
+        canvas = Image.new("RGB", rgba.size, (255, 255, 255))
+        canvas.paste(rgba, mask=rgba.getchannel("A"))
+        return canvas
+    return image.convert("RGB")
+
+
+def decode_image(data: bytes, options: ImageOptions | None = None) -> Image.Image:
+    """Decode ``data`` to an upright RGB image (first frame of animations).
+
+    Returns:
+        ``PIL.Image.Image`` in mode ``"RGB"`` (8 bit per channel), the decoded size
+        (rotated per EXIF when ``options.exif_transpose``).
+
+    Raises:
+        DecodeError, UnsupportedFormatError, ResourceLimitError: see :func:`open_image`.
+    """
+    options = options or ImageOptions()
+    image = open_image(data, options)
+    return finish_image(image, options)
+
+
+def finish_image(image: Image.Image, options: ImageOptions) -> Image.Image:
+    """Decode the pixels of an opened image, orient it and convert it to RGB."""
+    try:
+        with _quiet_pillow():
+            image.load()
+    except MemoryError as exc:
+        raise ResourceLimitError("not enough memory to decode the image") from exc
+    except _DECODER_ERRORS as exc:
+        raise DecodeError(
+            f"cannot decode {image.format or 'image'} pixels: the data is corrupt or truncated"
+        ) from exc
+    return orient_and_convert(image, options.exif_transpose)
+
+
+def orient_and_convert(image: Image.Image, exif_transpose: bool = True) -> Image.Image:
+    """Apply the EXIF orientation (when asked) and convert to RGB (see :func:`to_rgb`)."""
+    if exif_transpose:
+        method = _TRANSPOSE.get(orientation_of(image))
+        if method is not None:
+            image = image.transpose(method)
+    try:
+        with _quiet_pillow():
+            return to_rgb(image)
+    except MemoryError as exc:
+        raise ResourceLimitError("not enough memory to convert the image") from exc
+    except _DECODER_ERRORS as exc:
+        raise DecodeError(f"cannot convert a {image.mode} image to RGB") from exc

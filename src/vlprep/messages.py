@@ -1,0 +1,116 @@
+"""``extract_vision_info`` and ``process_vision_info``: orchestration only, no math or I/O."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from PIL import Image
+
+from vlprep.decode.image import ImageOptions
+from vlprep.errors import InvalidInputError
+from vlprep.image import fetch_image
+from vlprep.sources import FetchPolicy
+
+__all__ = ["extract_vision_info", "process_vision_info"]
+
+_VISION_KEYS = ("image", "image_url", "video", "video_url")
+_VIDEO_KEYS = ("video", "video_url")
+
+Conversation = Sequence[Mapping[str, Any]]
+
+
+def _conversations(conversations: Conversation | Sequence[Conversation]) -> list[Conversation]:
+    if isinstance(conversations, (str, bytes, Mapping)) or not isinstance(conversations, Sequence):
+        raise InvalidInputError(
+            "conversations must be a list of messages or a list of such lists, "
+            f"got {type(conversations).__name__}"
+        )
+    if not conversations:
+        return []
+    if isinstance(conversations[0], Mapping):
+        return [conversations]  # type: ignore[list-item]
+    return list(conversations)  # type: ignore[arg-type]
+
+
+def extract_vision_info(
+    conversations: Conversation | Sequence[Conversation],
+) -> list[Mapping[str, Any]]:
+    """The image and video elements of one conversation or a batch, in order of appearance.
+
+    An element counts when it has an ``image``, ``image_url``, ``video`` or ``video_url``
+    key, or such a ``type``. Messages whose ``content`` is a string are skipped.
+
+    Raises:
+        InvalidInputError: the input is not a list of messages (or of conversations), or a
+            message is not a dict.
+    """
+    found: list[Mapping[str, Any]] = []
+    for conversation in _conversations(conversations):
+        for message in conversation:
+            if not isinstance(message, Mapping):
+                raise InvalidInputError(
+                    f"each message must be a dict with 'role' and 'content', got {type(message).__name__}"
+                )
+            content = message.get("content")
+            if not isinstance(content, list):
+                continue
+            for ele in content:
+                if not isinstance(ele, Mapping):
+                    continue
+                if any(k in ele for k in _VISION_KEYS) or ele.get("type", "text") in _VISION_KEYS:
+                    found.append(ele)
+    return found
+
+
+def process_vision_info(
+    conversations: Conversation | Sequence[Conversation],
+    return_video_kwargs: bool = False,
+    return_video_metadata: bool = False,
+    image_patch_size: int = 14,
+    *,
+    policy: FetchPolicy | None = None,
+    options: ImageOptions | None = None,
+) -> tuple[Any, ...]:
+    """Load every image and video of the conversation(s), like qwen-vl-utils.
+
+    Args:
+        conversations: one conversation (list of message dicts) or a batch of them.
+        return_video_kwargs: also return ``{"do_sample_frames": False, "fps": [...]}``
+            (``"fps"`` omitted when ``return_video_metadata`` is set, as upstream).
+        return_video_metadata: return each video as ``(tensor, metadata)``.
+        image_patch_size: 14 for Qwen2/2.5-VL, 16 for Qwen3-VL.
+        policy: fetch rules for every source.
+        options: image decode rules.
+
+    Returns:
+        ``(images, videos)`` or ``(images, videos, video_kwargs)``; ``images`` is a list of
+        RGB ``PIL.Image`` (or ``None`` when there are none), ``videos`` likewise.
+
+    Raises:
+        InvalidInputError: an element without a source; see :func:`fetch_image` for the rest.
+        NotImplementedError: video elements (video loading is not part of this release yet).
+    """
+    images: list[Image.Image] = []
+    videos: list[Any] = []
+    sample_fps: list[float] = []
+    for ele in extract_vision_info(conversations):
+        if any(ele.get(k) is not None for k in ("image", "image_url")):
+            images.append(fetch_image(ele, image_patch_size, policy=policy, options=options))
+        elif any(k in ele for k in _VIDEO_KEYS):
+            raise NotImplementedError(
+                "video elements are not supported by this vlprep release yet; "
+                "pass images only or use qwen-vl-utils for video until fetch_video lands"
+            )
+        else:
+            raise InvalidInputError(
+                "a vision element needs an 'image', 'image_url' or 'video' source, "
+                f"got keys {sorted(str(k) for k in ele)[:8]}"
+            )
+    video_kwargs: dict[str, Any] = {"do_sample_frames": False}
+    if not return_video_metadata:
+        video_kwargs["fps"] = sample_fps
+    result = (images or None, videos or None)
+    if return_video_kwargs:
+        return (*result, video_kwargs)
+    return result

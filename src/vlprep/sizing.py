@@ -1,0 +1,126 @@
+"""Pure size arithmetic: factor rounding, ``smart_resize`` and token counts.
+
+No I/O, no torch. Numerically identical to qwen-vl-utils 0.0.14 wherever that returns a
+valid size; deviations: no side below ``factor`` (the release can return 0) and typed
+errors instead of ``assert`` / ``ZeroDivisionError``.
+"""
+
+from __future__ import annotations
+
+import math
+
+from vlprep.errors import InvalidInputError
+
+__all__ = [
+    "IMAGE_MAX_TOKEN_NUM",
+    "IMAGE_MIN_TOKEN_NUM",
+    "MAX_RATIO",
+    "SPATIAL_MERGE_SIZE",
+    "ceil_by_factor",
+    "floor_by_factor",
+    "image_pixel_bounds",
+    "round_by_factor",
+    "smart_resize",
+    "tokens_for_size",
+]
+
+MAX_RATIO = 200
+SPATIAL_MERGE_SIZE = 2
+IMAGE_MIN_TOKEN_NUM = 4
+IMAGE_MAX_TOKEN_NUM = 16384
+
+
+def round_by_factor(number: float, factor: int) -> int:
+    """Closest multiple of ``factor`` (Python ``round``: ties go to the even multiple)."""
+    return round(number / factor) * factor
+
+
+def ceil_by_factor(number: float, factor: int) -> int:
+    """Smallest multiple of ``factor`` that is >= ``number``."""
+    return math.ceil(number / factor) * factor
+
+
+def floor_by_factor(number: float, factor: int) -> int:
+    """Largest multiple of ``factor`` that is <= ``number``."""
+    return math.floor(number / factor) * factor
+
+
+def image_pixel_bounds(factor: int) -> tuple[int, int]:
+    """qwen-vl-utils' default image bounds for ``factor``: ``(4·f², 16384·f²)``."""
+    return IMAGE_MIN_TOKEN_NUM * factor * factor, IMAGE_MAX_TOKEN_NUM * factor * factor
+
+
+def _check_positive(name: str, value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise InvalidInputError(f"{name} must be a number, got {type(value).__name__}")
+    if not math.isfinite(value) or value <= 0:
+        raise InvalidInputError(f"{name} must be a finite number > 0, got {value!r}")
+    return value
+
+
+def smart_resize(
+    height: int,
+    width: int,
+    factor: int = 28,
+    min_pixels: float | None = None,
+    max_pixels: float | None = None,
+) -> tuple[int, int]:
+    """Size an image so both sides are multiples of ``factor`` within a pixel budget.
+
+    Args:
+        height: source height in pixels (> 0).
+        width: source width in pixels (> 0).
+        factor: side granularity, ``patch_size * 2`` (28 for Qwen2/2.5-VL, 32 for Qwen3-VL).
+        min_pixels: lower area bound; default ``4 * factor**2``.
+        max_pixels: upper area bound; default ``16384 * factor**2``.
+
+    Returns:
+        ``(height, width)``, each a multiple of ``factor`` and at least ``factor``. As in
+        qwen-vl-utils the area can land slightly outside ``[min_pixels, max_pixels]``
+        (rounding to the grid); it is never a zero side.
+
+    Raises:
+        InvalidInputError: non-positive sizes or bounds, ``min_pixels > max_pixels``, or an
+            aspect ratio above 200.
+    """
+    if isinstance(factor, bool) or not isinstance(factor, int) or factor < 1:
+        raise InvalidInputError(f"factor must be a positive int, got {factor!r}")
+    h = _check_positive("height", height)
+    w = _check_positive("width", width)
+    default_min, default_max = image_pixel_bounds(factor)
+    lo = default_min if min_pixels is None else _check_positive("min_pixels", min_pixels)
+    hi = default_max if max_pixels is None else _check_positive("max_pixels", max_pixels)
+    if lo > hi:
+        raise InvalidInputError(
+            f"min_pixels ({lo}) must be <= max_pixels ({hi}); lower min_pixels or raise max_pixels"
+        )
+    ratio = max(h, w) / min(h, w)
+    if ratio > MAX_RATIO:
+        raise InvalidInputError(
+            f"aspect ratio {ratio:g} of a {height}x{width} (h x w) image exceeds the limit of "
+            f"{MAX_RATIO}; crop or pad the image first"
+        )
+    h_bar = max(factor, round_by_factor(h, factor))
+    w_bar = max(factor, round_by_factor(w, factor))
+    if h_bar * w_bar > hi:
+        beta = math.sqrt((h * w) / hi)
+        # Deviation: qwen-vl-utils 0.0.14 has no max() here and can return a 0 side.
+        h_bar = max(factor, floor_by_factor(h / beta, factor))
+        w_bar = max(factor, floor_by_factor(w / beta, factor))
+    elif h_bar * w_bar < lo:
+        beta = math.sqrt(lo / (h * w))
+        h_bar = ceil_by_factor(h * beta, factor)
+        w_bar = ceil_by_factor(w * beta, factor)
+    return h_bar, w_bar
+
+
+def tokens_for_size(height: int, width: int, factor: int) -> int:
+    """Visual tokens of one resized image (or one temporal pair of video frames).
+
+    ``(height / factor) * (width / factor)``: patches of ``factor/2`` merged 2x2.
+    """
+    if height % factor or width % factor:
+        raise InvalidInputError(
+            f"size {height}x{width} is not a multiple of factor {factor}; run smart_resize first"
+        )
+    return (height // factor) * (width // factor)

@@ -1,0 +1,85 @@
+"""The one place bytes come from: local files, ``file://``, http(s) and ``data:`` URIs.
+
+Every source string goes through :func:`fetch`, which applies a :class:`FetchPolicy`
+(schemes, local root, hosts, timeouts, total deadline, byte caps). Decoders receive only
+the resulting :class:`Payload` bytes, never a URL or path.
+"""
+
+from __future__ import annotations
+
+import re
+
+from vlprep.errors import (
+    FetchTooLargeError,
+    InvalidInputError,
+    SourceNotAllowedError,
+    describe_source,
+)
+from vlprep.sources._data_uri import decode_data_uri
+from vlprep.sources._local import path_from_file_url, read_local
+from vlprep.sources._payload import Payload
+from vlprep.sources.policy import DEFAULT_POLICY, MIB, FetchPolicy, Modality
+
+__all__ = ["DEFAULT_POLICY", "MIB", "FetchPolicy", "Modality", "Payload", "fetch"]
+
+_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]+):")
+
+
+def fetch(
+    source: str | bytes | bytearray | memoryview,
+    policy: FetchPolicy | None = None,
+    modality: Modality = "image",
+) -> Payload:
+    """Obtain the encoded bytes of ``source`` under ``policy``.
+
+    Args:
+        source: ``bytes`` (returned as is, cap checked), an ``http(s)://`` URL, a
+            ``data:`` URI, a ``file://`` URL or a local path.
+        policy: the rules; :data:`DEFAULT_POLICY` when ``None``.
+        modality: ``"image"`` or ``"video"``, selecting the deadline and byte cap.
+
+    Raises:
+        SourceNotAllowedError: scheme, host, address or path refused by the policy.
+        InvalidInputError: malformed source.
+        FetchError: HTTP status, connection or read failure, missing file
+            (:class:`FetchTimeoutError`, :class:`FetchTooLargeError`, :class:`SourceNotFoundError`).
+    """
+    policy = DEFAULT_POLICY if policy is None else policy
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        data = bytes(source)
+        cap = policy.max_bytes(modality)
+        if len(data) > cap:
+            raise FetchTooLargeError(
+                f"{len(data)} bytes given, above the {modality} cap of {cap} bytes "
+                f"(raise FetchPolicy.max_{modality}_bytes)"
+            )
+        return Payload(data=data, origin=describe_source(data))
+    if not isinstance(source, str):
+        raise InvalidInputError(
+            f"a source must be a str or bytes, got {type(source).__name__}"
+        )
+    if not source:
+        raise InvalidInputError("empty source string")
+    match = _SCHEME.match(source)
+    scheme = match.group(1).lower() if match else None
+    if scheme in ("http", "https"):
+        if scheme not in policy.allowed_schemes:
+            raise SourceNotAllowedError(
+                f"{scheme}:// sources are not allowed by this FetchPolicy; "
+                f"allowed: {sorted(policy.allowed_schemes)}"
+            )
+        from vlprep.sources._http import fetch_http
+
+        return fetch_http(source, policy, modality)
+    if scheme == "data":
+        return decode_data_uri(source, policy, modality)
+    if scheme == "file":
+        if not source[:7].lower() == "file://":
+            raise InvalidInputError(f"malformed file URL {describe_source(source)}; use file:///path")
+        return read_local(path_from_file_url(source), policy, modality)
+    if scheme is not None:
+        raise SourceNotAllowedError(
+            f"scheme {scheme[:16]!r} of {describe_source(source)} is not supported; "
+            f"allowed: {sorted(policy.allowed_schemes)} or a local path"
+        )
+    return read_local(source, policy, modality)

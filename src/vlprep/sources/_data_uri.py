@@ -1,0 +1,62 @@
+"""Strict RFC 2397 ``data:`` URIs, base64 only, length checked before decoding."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+
+from vlprep.errors import FetchTooLargeError, InvalidInputError, SourceNotAllowedError
+from vlprep.sources._payload import Payload
+from vlprep.sources.policy import FetchPolicy, Modality
+
+__all__ = ["decode_data_uri"]
+
+_MEDIA_TYPE = re.compile(r"^[a-z]+(/[a-z0-9.+-]+)?$")
+
+
+def decode_data_uri(uri: str, policy: FetchPolicy, modality: Modality) -> Payload:
+    """Decode ``data:<type>[;param]*;base64,<payload>``.
+
+    The media type must be of the requested modality (``image`` or ``image/...`` for
+    images); the exact subtype is only a hint (decoders sniff the bytes).
+
+    Raises:
+        SourceNotAllowedError: ``data`` is not an allowed scheme.
+        InvalidInputError: no comma, not base64, wrong modality, invalid base64.
+        FetchTooLargeError: the decoded size (computed from the encoded length) exceeds the cap.
+    """
+    if "data" not in policy.allowed_schemes:
+        raise SourceNotAllowedError(
+            f"data: URIs are not allowed by this FetchPolicy; allowed: {sorted(policy.allowed_schemes)}"
+        )
+    header, sep, encoded = uri[5:].partition(",")
+    if not sep:
+        raise InvalidInputError("malformed data: URI: no ',' between the header and the payload")
+    params = header.split(";")
+    media_type = params[0].strip().lower()
+    if params[-1] != "base64" or len(params) < 2:
+        raise InvalidInputError(
+            f"data: URI header {header[:40]!r} is not supported: only ';base64,' payloads "
+            "(lower case) are accepted"
+        )
+    if not _MEDIA_TYPE.match(media_type) or media_type.split("/")[0] != modality:
+        raise InvalidInputError(
+            f"data: URI media type {media_type[:40]!r} is not an {modality} type "
+            f"(expected '{modality}/...')"
+        )
+    cap = policy.max_bytes(modality)
+    decoded_size = len(encoded) // 4 * 3
+    if decoded_size > cap:
+        raise FetchTooLargeError(
+            f"data: URI holds about {decoded_size} bytes, above the {modality} cap of {cap} bytes "
+            f"(raise FetchPolicy.max_{modality}_bytes)"
+        )
+    try:
+        data = base64.b64decode(encoded, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise InvalidInputError(
+            f"data: URI payload ({len(encoded)} chars) is not valid base64 "
+            "(no whitespace, correct padding)"
+        ) from exc
+    return Payload(data=data, origin=f"data:{media_type};base64,<{len(encoded)} chars>", media_type=media_type)

@@ -1,0 +1,78 @@
+"""Local files: bare paths and ``file://`` URLs, with root containment and size caps."""
+
+from __future__ import annotations
+
+import os
+import stat
+from urllib.parse import unquote
+
+from vlprep.errors import (
+    FetchError,
+    FetchTooLargeError,
+    InvalidInputError,
+    SourceNotAllowedError,
+    SourceNotFoundError,
+    describe_source,
+)
+from vlprep.sources._payload import Payload
+from vlprep.sources.policy import FetchPolicy, Modality
+
+__all__ = ["read_local", "path_from_file_url"]
+
+
+def path_from_file_url(url: str) -> str:
+    """The path of a ``file://`` URL, as qwen-vl-utils reads it (``url[7:]``).
+
+    ``file:///abs/x.png`` -> ``/abs/x.png``; ``file://rel/x.png`` -> ``rel/x.png``.
+    Percent-escapes are decoded only when the literal path does not exist.
+    """
+    path = url[7:]
+    if not os.path.exists(path) and "%" in path:
+        path = unquote(path)
+    return path
+
+
+def read_local(path: str, policy: FetchPolicy, modality: Modality) -> Payload:
+    """Read a regular local file within the policy.
+
+    Raises:
+        SourceNotAllowedError: local files are disabled, or the real path leaves ``local_root``.
+        SourceNotFoundError: the file does not exist.
+        InvalidInputError: not a regular file (directory, FIFO, device).
+        FetchTooLargeError: larger than the modality's byte cap.
+    """
+    shown = describe_source(path)
+    if not policy.allow_local or "file" not in policy.allowed_schemes:
+        raise SourceNotAllowedError(
+            f"local file {shown} refused: this FetchPolicy does not allow local files "
+            "(use FetchPolicy(allow_local=True) or pass the bytes)"
+        )
+    real = os.path.realpath(path)
+    if policy.local_root is not None:
+        root = os.path.realpath(policy.local_root)
+        if os.path.commonpath([root, real]) != root:
+            raise SourceNotAllowedError(
+                f"local file {shown} resolves outside the allowed root {describe_source(root)}"
+            )
+    try:
+        st = os.stat(real)
+    except FileNotFoundError as exc:
+        raise SourceNotFoundError(f"no such file: {shown}") from exc
+    except OSError as exc:
+        raise FetchError(f"cannot stat {shown}: {exc.strerror}") from exc
+    if not stat.S_ISREG(st.st_mode):
+        raise InvalidInputError(f"{shown} is not a regular file; pass an image or video file")
+    cap = policy.max_bytes(modality)
+    if st.st_size > cap:
+        raise FetchTooLargeError(
+            f"{shown} is {st.st_size} bytes, above the {modality} cap of {cap} bytes "
+            f"(raise FetchPolicy.max_{modality}_bytes)"
+        )
+    try:
+        with open(real, "rb") as fh:
+            data = fh.read(cap + 1)
+    except OSError as exc:
+        raise FetchError(f"cannot read {shown}: {exc.strerror}") from exc
+    if len(data) > cap:
+        raise FetchTooLargeError(f"{shown} grew above the {modality} cap of {cap} bytes")
+    return Payload(data=data, origin=shown)

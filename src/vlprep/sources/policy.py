@@ -1,0 +1,114 @@
+"""FetchPolicy: which sources may be read, and how long and how much a fetch may take."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Literal
+
+from vlprep.errors import InvalidInputError
+
+__all__ = ["MIB", "FetchPolicy", "Modality"]
+
+MIB = 1024 * 1024
+Modality = Literal["image", "video"]
+_KNOWN_SCHEMES = frozenset({"http", "https", "data", "file"})
+
+
+@dataclass(frozen=True, slots=True)
+class FetchPolicy:
+    """Rules for :func:`vlprep.sources.fetch`, the one function that obtains bytes.
+
+    Attributes:
+        allowed_schemes: URL schemes accepted (subset of http, https, data, file).
+            Bare local paths count as ``file``.
+        allow_local: whether ``file://`` URLs and bare paths may be read at all.
+        local_root: when set, local files must resolve (realpath) inside this folder.
+        allow_private_networks: whether http(s) may reach loopback, private, link-local
+            and other non-public addresses (checked after DNS resolution, every hop).
+        allowed_hosts: when set, the only hostnames http(s) may contact (exact match).
+        connect_timeout: seconds to establish a TCP/TLS connection.
+        read_timeout: seconds a read may wait without receiving any byte.
+        image_deadline / video_deadline: total seconds for one fetch, redirects included.
+        max_image_bytes / max_video_bytes: byte caps on the payload (decoded bytes).
+        max_redirects: redirects followed before failing (https -> http never followed).
+    """
+
+    allowed_schemes: frozenset[str] = _KNOWN_SCHEMES
+    allow_local: bool = True
+    local_root: str | None = None
+    allow_private_networks: bool = True
+    allowed_hosts: frozenset[str] | None = None
+    connect_timeout: float = 5.0
+    read_timeout: float = 10.0
+    image_deadline: float = 30.0
+    video_deadline: float = 120.0
+    max_image_bytes: int = 32 * MIB
+    max_video_bytes: int = 256 * MIB
+    max_redirects: int = 5
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.allowed_schemes, frozenset):
+            object.__setattr__(self, "allowed_schemes", frozenset(self.allowed_schemes))
+        unknown = set(self.allowed_schemes) - _KNOWN_SCHEMES
+        if unknown:
+            raise InvalidInputError(
+                f"unknown schemes {sorted(unknown)}; valid: {sorted(_KNOWN_SCHEMES)}"
+            )
+        if self.allowed_hosts is not None and not isinstance(self.allowed_hosts, frozenset):
+            hosts = frozenset(h.lower() for h in self.allowed_hosts)
+            object.__setattr__(self, "allowed_hosts", hosts)
+        for name in (
+            "connect_timeout",
+            "read_timeout",
+            "image_deadline",
+            "video_deadline",
+        ):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise InvalidInputError(f"FetchPolicy.{name} must be a number of seconds")
+            if not (math.isfinite(value) and value > 0):
+                raise InvalidInputError(f"FetchPolicy.{name} must be > 0, got {value!r}")
+        for name in ("max_image_bytes", "max_video_bytes"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise InvalidInputError(f"FetchPolicy.{name} must be a positive int, got {value!r}")
+        if isinstance(self.max_redirects, bool) or not 0 <= self.max_redirects <= 20:
+            raise InvalidInputError(
+                f"FetchPolicy.max_redirects must be an int in [0, 20], got {self.max_redirects!r}"
+            )
+
+    @classmethod
+    def strict(
+        cls, *, local_root: str | None = None, allowed_hosts: frozenset[str] | None = None
+    ) -> FetchPolicy:
+        """A policy for servers that take sources from strangers.
+
+        http(s) and ``data:`` only; local files only under ``local_root`` when given;
+        no private, loopback, link-local or metadata addresses; optional host allow-list;
+        same timeouts, deadlines and caps as the default.
+        """
+        schemes = {"http", "https", "data"} | ({"file"} if local_root else set())
+        return cls(
+            allowed_schemes=frozenset(schemes),
+            allow_local=local_root is not None,
+            local_root=local_root,
+            allow_private_networks=False,
+            allowed_hosts=allowed_hosts,
+        )
+
+    def deadline(self, modality: Modality) -> float:
+        """Total seconds allowed for one fetch of ``modality``."""
+        return self.image_deadline if modality == "image" else self.video_deadline
+
+    def max_bytes(self, modality: Modality) -> int:
+        """Byte cap for one payload of ``modality``."""
+        return self.max_image_bytes if modality == "image" else self.max_video_bytes
+
+    def replace(self, **changes: object) -> FetchPolicy:
+        """Return a copy with ``changes`` applied (validated again)."""
+        return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
+
+
+DEFAULT_POLICY = FetchPolicy()
