@@ -1,0 +1,79 @@
+"""Resized RGB images -> ``pixel_values`` and ``image_grid_thw``, as transformers computes them.
+
+One pass from uint8: the blocks are reordered while still uint8, then every value goes
+through a 256-entry table per channel that holds exactly the float32 result of
+transformers' PIL-backend rescale and normalise (``float32(v * (1/255))`` then
+``(x - mean) / std`` in float32), so the output is bit-identical without float64 arrays.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from PIL import Image
+
+from vlprep.errors import InvalidInputError
+from vlprep.presets import Preset
+
+__all__ = ["normalization_table", "patchify_image", "patchify_images"]
+
+
+def normalization_table(preset: Preset) -> np.ndarray:
+    """``(3, 256)`` float32: the normalised value of each uint8 level per channel."""
+    levels = (np.arange(256, dtype=np.float64) * (1 / 255)).astype(np.float32)
+    mean = np.asarray(preset.image_mean, dtype=np.float32)[:, None]
+    std = np.asarray(preset.image_std, dtype=np.float32)[:, None]
+    return ((levels[None, :] - mean) / std).astype(np.float32)
+
+
+def patchify_image(image: Image.Image | np.ndarray, preset: Preset) -> tuple[np.ndarray, tuple[int, int, int]]:
+    """Patchify one resized image for ``preset``.
+
+    Args:
+        image: RGB ``PIL.Image`` or uint8 array ``(H, W, 3)``; H and W multiples of
+            ``preset.factor`` (run :func:`vlprep.smart_resize` / :func:`vlprep.fetch_image` first).
+        preset: patch, merge and temporal sizes, mean and std.
+
+    Returns:
+        ``(patches, (1, gh, gw))``: ``patches`` float32 ``(gh * gw, 3 * T * P * P)`` in the
+        merge-blocked row order (rows of one ``m x m`` window adjacent), columns ordered
+        ``(channel, t, dy, dx)``; the still image is repeated ``T = temporal_patch_size`` times.
+    """
+    arr = np.asarray(image.convert("RGB") if isinstance(image, Image.Image) else image)
+    if arr.dtype != np.uint8 or arr.ndim != 3 or arr.shape[2] != 3:
+        raise InvalidInputError(f"expected an RGB uint8 (H, W, 3) image, got {arr.dtype} {arr.shape}")
+    p, m, t = preset.patch_size, preset.merge_size, preset.temporal_patch_size
+    height, width = arr.shape[:2]
+    if height % preset.factor or width % preset.factor:
+        raise InvalidInputError(
+            f"image size {height}x{width} is not a multiple of {preset.factor}; resize it first"
+        )
+    gh, gw = height // p, width // p
+    blocks = arr.reshape(gh // m, m, p, gw // m, m, p, 3).transpose(0, 3, 1, 4, 6, 2, 5)
+    blocks = np.ascontiguousarray(blocks)  # (gh/m, gw/m, m, m, C, P, P) uint8
+    table = normalization_table(preset)
+    out = np.empty((*blocks.shape[:5], t, p, p), dtype=np.float32)
+    for c in range(3):
+        values = table[c][blocks[:, :, :, :, c]]
+        out[:, :, :, :, c] = values[:, :, :, :, None]
+    return out.reshape(gh * gw, 3 * t * p * p), (1, gh, gw)
+
+
+def patchify_images(
+    images: Sequence[Image.Image | np.ndarray], preset: Preset
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Patchify several images and concatenate them in order.
+
+    Returns:
+        ``pixel_values`` float32 ``(sum gh*gw, 3*T*P*P)`` and ``image_grid_thw`` int64
+        ``(n_images, 3)`` rows ``[1, gh, gw]``, equal to transformers' Qwen2-VL image
+        processor (PIL backend) called with ``do_resize=False``.
+    """
+    if not images:
+        raise InvalidInputError("patchify_images needs at least one image")
+    parts = [patchify_image(image, preset) for image in images]
+    pixel_values = torch.from_numpy(np.concatenate([patches for patches, _ in parts]))
+    grid = torch.tensor([g for _, g in parts], dtype=torch.int64)
+    return pixel_values, grid
