@@ -1,0 +1,108 @@
+"""The public API is a contract: pin ``__all__`` and the signatures users call."""
+
+from __future__ import annotations
+
+import inspect
+import subprocess
+import sys
+
+import vlprep
+
+EXPECTED = [
+    "BackendUnavailableError",
+    "DecodeError",
+    "FetchError",
+    "FetchPolicy",
+    "FetchTimeoutError",
+    "FetchTooLargeError",
+    "ImageOptions",
+    "InvalidInputError",
+    "Preset",
+    "QWEN2_5_VL",
+    "QWEN2_VL",
+    "QWEN3_VL",
+    "ResourceLimitError",
+    "SourceNotAllowedError",
+    "SourceNotFoundError",
+    "UnsupportedFormatError",
+    "VlprepError",
+    "__version__",
+    "extract_vision_info",
+    "fetch_image",
+    "get_preset",
+    "process_vision_info",
+    "smart_nframes",
+    "smart_resize",
+]
+
+
+def test_all_is_pinned_and_sorted() -> None:
+    assert vlprep.__all__ == EXPECTED
+    assert vlprep.__all__ == sorted(vlprep.__all__)
+    for name in vlprep.__all__:
+        assert hasattr(vlprep, name), name
+
+
+def test_public_names_are_exactly_all() -> None:
+    public = {n for n in vars(vlprep) if not n.startswith("_") and not inspect.ismodule(getattr(vlprep, n))}
+    assert public | {"__version__"} == set(EXPECTED)
+
+
+def test_signatures_match_qwen_vl_utils() -> None:
+    def params(fn: object) -> list[tuple[str, object]]:
+        sig = inspect.signature(fn)  # type: ignore[arg-type]
+        return [
+            (p.name, p.default)
+            for p in sig.parameters.values()
+            if p.kind is not inspect.Parameter.KEYWORD_ONLY
+        ]
+
+    assert params(vlprep.smart_resize) == [
+        ("height", inspect.Parameter.empty),
+        ("width", inspect.Parameter.empty),
+        ("factor", 28),
+        ("min_pixels", None),
+        ("max_pixels", None),
+    ]
+    assert params(vlprep.fetch_image) == [("ele", inspect.Parameter.empty), ("image_patch_size", 14)]
+    assert params(vlprep.smart_nframes) == [
+        ("ele", inspect.Parameter.empty),
+        ("total_frames", inspect.Parameter.empty),
+        ("video_fps", inspect.Parameter.empty),
+    ]
+    assert params(vlprep.process_vision_info) == [
+        ("conversations", inspect.Parameter.empty),
+        ("return_video_kwargs", False),
+        ("return_video_metadata", False),
+        ("image_patch_size", 14),
+    ]
+    assert params(vlprep.extract_vision_info) == [("conversations", inspect.Parameter.empty)]
+
+
+def test_error_tree() -> None:
+    e = vlprep
+    assert issubclass(e.InvalidInputError, (e.VlprepError, ValueError))
+    assert issubclass(e.SourceNotAllowedError, e.InvalidInputError)
+    assert issubclass(e.FetchError, OSError) and issubclass(e.FetchError, e.VlprepError)
+    assert issubclass(e.FetchTimeoutError, (e.FetchError, TimeoutError))
+    assert issubclass(e.FetchTimeoutError, TimeoutError)
+    assert issubclass(e.FetchTooLargeError, e.FetchError)
+    assert issubclass(e.SourceNotFoundError, FileNotFoundError)
+    assert issubclass(e.DecodeError, ValueError) and issubclass(e.DecodeError, e.VlprepError)
+    assert issubclass(e.UnsupportedFormatError, e.DecodeError)
+    assert issubclass(e.ResourceLimitError, ValueError)
+    assert issubclass(e.BackendUnavailableError, ImportError)
+
+
+def test_import_is_light_and_reads_no_environment() -> None:
+    code = (
+        "import os, sys\n"
+        "class Env(dict):\n"
+        "    def __getitem__(self, k): raise SystemExit('env read at import: ' + k)\n"
+        "    def get(self, k, d=None): raise SystemExit('env read at import: ' + k)\n"
+        "import vlprep\n"
+        "heavy = [m for m in ('transformers', 'av', 'decord', 'torchvision', 'pillow_heif', 'requests') if m in sys.modules]\n"
+        "assert not heavy, heavy\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
