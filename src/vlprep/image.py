@@ -8,7 +8,13 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from vlprep.decode.image import ImageOptions, finish_image, open_image, orient_and_convert
+from vlprep.decode.image import (
+    ImageOptions,
+    finish_image,
+    open_image,
+    orient_and_convert,
+    to_rgb,
+)
 from vlprep.errors import InvalidInputError
 from vlprep.sizing import image_pixel_bounds, smart_resize
 from vlprep.sources import FetchPolicy, fetch
@@ -20,7 +26,7 @@ __all__ = ["fetch_image", "image_target_size", "load_image"]
 def _array_to_pil(value: Any) -> Image.Image:
     module = type(value).__module__
     if module.startswith("torch"):
-        if value.dtype.__repr__() != "torch.uint8":
+        if str(value.dtype) != "torch.uint8":
             raise InvalidInputError(f"image tensors must be uint8, got {value.dtype}")
         arr = value.detach().cpu().numpy()
         if arr.ndim == 3:
@@ -68,7 +74,7 @@ def load_image(
         payload = fetch(source, policy, "image")
         return finish_image(open_image(payload.data, options), options)
     if hasattr(source, "__array__") or type(source).__module__.startswith(("numpy", "torch")):
-        return _array_to_pil(source).convert("RGB")
+        return to_rgb(_array_to_pil(source))
     raise InvalidInputError(
         f"unsupported image source of type {type(source).__name__}: give a PIL image, path, "
         "URL, data URI, bytes, numpy HWC uint8 array or torch CHW uint8 tensor"
