@@ -1,0 +1,245 @@
+"""Hostile and unusual image bytes: typed errors or the documented correct result, fast."""
+
+from __future__ import annotations
+
+import builtins
+import io
+import struct
+import sys
+import time
+import zlib
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from tests.conftest import HOSTILE, encode, photo, shared_media
+from vlprep import (
+    DecodeError,
+    ImageOptions,
+    InvalidInputError,
+    ResourceLimitError,
+    UnsupportedFormatError,
+    VlprepError,
+    fetch_image,
+)
+from vlprep.decode.image import decode_image, open_image, probe_header
+
+
+def png_header_only(width: int, height: int, extra_chunks: bytes = b"") -> bytes:
+    """A PNG whose IHDR claims width x height, with one tiny (wrong) IDAT."""
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + extra_chunks + chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + chunk(b"IEND", b"")
+
+
+EXPECTED_HOSTILE: dict[str, Any] = {
+    "decompression_bomb.gif": ResourceLimitError,
+    "decompression_bomb.ico": UnsupportedFormatError,
+    "decompression_bomb_extents.gif": "ok",
+    "hopper.fits": UnsupportedFormatError,
+    "hopper.psd": UnsupportedFormatError,
+    "hopper.tif": UnsupportedFormatError,
+    "hopper_16bit.pgm": UnsupportedFormatError,
+    "hopper_bad_exif.jpg": "ok",
+    "junk_jpeg_header.jpg": "ok",
+    "pngtest_bad.png.bin": DecodeError,
+    "sugarshack_bad_mpo_header.jpg": "ok",
+    "tRNS_null_1x1.png": "ok",
+    "truncated_jpeg.jpg": DecodeError,
+}
+
+
+@pytest.mark.timeout(10)
+@pytest.mark.parametrize("path", HOSTILE, ids=lambda p: p.name)
+def test_hostile_files(path: Path) -> None:
+    expected = EXPECTED_HOSTILE[path.name]
+    start = time.monotonic()
+    if expected == "ok":
+        image = fetch_image({"image": str(path)})
+        assert image.mode == "RGB" and min(image.size) >= 28
+    else:
+        with pytest.raises(expected) as info:
+            fetch_image({"image": str(path)})
+        message = str(info.value)
+        assert "0x" not in message and "BytesIO" not in message
+    assert time.monotonic() - start < 5
+
+
+def test_junk_header_decodes_full_size() -> None:
+    assert probe_header((shared_media() / "hostile" / "junk_jpeg_header.jpg").read_bytes()).width == 1024
+
+
+def test_opt_in_formats() -> None:
+    hostile = shared_media() / "hostile"
+    tiff = decode_image((hostile / "hopper.tif").read_bytes(), ImageOptions(formats=frozenset({"TIFF"})))
+    assert tiff.size == (128, 128) and tiff.mode == "RGB"
+    pgm = (hostile / "hopper_16bit.pgm").read_bytes()
+    gray = decode_image(pgm, ImageOptions(formats=frozenset({"PPM"})))
+    with Image.open(io.BytesIO(pgm)) as raw:
+        source = np.asarray(raw).astype(np.float64)
+    out = np.asarray(gray)[..., 0].astype(np.float64)
+    # 16-bit samples scaled, not clipped to white: the mean follows source / 257.
+    assert out.mean() == pytest.approx(source.mean() / 257, abs=0.6)
+    assert out.max() < 255 or source.max() > 65000
+
+
+def test_16bit_png_is_scaled_not_clipped() -> None:
+    values = (np.arange(64 * 64, dtype=np.uint32).reshape(64, 64) * 16).astype(np.uint16)
+    data = encode(Image.fromarray(values), "PNG")
+    out = np.asarray(decode_image(data))[..., 0].astype(int)
+    expected = np.floor(values.astype(np.float64) / 257 + 0.5)
+    assert np.abs(out - expected).max() <= 1
+    assert (out == 255).mean() < 0.01 and out.min() == 0  # clipping would make ~99% white
+
+
+@pytest.mark.parametrize(
+    ("data", "error", "match"),
+    [
+        (b"", DecodeError, "empty"),
+        (b"\x00" * 100, DecodeError, "not a recognised image"),
+        (b"<html><body>404</body></html>", DecodeError, "not a recognised image"),
+        (b"%PDF-1.4\n...", UnsupportedFormatError, "PDF"),
+        (b"<?xml version='1.0'?><svg xmlns='http://www.w3.org/2000/svg'/>", UnsupportedFormatError, "SVG"),
+        (b"%!PS-Adobe-3.0 EPSF-3.0", UnsupportedFormatError, "EPS"),
+    ],
+)
+def test_bad_bytes(data: bytes, error: type[Exception], match: str) -> None:
+    with pytest.raises(error, match=match) as info:
+        fetch_image({"image": data})
+    assert "0x" not in str(info.value)
+
+
+def test_truncated_half_jpeg() -> None:
+    data = encode(photo(400, 300), "JPEG")
+    with pytest.raises(DecodeError, match="corrupt or truncated"):
+        fetch_image({"image": data[: len(data) // 2]})
+
+
+def test_tiny_image_upscaled_like_qwen() -> None:
+    assert fetch_image({"image": encode(Image.new("RGB", (1, 1), (9, 9, 9)), "PNG")}).size == (56, 56)
+
+
+def test_thin_image_small_budget_never_zero() -> None:
+    data = encode(photo(5600, 28), "PNG")
+    assert fetch_image({"image": data, "max_pixels": 128 * 28 * 28}).size == (4480, 28)
+
+
+@pytest.mark.parametrize(("w", "h"), [(100000, 1), (1, 300)])
+def test_aspect_ratio_from_header_without_decoding(w: int, h: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    data = png_header_only(w, h)
+    monkeypatch.setattr(Image.Image, "load", lambda self: pytest.fail("decoded pixels"))
+    with pytest.raises(ResourceLimitError, match="aspect ratio"):
+        open_image(data)
+
+
+@pytest.mark.parametrize(("w", "h"), [(30000, 30000), (10000, 10000)])
+def test_pixel_bombs_refused_before_decoding(w: int, h: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    data = png_header_only(w, h)
+    assert len(data) < 1_000_000
+    monkeypatch.setattr(Image.Image, "load", lambda self: pytest.fail("decoded pixels"))
+    with pytest.raises(ResourceLimitError, match="pixels"):
+        fetch_image({"image": data})
+
+
+def test_huge_text_chunk_is_a_decode_error() -> None:
+    # iTXt, compressed flag set: 100 MB of text behind a ~100 KB chunk (Pillow caps at 1 MB).
+    body = b"Comment\x00\x01\x00\x00\x00" + zlib.compress(b"a" * (100 * 1024 * 1024), 9)
+
+    def chunk(kind: bytes, payload: bytes) -> bytes:
+        return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
+
+    good = encode(Image.new("RGB", (8, 8)), "PNG")
+    data = good[:33] + chunk(b"iTXt", body) + good[33:]
+    with pytest.raises(DecodeError):
+        fetch_image({"image": data})
+
+
+def test_first_frame_of_animation_only() -> None:
+    frames = [Image.new("RGB", (64, 64), c) for c in ((255, 0, 0), (0, 255, 0), (0, 0, 255))]
+    buf = io.BytesIO()
+    frames[0].save(buf, "GIF", save_all=True, append_images=frames[1:])
+    assert fetch_image({"image": buf.getvalue()}).getpixel((10, 10))[0] > 200
+    webp = io.BytesIO()
+    frames[1].save(webp, "WEBP", save_all=True, append_images=[frames[0]], lossless=True)
+    assert fetch_image({"image": webp.getvalue()}).getpixel((10, 10))[1] > 200
+
+
+def test_cmyk_matches_its_rgb_twin() -> None:
+    images = shared_media() / "images"
+    cmyk = np.asarray(decode_image((images / "pil_sample_cmyk.jpg").read_bytes())).astype(int)
+    rgb = np.asarray(decode_image((images / "pil_sample_rgb.jpg").read_bytes())).astype(int)
+    assert cmyk.shape == rgb.shape
+    # Pillow's profile-less CMYK conversion (as qwen-vl-utils): measured mean 4.7 levels
+    # from the colour-managed RGB twin; a wrong inversion would be ~100+.
+    assert np.abs(cmyk - rgb).mean() < 6
+    assert np.abs(cmyk.mean(axis=(0, 1)) - rgb.mean(axis=(0, 1))).max() < 8
+
+
+@pytest.mark.parametrize("name", ["uncompressed_la.png", "pil123p.png", "p_trns_single.png", "transparent.png", "caption_6_33_22.png"])
+def test_transparency_is_composited_on_white(name: str) -> None:
+    data = (shared_media() / "images" / name).read_bytes()
+    out = np.asarray(decode_image(data)).astype(int)
+    with Image.open(io.BytesIO(data)) as raw:
+        alpha = np.asarray(raw.convert("RGBA"))[..., 3]
+    assert (alpha == 0).any()
+    assert (out[alpha == 0] == 255).all()
+
+
+def test_orientation_tags_and_bad_exif() -> None:
+    images = shared_media() / "images"
+    base = np.asarray(decode_image((images / "hopper.jpg").read_bytes())).astype(int)
+    for i in range(2, 9):
+        header = probe_header((images / f"hopper_orientation_{i}.jpg").read_bytes())
+        assert header.orientation == i
+        rotated = np.asarray(decode_image((images / f"hopper_orientation_{i}.jpg").read_bytes())).astype(int)
+        # Every orientation file shows the same upright portrait (within JPEG noise).
+        assert np.abs(rotated - base).mean() < 12, i
+    bad = shared_media() / "hostile" / "hopper_bad_exif.jpg"
+    assert probe_header(bad.read_bytes()).orientation == 1
+
+
+def test_heif_without_plugin_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    data = (shared_media() / "images" / "hopper.heif").read_bytes()
+    from PIL import Image as PILImage
+
+    monkeypatch.setattr(PILImage, "OPEN", {k: v for k, v in PILImage.OPEN.items() if k != "HEIF"})
+    monkeypatch.setitem(sys.modules, "pillow_heif", None)
+    real_import = builtins.__import__
+
+    def no_heif(name: str, *args: Any, **kwargs: Any) -> Any:
+        if name == "pillow_heif":
+            raise ImportError("no pillow_heif")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_heif)
+    with pytest.raises(UnsupportedFormatError, match=r"vlprep\[heif\]"):
+        fetch_image({"image": data})
+
+
+def test_heif_with_plugin_decodes() -> None:
+    image = fetch_image({"image": str(shared_media() / "images" / "hopper.heif")})
+    assert image.size == (140, 140)
+
+
+def test_options_validation() -> None:
+    with pytest.raises(InvalidInputError, match="cannot be enabled"):
+        ImageOptions(formats=frozenset({"PSD"}))
+    assert ImageOptions(formats=frozenset({"jpeg"})).formats == frozenset({"JPEG"})
+
+
+def test_custom_pixel_limit() -> None:
+    data = encode(photo(200, 100), "PNG")
+    with pytest.raises(ResourceLimitError, match="20000 pixels"):
+        fetch_image({"image": data}, options=ImageOptions(max_source_pixels=10_000))
+
+
+def test_every_error_is_a_vlprep_error() -> None:
+    for data in (b"", b"GIF89a", b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff\xe0", b"BM" + b"\x00" * 60, b"RIFF\x00\x00\x00\x00WEBP"):
+        with pytest.raises(VlprepError):
+            fetch_image({"image": data})
