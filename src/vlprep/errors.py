@@ -96,7 +96,10 @@ def describe_source(value: object) -> str:
         if value[:5].lower() == "data:":
             head = value[5:].split(",", 1)[0][:40]
             return f"data:{head},<{len(value)} chars>"
-        if len(value) > _MAX_SHOWN:
-            return repr(value[: _MAX_SHOWN - 3] + "...")
-        return repr(value)
+        if len(value) <= _MAX_SHOWN:
+            return repr(value)
+        if "/" not in value and "\\" not in value:
+            return f"<str of {len(value)} chars>"  # likely raw base64: never echo it
+        half = (_MAX_SHOWN - 3) // 2
+        return repr(value[:half] + "..." + value[-half:])
     return f"<{type(value).__name__}>"
