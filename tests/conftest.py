@@ -35,7 +35,11 @@ def photo(width: int, height: int, seed: int = 0) -> Image.Image:
     b = 255 * ((x + y) / (width + height))
     arr = np.stack([r, g, b], axis=-1)
     arr += rng.normal(0, 12, size=arr.shape)
-    arr[(x - width / 3) ** 2 + (y - height / 2) ** 2 < (min(width, height) / 5) ** 2] = (250, 30, 40)
+    arr[(x - width / 3) ** 2 + (y - height / 2) ** 2 < (min(width, height) / 5) ** 2] = (
+        250,
+        30,
+        40,
+    )
     return Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8))
 
 

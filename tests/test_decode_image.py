@@ -32,10 +32,18 @@ def png_header_only(width: int, height: int, extra_chunks: bytes = b"") -> bytes
     """A PNG whose IHDR claims width x height, with one tiny (wrong) IDAT."""
 
     def chunk(kind: bytes, body: bytes) -> bytes:
-        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+        return (
+            struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+        )
 
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + extra_chunks + chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + chunk(b"IEND", b"")
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", ihdr)
+        + extra_chunks
+        + chunk(b"IDAT", zlib.compress(b"\x00" * 64))
+        + chunk(b"IEND", b"")
+    )
 
 
 EXPECTED_HOSTILE: dict[str, Any] = {
@@ -72,12 +80,17 @@ def test_hostile_files(path: Path) -> None:
 
 
 def test_junk_header_decodes_full_size() -> None:
-    assert probe_header((shared_media() / "hostile" / "junk_jpeg_header.jpg").read_bytes()).width == 1024
+    assert (
+        probe_header((shared_media() / "hostile" / "junk_jpeg_header.jpg").read_bytes()).width
+        == 1024
+    )
 
 
 def test_opt_in_formats() -> None:
     hostile = shared_media() / "hostile"
-    tiff = decode_image((hostile / "hopper.tif").read_bytes(), ImageOptions(formats=frozenset({"TIFF"})))
+    tiff = decode_image(
+        (hostile / "hopper.tif").read_bytes(), ImageOptions(formats=frozenset({"TIFF"}))
+    )
     assert tiff.size == (128, 128) and tiff.mode == "RGB"
     pgm = (hostile / "hopper_16bit.pgm").read_bytes()
     gray = decode_image(pgm, ImageOptions(formats=frozenset({"PPM"})))
@@ -105,7 +118,11 @@ def test_16bit_png_is_scaled_not_clipped() -> None:
         (b"\x00" * 100, DecodeError, "not a recognised image"),
         (b"<html><body>404</body></html>", DecodeError, "not a recognised image"),
         (b"%PDF-1.4\n...", UnsupportedFormatError, "PDF"),
-        (b"<?xml version='1.0'?><svg xmlns='http://www.w3.org/2000/svg'/>", UnsupportedFormatError, "SVG"),
+        (
+            b"<?xml version='1.0'?><svg xmlns='http://www.w3.org/2000/svg'/>",
+            UnsupportedFormatError,
+            "SVG",
+        ),
         (b"%!PS-Adobe-3.0 EPSF-3.0", UnsupportedFormatError, "EPS"),
     ],
 )
@@ -122,7 +139,10 @@ def test_truncated_half_jpeg() -> None:
 
 
 def test_tiny_image_upscaled_like_qwen() -> None:
-    assert fetch_image({"image": encode(Image.new("RGB", (1, 1), (9, 9, 9)), "PNG")}).size == (56, 56)
+    assert fetch_image({"image": encode(Image.new("RGB", (1, 1), (9, 9, 9)), "PNG")}).size == (
+        56,
+        56,
+    )
 
 
 def test_thin_image_small_budget_never_zero() -> None:
@@ -131,7 +151,9 @@ def test_thin_image_small_budget_never_zero() -> None:
 
 
 @pytest.mark.parametrize(("w", "h"), [(100000, 1), (1, 300)])
-def test_aspect_ratio_from_header_without_decoding(w: int, h: int, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_aspect_ratio_from_header_without_decoding(
+    w: int, h: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
     data = png_header_only(w, h)
     monkeypatch.setattr(Image.Image, "load", lambda self: pytest.fail("decoded pixels"))
     with pytest.raises(ResourceLimitError, match="aspect ratio"):
@@ -139,7 +161,9 @@ def test_aspect_ratio_from_header_without_decoding(w: int, h: int, monkeypatch: 
 
 
 @pytest.mark.parametrize(("w", "h"), [(30000, 30000), (10000, 10000)])
-def test_pixel_bombs_refused_before_decoding(w: int, h: int, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_pixel_bombs_refused_before_decoding(
+    w: int, h: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
     data = png_header_only(w, h)
     assert len(data) < 1_000_000
     monkeypatch.setattr(Image.Image, "load", lambda self: pytest.fail("decoded pixels"))
@@ -152,7 +176,12 @@ def test_huge_text_chunk_is_a_decode_error() -> None:
     body = b"Comment\x00\x01\x00\x00\x00" + zlib.compress(b"a" * (100 * 1024 * 1024), 9)
 
     def chunk(kind: bytes, payload: bytes) -> bytes:
-        return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
+        return (
+            struct.pack(">I", len(payload))
+            + kind
+            + payload
+            + struct.pack(">I", zlib.crc32(kind + payload))
+        )
 
     good = encode(Image.new("RGB", (8, 8)), "PNG")
     data = good[:33] + chunk(b"iTXt", body) + good[33:]
@@ -181,7 +210,16 @@ def test_cmyk_matches_its_rgb_twin() -> None:
     assert np.abs(cmyk.mean(axis=(0, 1)) - rgb.mean(axis=(0, 1))).max() < 8
 
 
-@pytest.mark.parametrize("name", ["uncompressed_la.png", "pil123p.png", "p_trns_single.png", "transparent.png", "caption_6_33_22.png"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "uncompressed_la.png",
+        "pil123p.png",
+        "p_trns_single.png",
+        "transparent.png",
+        "caption_6_33_22.png",
+    ],
+)
 def test_transparency_is_composited_on_white(name: str) -> None:
     data = (shared_media() / "images" / name).read_bytes()
     out = np.asarray(decode_image(data)).astype(int)
@@ -197,7 +235,9 @@ def test_orientation_tags_and_bad_exif() -> None:
     for i in range(2, 9):
         header = probe_header((images / f"hopper_orientation_{i}.jpg").read_bytes())
         assert header.orientation == i
-        rotated = np.asarray(decode_image((images / f"hopper_orientation_{i}.jpg").read_bytes())).astype(int)
+        rotated = np.asarray(
+            decode_image((images / f"hopper_orientation_{i}.jpg").read_bytes())
+        ).astype(int)
         # Every orientation file shows the same upright portrait (within JPEG noise).
         assert np.abs(rotated - base).mean() < 12, i
     bad = shared_media() / "hostile" / "hopper_bad_exif.jpg"
@@ -240,6 +280,13 @@ def test_custom_pixel_limit() -> None:
 
 
 def test_every_error_is_a_vlprep_error() -> None:
-    for data in (b"", b"GIF89a", b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff\xe0", b"BM" + b"\x00" * 60, b"RIFF\x00\x00\x00\x00WEBP"):
+    for data in (
+        b"",
+        b"GIF89a",
+        b"\x89PNG\r\n\x1a\n",
+        b"\xff\xd8\xff\xe0",
+        b"BM" + b"\x00" * 60,
+        b"RIFF\x00\x00\x00\x00WEBP",
+    ):
         with pytest.raises(VlprepError):
             fetch_image({"image": data})

@@ -19,8 +19,17 @@ from vlprep import DecodeError, ImageOptions, InvalidInputError, fetch_image
 
 logging.getLogger("qwen_vl_utils.vision_process").setLevel(logging.ERROR)
 
-EXIF_ROTATED = {f"hopper_orientation_{i}.jpg" for i in range(2, 9)} | {"exif_imagemagick_orientation.png"}
-TRANSPARENT_NON_RGBA = {"caption_6_33_22.png", "p_trns_single.png", "pil123p.png", "uncompressed_la.png", "1_trns.png", "l_trns.png"}
+EXIF_ROTATED = {f"hopper_orientation_{i}.jpg" for i in range(2, 9)} | {
+    "exif_imagemagick_orientation.png"
+}
+TRANSPARENT_NON_RGBA = {
+    "caption_6_33_22.png",
+    "p_trns_single.png",
+    "pil123p.png",
+    "uncompressed_la.png",
+    "1_trns.png",
+    "l_trns.png",
+}
 NEEDS_PLUGIN = {"hopper.heif"}  # qwen-vl-utils cannot open it; vlprep uses the heif extra
 TRUNCATED = {"ultrahdr.jpg"}  # the shared file is cut short after 48 KB (see docs/deviations.md)
 
@@ -66,7 +75,9 @@ def test_shared_images(path: Path, patch: int) -> None:
         upright = ImageOps.exif_transpose(opened(path))
         np.testing.assert_array_equal(got, qwen(upright, patch))
         # ... and exif_transpose=False restores qwen-vl-utils' result exactly.
-        np.testing.assert_array_equal(ours(str(path), patch, ImageOptions(exif_transpose=False)), qwen(str(path), patch))
+        np.testing.assert_array_equal(
+            ours(str(path), patch, ImageOptions(exif_transpose=False)), qwen(str(path), patch)
+        )
         return
     if name in TRANSPARENT_NON_RGBA:
         # Deviation: every transparent mode goes through the RGBA-on-white path.
@@ -83,10 +94,23 @@ def test_orientation_6_turns_landscape_into_portrait(tmp_path: Path) -> None:
     path.write_bytes(encode(photo(400, 200), "JPEG", exif=exif.tobytes()))
     assert fetch_image({"image": str(path)}).size == (196, 392)  # (w, h): portrait
     assert qv.fetch_image({"image": str(path)}).size == (392, 196)
-    assert fetch_image({"image": str(path)}, options=ImageOptions(exif_transpose=False)).size == (392, 196)
+    assert fetch_image({"image": str(path)}, options=ImageOptions(exif_transpose=False)).size == (
+        392,
+        196,
+    )
 
 
-SIZES = [(4032, 3024), (1920, 1080), (640, 480), (333, 501), (17, 900), (3000, 15), (1, 1), (29, 57), (2000, 2000)]
+SIZES = [
+    (4032, 3024),
+    (1920, 1080),
+    (640, 480),
+    (333, 501),
+    (17, 900),
+    (3000, 15),
+    (1, 1),
+    (29, 57),
+    (2000, 2000),
+]
 BOUNDS: list[dict[str, Any]] = [
     {},
     {"max_pixels": 1280 * 28 * 28},
@@ -106,7 +130,11 @@ def test_generated_photos_all_bounds(tmp_path: Path, width: int, height: int, fm
     path.write_bytes(encode(photo(width, height, seed=width), fmt))
     for patch in (14, 16):
         for ele in BOUNDS:
-            np.testing.assert_array_equal(ours(str(path), patch, **ele), qwen(str(path), patch, **ele), err_msg=str((patch, ele)))
+            np.testing.assert_array_equal(
+                ours(str(path), patch, **ele),
+                qwen(str(path), patch, **ele),
+                err_msg=str((patch, ele)),
+            )
 
 
 def test_every_source_form_gives_the_same_pixels(tmp_path: Path) -> None:

@@ -37,7 +37,7 @@ def test_get_preset(name: str, preset: Preset) -> None:
 
 
 def test_get_preset_unknown_lists_valid() -> None:
-    with pytest.raises(InvalidInputError, match="qwen2.5-vl"):
+    with pytest.raises(InvalidInputError, match=r"qwen2\.5-vl"):
         get_preset("llava")
     assert get_preset(QWEN3_VL) is QWEN3_VL
 

@@ -78,11 +78,15 @@ def test_errors_are_value_errors(ele: dict[str, Any], total: int, match: str) ->
         (None, None, (0, 299, 300)),
     ],
 )
-def test_frame_range_golden(start: float | None, end: float | None, expected: tuple[int, int, int]) -> None:
+def test_frame_range_golden(
+    start: float | None, end: float | None, expected: tuple[int, int, int]
+) -> None:
     assert frame_range(300, 30, start, end) == expected
 
 
-@pytest.mark.parametrize(("start", "end"), [(9.99, None), (5, 5), (float("nan"), None), (None, float("inf"))])
+@pytest.mark.parametrize(
+    ("start", "end"), [(9.99, None), (5, 5), (float("nan"), None), (None, float("inf"))]
+)
 def test_frame_range_errors(start: float | None, end: float | None) -> None:
     with pytest.raises(InvalidInputError):
         frame_range(300, 30, start, end)
@@ -99,7 +103,11 @@ elements = st.fixed_dictionaries(
 
 
 @settings(max_examples=1500, deadline=None)
-@given(ele=elements, total=st.integers(min_value=1, max_value=300_000), fps=st.floats(min_value=0.5, max_value=240))
+@given(
+    ele=elements,
+    total=st.integers(min_value=1, max_value=300_000),
+    fps=st.floats(min_value=0.5, max_value=240),
+)
 def test_smart_nframes_equals_qwen(ele: dict[str, Any], total: int, fps: float) -> None:
     logging.getLogger("qwen_vl_utils.vision_process").setLevel(logging.ERROR)
     try:
@@ -118,7 +126,9 @@ def test_smart_nframes_equals_qwen(ele: dict[str, Any], total: int, fps: float) 
     start=st.none() | st.floats(min_value=-10, max_value=5000),
     end=st.none() | st.floats(min_value=-10, max_value=5000),
 )
-def test_frame_range_equals_qwen(total: int, fps: float, start: float | None, end: float | None) -> None:
+def test_frame_range_equals_qwen(
+    total: int, fps: float, start: float | None, end: float | None
+) -> None:
     ele = {k: v for k, v in (("video_start", start), ("video_end", end)) if v is not None}
     try:
         expected = qv.calculate_video_frame_range(ele, total, fps)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import math
-
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -45,7 +43,9 @@ GOLDEN = [
 
 
 @pytest.mark.parametrize(("hw", "f28", "f32"), GOLDEN)
-def test_golden_default_bounds(hw: tuple[int, int], f28: tuple[int, int], f32: tuple[int, int]) -> None:
+def test_golden_default_bounds(
+    hw: tuple[int, int], f28: tuple[int, int], f32: tuple[int, int]
+) -> None:
     assert smart_resize(*hw, factor=28) == f28
     assert smart_resize(*hw, factor=32) == f32
 
@@ -63,7 +63,9 @@ def test_golden_default_bounds(hw: tuple[int, int], f28: tuple[int, int], f32: t
         ((1000, 3333), 28, 200704, 200704, (224, 812)),
     ],
 )
-def test_golden_custom_bounds(hw: tuple[int, int], factor: int, lo: int, hi: int, expected: tuple[int, int]) -> None:
+def test_golden_custom_bounds(
+    hw: tuple[int, int], factor: int, lo: int, hi: int, expected: tuple[int, int]
+) -> None:
     assert smart_resize(*hw, factor=factor, min_pixels=lo, max_pixels=hi) == expected
 
 
@@ -73,9 +75,15 @@ def test_default_factor_is_28() -> None:
 
 @pytest.mark.parametrize(
     ("hw", "hi", "released"),
-    [((50, 9000), 100000, (0, 4228)), ((639, 31), 20 * 28 * 28, (560, 0)), ((28, 5600), 128 * 28 * 28, (0, 4480))],
+    [
+        ((50, 9000), 100000, (0, 4228)),
+        ((639, 31), 20 * 28 * 28, (560, 0)),
+        ((28, 5600), 128 * 28 * 28, (0, 4480)),
+    ],
 )
-def test_deviation_never_a_zero_side(hw: tuple[int, int], hi: int, released: tuple[int, int]) -> None:
+def test_deviation_never_a_zero_side(
+    hw: tuple[int, int], hi: int, released: tuple[int, int]
+) -> None:
     # The released qwen-vl-utils returns a 0 side here; vlprep clamps to the factor.
     assert qv.smart_resize(*hw, factor=28, max_pixels=hi) == released
     h, w = smart_resize(*hw, factor=28, max_pixels=hi)
@@ -127,7 +135,9 @@ bounds = st.one_of(st.none(), st.integers(min_value=1, max_value=40_000_000))
 
 @settings(max_examples=1500, deadline=None)
 @given(h=sizes, w=sizes, factor=st.sampled_from([28, 32]), lo=bounds, hi=bounds)
-def test_equals_qwen_vl_utils_where_it_is_valid(h: int, w: int, factor: int, lo: int | None, hi: int | None) -> None:
+def test_equals_qwen_vl_utils_where_it_is_valid(
+    h: int, w: int, factor: int, lo: int | None, hi: int | None
+) -> None:
     try:
         expected = qv.smart_resize(h, w, factor=factor, min_pixels=lo, max_pixels=hi)
     except (AssertionError, ValueError):

@@ -65,10 +65,15 @@ def test_data_uri_length_checked_before_decoding(monkeypatch: pytest.MonkeyPatch
 
 def test_data_scheme_can_be_disallowed() -> None:
     with pytest.raises(SourceNotAllowedError, match="data"):
-        fetch(f"data:image/png;base64,{PNG}", FetchPolicy(allowed_schemes=frozenset({"http", "https"})))
+        fetch(
+            f"data:image/png;base64,{PNG}",
+            FetchPolicy(allowed_schemes=frozenset({"http", "https"})),
+        )
 
 
-@pytest.mark.parametrize("url", ["ftp://x/y.png", "gopher://x", "s3://bucket/key", "javascript:alert(1)", "HTTP2://x"])
+@pytest.mark.parametrize(
+    "url", ["ftp://x/y.png", "gopher://x", "s3://bucket/key", "javascript:alert(1)", "HTTP2://x"]
+)
 def test_unknown_schemes(url: str) -> None:
     with pytest.raises(SourceNotAllowedError, match="allowed"):
         fetch(url)
@@ -147,13 +152,19 @@ def test_policy_validation() -> None:
         FetchPolicy(allowed_schemes=frozenset({"ftp"}))
     with pytest.raises(InvalidInputError, match="image_deadline"):
         FetchPolicy(image_deadline=0)
-    with pytest.raises(InvalidInputError, match="max_redirects"):
-        FetchPolicy(max_redirects=-1)
+    for bad in (-1, 2.5, "3", True):
+        with pytest.raises(InvalidInputError, match="max_redirects"):
+            FetchPolicy(max_redirects=bad)  # type: ignore[arg-type]
+    assert FetchPolicy(allowed_hosts=frozenset({"A.Test"})).allowed_hosts == {"a.test"}
     strict = FetchPolicy.strict()
     assert strict.allowed_schemes == frozenset({"http", "https", "data"})
     assert not strict.allow_private_networks and not strict.allow_local
     default = FetchPolicy()
-    assert (default.image_deadline, default.max_image_bytes, default.max_redirects) == (30.0, 32 * MIB, 5)
+    assert (default.image_deadline, default.max_image_bytes, default.max_redirects) == (
+        30.0,
+        32 * MIB,
+        5,
+    )
     assert default.replace(max_redirects=0).max_redirects == 0
 
 

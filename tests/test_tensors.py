@@ -16,7 +16,11 @@ DECODABLE = [p for p in IMAGES if p.name not in {"ultrahdr.jpg"}]
 
 
 def processor(cls: type, preset: Preset) -> object:
-    return cls(patch_size=preset.patch_size, image_mean=list(preset.image_mean), image_std=list(preset.image_std))
+    return cls(
+        patch_size=preset.patch_size,
+        image_mean=list(preset.image_mean),
+        image_std=list(preset.image_std),
+    )
 
 
 @pytest.mark.parametrize("preset", [QWEN2_VL, QWEN3_VL], ids=lambda p: p.name)
@@ -24,11 +28,15 @@ def test_equals_transformers(preset: Preset) -> None:
     images = [fetch_image({"image": str(p)}, preset.patch_size) for p in DECODABLE[:12]]
     images.append(fetch_image({"image": photo(1000, 333)}, preset.patch_size))
     pixel_values, grid = patchify_images(images, preset)
-    pil = processor(Qwen2VLImageProcessorPil, preset)(images=images, do_resize=False, return_tensors="pt")  # type: ignore[operator]
+    pil = processor(Qwen2VLImageProcessorPil, preset)(
+        images=images, do_resize=False, return_tensors="pt"
+    )  # type: ignore[operator]
     assert pixel_values.dtype == torch.float32 and grid.dtype == torch.int64
     assert torch.equal(grid, pil["image_grid_thw"])
     assert torch.equal(pixel_values, pil["pixel_values"])
-    tv = processor(Qwen2VLImageProcessor, preset)(images=images, do_resize=False, return_tensors="pt")  # type: ignore[operator]
+    tv = processor(Qwen2VLImageProcessor, preset)(
+        images=images, do_resize=False, return_tensors="pt"
+    )  # type: ignore[operator]
     assert torch.equal(grid, tv["image_grid_thw"])
     assert (pixel_values - tv["pixel_values"]).abs().max().item() < 1e-6
     width = 3 * preset.temporal_patch_size * preset.patch_size**2

@@ -7,11 +7,11 @@
     │   └── SourceNotAllowedError                the source is refused by the FetchPolicy
     ├── FetchError              (OSError)        the bytes could not be obtained
     │   ├── SourceNotFoundError (FileNotFoundError) a local file does not exist
-    │   ├── FetchTimeoutError   (TimeoutError)   a connect/read timeout or the total deadline passed
+    │   ├── FetchTimeoutError   (TimeoutError)   a connect/read timeout or the deadline passed
     │   └── FetchTooLargeError                   the payload is larger than the policy's byte cap
     ├── DecodeError             (ValueError)     the bytes are not a decodable image/video
-    │   └── UnsupportedFormatError               a format outside the allow-list, or a missing plugin
-    ├── ResourceLimitError      (ValueError)     decoding would exceed a pixel, ratio or memory limit
+    │   └── UnsupportedFormatError               a format outside the allow-list, or no plugin
+    ├── ResourceLimitError      (ValueError)     decoding would exceed a pixel/ratio/memory limit
     └── BackendUnavailableError (ImportError)    an optional dependency is not installed
 
 Leaves also subclass the builtin a caller of qwen-vl-utils already catches, so

@@ -32,7 +32,8 @@ def _array_to_pil(value: Any) -> Image.Image:
         if arr.ndim == 3:
             if arr.shape[0] not in (1, 3, 4):
                 raise InvalidInputError(
-                    f"image tensors must be CHW with 1, 3 or 4 channels, got shape {tuple(arr.shape)}"
+                    "image tensors must be CHW with 1, 3 or 4 channels, "
+                    f"got shape {tuple(arr.shape)}"
                 )
             arr = np.ascontiguousarray(arr.transpose(1, 2, 0))
     else:

@@ -50,7 +50,8 @@ def extract_vision_info(
         for message in conversation:
             if not isinstance(message, Mapping):
                 raise InvalidInputError(
-                    f"each message must be a dict with 'role' and 'content', got {type(message).__name__}"
+                    "each message must be a dict with 'role' and 'content', "
+                    f"got {type(message).__name__}"
                 )
             content = message.get("content")
             if not isinstance(content, list):

@@ -38,7 +38,13 @@ class Preset:
     max_frames: int = 768
 
     def __post_init__(self) -> None:
-        for field in ("patch_size", "merge_size", "temporal_patch_size", "min_frames", "max_frames"):
+        for field in (
+            "patch_size",
+            "merge_size",
+            "temporal_patch_size",
+            "min_frames",
+            "max_frames",
+        ):
             value = getattr(self, field)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise InvalidInputError(f"Preset.{field} must be a positive int, got {value!r}")

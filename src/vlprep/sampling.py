@@ -84,7 +84,7 @@ def smart_nframes(ele: Mapping[str, Any], total_frames: int, video_fps: float) -
                 video_fps,
                 total_frames,
             )
-        wanted = min(min(max(wanted, min_frames), max_frames), total_frames)
+        wanted = min(max(wanted, min_frames), max_frames, total_frames)
         nframes = floor_by_factor(wanted, FRAME_FACTOR)
     if not (FRAME_FACTOR <= nframes <= total_frames):
         raise InvalidInputError(

@@ -87,9 +87,7 @@ def parse_image_element(ele: Mapping[str, Any]) -> ImageSpec:
     min_pixels = number_or_none(ele, "min_pixels")
     max_pixels = number_or_none(ele, "max_pixels")
     if min_pixels is not None and max_pixels is not None and min_pixels > max_pixels:
-        raise InvalidInputError(
-            f"min_pixels ({min_pixels}) must be <= max_pixels ({max_pixels})"
-        )
+        raise InvalidInputError(f"min_pixels ({min_pixels}) must be <= max_pixels ({max_pixels})")
     resized_height = number_or_none(ele, "resized_height")
     resized_width = number_or_none(ele, "resized_width")
     if (resized_height is None) != (resized_width is None):

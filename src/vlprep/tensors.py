@@ -28,7 +28,9 @@ def normalization_table(preset: Preset) -> np.ndarray:
     return ((levels[None, :] - mean) / std).astype(np.float32)
 
 
-def patchify_image(image: Image.Image | np.ndarray, preset: Preset) -> tuple[np.ndarray, tuple[int, int, int]]:
+def patchify_image(
+    image: Image.Image | np.ndarray, preset: Preset
+) -> tuple[np.ndarray, tuple[int, int, int]]:
     """Patchify one resized image for ``preset``.
 
     Args:
@@ -43,7 +45,9 @@ def patchify_image(image: Image.Image | np.ndarray, preset: Preset) -> tuple[np.
     """
     arr = np.asarray(image.convert("RGB") if isinstance(image, Image.Image) else image)
     if arr.dtype != np.uint8 or arr.ndim != 3 or arr.shape[2] != 3:
-        raise InvalidInputError(f"expected an RGB uint8 (H, W, 3) image, got {arr.dtype} {arr.shape}")
+        raise InvalidInputError(
+            f"expected an RGB uint8 (H, W, 3) image, got {arr.dtype} {arr.shape}"
+        )
     p, m, t = preset.patch_size, preset.merge_size, preset.temporal_patch_size
     height, width = arr.shape[:2]
     if height % preset.factor or width % preset.factor:

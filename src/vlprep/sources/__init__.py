@@ -55,9 +55,7 @@ def fetch(
             )
         return Payload(data=data, origin=describe_source(data))
     if not isinstance(source, str):
-        raise InvalidInputError(
-            f"a source must be a str or bytes, got {type(source).__name__}"
-        )
+        raise InvalidInputError(f"a source must be a str or bytes, got {type(source).__name__}")
     if not source:
         raise InvalidInputError("empty source string")
     match = _SCHEME.match(source)
@@ -75,7 +73,9 @@ def fetch(
         return decode_data_uri(source, policy, modality)
     if scheme == "file":
         if not source[:7].lower() == "file://":
-            raise InvalidInputError(f"malformed file URL {describe_source(source)}; use file:///path")
+            raise InvalidInputError(
+                f"malformed file URL {describe_source(source)}; use file:///path"
+            )
         return read_local(path_from_file_url(source), policy, modality)
     if scheme is not None:
         raise SourceNotAllowedError(

@@ -28,7 +28,8 @@ def decode_data_uri(uri: str, policy: FetchPolicy, modality: Modality) -> Payloa
     """
     if "data" not in policy.allowed_schemes:
         raise SourceNotAllowedError(
-            f"data: URIs are not allowed by this FetchPolicy; allowed: {sorted(policy.allowed_schemes)}"
+            "data: URIs are not allowed by this FetchPolicy; "
+            f"allowed: {sorted(policy.allowed_schemes)}"
         )
     header, sep, encoded = uri[5:].partition(",")
     if not sep:
@@ -59,4 +60,6 @@ def decode_data_uri(uri: str, policy: FetchPolicy, modality: Modality) -> Payloa
             f"data: URI payload ({len(encoded)} chars) is not valid base64 "
             "(no whitespace, correct padding)"
         ) from exc
-    return Payload(data=data, origin=f"data:{media_type};base64,<{len(encoded)} chars>", media_type=media_type)
+    return Payload(
+        data=data, origin=f"data:{media_type};base64,<{len(encoded)} chars>", media_type=media_type
+    )

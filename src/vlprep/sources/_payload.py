@@ -23,4 +23,5 @@ class Payload:
     media_type: str | None = None
 
     def __repr__(self) -> str:
-        return f"Payload(<{len(self.data)} bytes>, origin={self.origin}, media_type={self.media_type!r})"
+        size = f"<{len(self.data)} bytes>"
+        return f"Payload({size}, origin={self.origin}, media_type={self.media_type!r})"

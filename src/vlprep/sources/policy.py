@@ -56,7 +56,7 @@ class FetchPolicy:
             raise InvalidInputError(
                 f"unknown schemes {sorted(unknown)}; valid: {sorted(_KNOWN_SCHEMES)}"
             )
-        if self.allowed_hosts is not None and not isinstance(self.allowed_hosts, frozenset):
+        if self.allowed_hosts is not None:
             hosts = frozenset(h.lower() for h in self.allowed_hosts)
             object.__setattr__(self, "allowed_hosts", hosts)
         for name in (
@@ -74,7 +74,9 @@ class FetchPolicy:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise InvalidInputError(f"FetchPolicy.{name} must be a positive int, got {value!r}")
-        if isinstance(self.max_redirects, bool) or not 0 <= self.max_redirects <= 20:
+        redirects = self.max_redirects
+        is_int = isinstance(redirects, int) and not isinstance(redirects, bool)
+        if not is_int or not 0 <= redirects <= 20:
             raise InvalidInputError(
                 f"FetchPolicy.max_redirects must be an int in [0, 20], got {self.max_redirects!r}"
             )
