@@ -1,0 +1,47 @@
+# Two entry points that work on a fresh machine:
+#   make demo  - own venv (.venv-demo, CPU torch 2.13.0), runs the main job on bundled media
+#   make test  - own venv (.venv, torch 2.14.1 + torchvision 0.29.1 for the qwen-vl-utils oracle),
+#                runs lint, type checks and the test suite
+# torch is always pinned and installed first, so pip never resolves a bare "torch" into a
+# multi-GB CUDA download.
+
+PYTHON ?= python3
+TEST_VENV := .venv
+DEMO_VENV := .venv-demo
+TEST_TORCH := torch==2.14.1 torchvision==0.29.1
+DEMO_TORCH := torch==2.13.0
+PIP_FLAGS := --quiet --disable-pip-version-check
+
+.PHONY: demo test lint typecheck pytest bench clean
+
+$(TEST_VENV)/.ready: pyproject.toml
+	test -x $(TEST_VENV)/bin/python || $(PYTHON) -m venv $(TEST_VENV)
+	$(TEST_VENV)/bin/pip install $(PIP_FLAGS) $(TEST_TORCH)
+	$(TEST_VENV)/bin/pip install $(PIP_FLAGS) -e '.[dev,heif,video]'
+	touch $@
+
+$(DEMO_VENV)/.ready: pyproject.toml
+	test -x $(DEMO_VENV)/bin/python || $(PYTHON) -m venv $(DEMO_VENV)
+	$(DEMO_VENV)/bin/pip install $(PIP_FLAGS) $(DEMO_TORCH)
+	$(DEMO_VENV)/bin/pip install $(PIP_FLAGS) -e '.[heif]'
+	touch $@
+
+demo: $(DEMO_VENV)/.ready
+	$(DEMO_VENV)/bin/python examples/demo.py
+
+lint: $(TEST_VENV)/.ready
+	$(TEST_VENV)/bin/ruff check src tests benchmarks examples
+
+typecheck: $(TEST_VENV)/.ready
+	$(TEST_VENV)/bin/mypy --strict src
+
+pytest: $(TEST_VENV)/.ready
+	$(TEST_VENV)/bin/python -m pytest
+
+test: lint typecheck pytest
+
+bench: $(TEST_VENV)/.ready
+	$(TEST_VENV)/bin/python benchmarks/images.py --out docs/performance.md
+
+clean:
+	rm -rf $(TEST_VENV) $(DEMO_VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis

@@ -1,0 +1,79 @@
+"""The main job on bundled media: sizes and token counts per preset, then process_vision_info.
+
+Run with ``make demo`` (or ``python examples/demo.py [FOLDER ...]``). Reads ``fixtures/``
+and, when present, ``../shared/media/images``. Prints one row per image; errors are
+printed as the typed vlprep error each input produced.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+from vlprep import QWEN2_5_VL, QWEN3_VL, VlprepError, fetch_image, process_vision_info
+from vlprep.decode.image import probe_header
+from vlprep.sizing import smart_resize, tokens_for_size
+from vlprep.sources import fetch
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_FOLDERS = [REPO / "fixtures", REPO.parent / "shared" / "media" / "images"]
+SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".mpo", ".avif", ".heif", ".heic"}
+
+
+def describe(path: Path) -> str:
+    try:
+        header = probe_header(fetch(str(path)).data)
+    except VlprepError as exc:
+        return f"{path.name:34} {type(exc).__name__}: {exc}"
+    height, width = header.display_size
+    cells = [f"{path.name:34} {header.format:5} {header.orientation:>2} {width:>5}x{height:<5}"]
+    for preset in (QWEN2_5_VL, QWEN3_VL):
+        rh, rw = smart_resize(
+            height, width, preset.factor, preset.image_min_pixels, preset.image_max_pixels
+        )
+        cells.append(f"{rw:>5}x{rh:<5} {tokens_for_size(rh, rw, preset.factor):>6}")
+    try:
+        fetch_image({"image": str(path)})
+        cells.append("decoded")
+    except VlprepError as exc:
+        cells.append(type(exc).__name__)
+    return " | ".join(cells)
+
+
+def main(argv: list[str]) -> int:
+    folders = [Path(a) for a in argv] or [f for f in DEFAULT_FOLDERS if f.is_dir()]
+    files = sorted(p for f in folders for p in f.rglob("*") if p.suffix.lower() in SUFFIXES)
+    print(
+        f"{'image':34} {'fmt':5} {'or':>2} {'original':11} | {'qwen2.5-vl':12} {'tok':>6} | "
+        f"{'qwen3-vl':12} {'tok':>6} | pixels"
+    )
+    for path in files:
+        print(describe(path))
+    sample = [
+        REPO / "fixtures" / n
+        for n in ("hopper_orientation_6.jpg", "transparent.png", "pil123p.png")
+    ]
+    conversation = [
+        {
+            "role": "user",
+            "content": [
+                *({"type": "image", "image": str(p)} for p in sample),
+                {"type": "text", "text": "Describe."},
+            ],
+        }
+    ]
+    start = time.perf_counter()
+    images, videos = process_vision_info(conversation)
+    took = (time.perf_counter() - start) * 1000
+    print(f"\nprocess_vision_info on a {len(sample)}-image conversation ({took:.1f} ms):")
+    for path, image in zip(sample, images or [], strict=True):
+        size = f"{image.width}x{image.height}"
+        print(f"  {path.name}: {image.mode} {size}, top-left pixel {image.getpixel((0, 0))}")
+    print(f"  videos: {videos}")
+    print("Sizes are (width x height) as displayed; 'or' is the EXIF orientation (applied).")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
