@@ -112,3 +112,11 @@ def test_videos_raise_not_implemented_clearly() -> None:
 def test_malformed_conversations(bad: Any) -> None:
     with pytest.raises(InvalidInputError):
         process_vision_info(bad)
+
+
+def test_non_dict_content_items_are_skipped(pictures: list[str]) -> None:
+    # Deviation: qwen-vl-utils' `"image" in ele` is a substring test on strings.
+    conv = [{"role": "user", "content": ["an image of a cat", {"type": "image", "image": pictures[0]}]}]
+    assert extract_vision_info(conv) == [conv[0]["content"][1]]
+    images, _ = process_vision_info(conv)
+    assert images is not None and len(images) == 1
