@@ -290,3 +290,14 @@ def test_every_error_is_a_vlprep_error() -> None:
     ):
         with pytest.raises(VlprepError):
             fetch_image({"image": data})
+
+
+def test_probe_reads_orientation_without_decoding(monkeypatch: pytest.MonkeyPatch) -> None:
+    images = shared_media() / "images"
+    monkeypatch.setattr(Image.Image, "load", lambda self: pytest.fail("decoded pixels"))
+    # ImageMagick stores EXIF in a PNG text chunk; the header probe still sees Orientation 3.
+    png = probe_header((images / "exif_imagemagick_orientation.png").read_bytes())
+    assert (png.format, png.orientation) == ("PNG", 3)
+    jpeg = probe_header((images / "hopper_orientation_6.jpg").read_bytes())
+    assert (jpeg.orientation, jpeg.display_size) == (6, (128, 128))
+    assert probe_header((images / "hopper.png").read_bytes()).orientation == 1

@@ -8,19 +8,15 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from vlprep.decode.image import (
-    ImageOptions,
-    finish_image,
-    open_image,
-    orient_and_convert,
-    to_rgb,
-)
+from vlprep.decode.image import ImageOptions, decode_image, orient_and_convert, to_rgb
 from vlprep.errors import InvalidInputError
 from vlprep.sizing import image_pixel_bounds, smart_resize
 from vlprep.sources import FetchPolicy, fetch
 from vlprep.specs import ImageSpec, parse_image_element
 
 __all__ = ["fetch_image", "image_target_size", "load_image"]
+
+_DEFAULT_OPTIONS = ImageOptions()
 
 
 def _array_to_pil(value: Any) -> Image.Image:
@@ -68,12 +64,11 @@ def load_image(
     Raises:
         InvalidInputError, FetchError, DecodeError, ResourceLimitError: see the error tree.
     """
-    options = options or ImageOptions()
+    options = options or _DEFAULT_OPTIONS
     if isinstance(source, Image.Image):
         return orient_and_convert(source, options.exif_transpose)
     if isinstance(source, (str, bytes, bytearray, memoryview)):
-        payload = fetch(source, policy, "image")
-        return finish_image(open_image(payload.data, options), options)
+        return decode_image(fetch(source, policy, "image").data, options)
     if hasattr(source, "__array__") or type(source).__module__.startswith(("numpy", "torch")):
         return to_rgb(_array_to_pil(source))
     raise InvalidInputError(

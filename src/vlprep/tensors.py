@@ -28,6 +28,33 @@ def normalization_table(preset: Preset) -> np.ndarray:
     return ((levels[None, :] - mean) / std).astype(np.float32)
 
 
+def _as_rgb_array(image: Image.Image | np.ndarray, preset: Preset) -> np.ndarray:
+    if isinstance(image, Image.Image):
+        image = image if image.mode == "RGB" else image.convert("RGB")
+    arr = np.asarray(image)
+    if arr.dtype != np.uint8 or arr.ndim != 3 or arr.shape[2] != 3:
+        raise InvalidInputError(
+            f"expected an RGB uint8 (H, W, 3) image, got {arr.dtype} {arr.shape}"
+        )
+    height, width = arr.shape[:2]
+    if height % preset.factor or width % preset.factor:
+        raise InvalidInputError(
+            f"image size {height}x{width} is not a multiple of {preset.factor}; resize it first"
+        )
+    return arr
+
+
+def _patchify_into(arr: np.ndarray, preset: Preset, table: np.ndarray, out: np.ndarray) -> None:
+    """Write the patches of ``arr`` into ``out`` (``(gh * gw, 3 * T * P * P)`` float32)."""
+    p, m, t = preset.patch_size, preset.merge_size, preset.temporal_patch_size
+    gh, gw = arr.shape[0] // p, arr.shape[1] // p
+    blocks = arr.reshape(gh // m, m, p, gw // m, m, p, 3).transpose(0, 3, 1, 4, 6, 2, 5)
+    blocks = np.ascontiguousarray(blocks)  # (gh/m, gw/m, m, m, C, P, P) uint8
+    view = out.reshape(gh // m, gw // m, m, m, 3, t, p, p)
+    for c in range(3):
+        view[:, :, :, :, c] = table[c][blocks[:, :, :, :, c]][:, :, :, :, None]
+
+
 def patchify_image(
     image: Image.Image | np.ndarray, preset: Preset
 ) -> tuple[np.ndarray, tuple[int, int, int]]:
@@ -43,32 +70,15 @@ def patchify_image(
         merge-blocked row order (rows of one ``m x m`` window adjacent), columns ordered
         ``(channel, t, dy, dx)``; the still image is repeated ``T = temporal_patch_size`` times.
     """
-    arr = np.asarray(image.convert("RGB") if isinstance(image, Image.Image) else image)
-    if arr.dtype != np.uint8 or arr.ndim != 3 or arr.shape[2] != 3:
-        raise InvalidInputError(
-            f"expected an RGB uint8 (H, W, 3) image, got {arr.dtype} {arr.shape}"
-        )
-    p, m, t = preset.patch_size, preset.merge_size, preset.temporal_patch_size
-    height, width = arr.shape[:2]
-    if height % preset.factor or width % preset.factor:
-        raise InvalidInputError(
-            f"image size {height}x{width} is not a multiple of {preset.factor}; resize it first"
-        )
-    gh, gw = height // p, width // p
-    blocks = arr.reshape(gh // m, m, p, gw // m, m, p, 3).transpose(0, 3, 1, 4, 6, 2, 5)
-    blocks = np.ascontiguousarray(blocks)  # (gh/m, gw/m, m, m, C, P, P) uint8
-    table = normalization_table(preset)
-    out = np.empty((*blocks.shape[:5], t, p, p), dtype=np.float32)
-    for c in range(3):
-        values = table[c][blocks[:, :, :, :, c]]
-        out[:, :, :, :, c] = values[:, :, :, :, None]
-    return out.reshape(gh * gw, 3 * t * p * p), (1, gh, gw)
+    pixel_values, grid = patchify_images([image], preset)
+    gh, gw = int(grid[0, 1]), int(grid[0, 2])
+    return pixel_values.numpy(), (1, gh, gw)
 
 
 def patchify_images(
     images: Sequence[Image.Image | np.ndarray], preset: Preset
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Patchify several images and concatenate them in order.
+    """Patchify several images into one preallocated output, in order.
 
     Returns:
         ``pixel_values`` float32 ``(sum gh*gw, 3*T*P*P)`` and ``image_grid_thw`` int64
@@ -77,7 +87,14 @@ def patchify_images(
     """
     if not images:
         raise InvalidInputError("patchify_images needs at least one image")
-    parts = [patchify_image(image, preset) for image in images]
-    pixel_values = torch.from_numpy(np.concatenate([patches for patches, _ in parts]))
-    grid = torch.tensor([g for _, g in parts], dtype=torch.int64)
-    return pixel_values, grid
+    arrays = [_as_rgb_array(image, preset) for image in images]
+    p = preset.patch_size
+    grids = [(1, a.shape[0] // p, a.shape[1] // p) for a in arrays]
+    rows = [gh * gw for _, gh, gw in grids]
+    out = np.empty((sum(rows), 3 * preset.temporal_patch_size * p * p), dtype=np.float32)
+    table = normalization_table(preset)
+    start = 0
+    for arr, n in zip(arrays, rows, strict=True):
+        _patchify_into(arr, preset, table, out[start : start + n])
+        start += n
+    return torch.from_numpy(out), torch.tensor(grids, dtype=torch.int64)

@@ -8,6 +8,7 @@ white and 16-bit samples scaled (not clipped) to 8 bit.
 
 from __future__ import annotations
 
+import functools
 import io
 import logging
 import struct
@@ -106,6 +107,9 @@ class ImageOptions:
             raise InvalidInputError("max_source_pixels must be >= 1 and max_aspect_ratio >= 1")
 
 
+_DEFAULT_OPTIONS = ImageOptions()
+
+
 @dataclass(frozen=True, slots=True)
 class ImageHeader:
     """What the header says, before decoding.
@@ -131,7 +135,11 @@ class ImageHeader:
 
 @contextmanager
 def _quiet_pillow() -> Iterator[None]:
-    """Keep Pillow's warnings (bomb, malformed MPO) out of the caller; log them instead."""
+    """Keep Pillow's warnings (bomb, malformed MPO) out of the caller; log them instead.
+
+    Entered once per decode. ``warnings.catch_warnings`` swaps process-wide filters, so
+    concurrent decodes in threads may briefly see each other's filters (Python < 3.14).
+    """
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         yield
@@ -154,9 +162,15 @@ def _ensure_plugin(fmt: str) -> None:
         pillow_heif.register_avif_opener()
 
 
-def _registered(formats: frozenset[str]) -> list[str]:
-    Image.init()
+@functools.lru_cache(maxsize=16)
+def _registered_for(formats: frozenset[str], n_plugins: int) -> list[str]:
     return sorted(f for f in formats if f in Image.OPEN)
+
+
+def _registered(formats: frozenset[str]) -> list[str]:
+    """The allowed formats Pillow can open now (plugins such as pillow-heif register late)."""
+    Image.init()
+    return _registered_for(formats, len(Image.OPEN))
 
 
 def open_image(data: bytes, options: ImageOptions | None = None) -> Image.Image:
@@ -171,7 +185,11 @@ def open_image(data: bytes, options: ImageOptions | None = None) -> Image.Image:
             HEIF/AVIF without the plugin (the message names ``vlprep[heif]``).
         ResourceLimitError: more pixels or a higher aspect ratio than allowed.
     """
-    options = options or ImageOptions()
+    with _quiet_pillow():
+        return _open(data, options or _DEFAULT_OPTIONS)
+
+
+def _open(data: bytes, options: ImageOptions) -> Image.Image:
     if not data:
         raise DecodeError("empty image data (0 bytes)")
     sniffed = sniff_format(data[:512])
@@ -186,8 +204,7 @@ def open_image(data: bytes, options: ImageOptions | None = None) -> Image.Image:
         except BackendUnavailableError as exc:
             raise UnsupportedFormatError(str(exc)) from exc
     try:
-        with _quiet_pillow():
-            image = Image.open(io.BytesIO(data), formats=_registered(options.formats))
+        image = Image.open(io.BytesIO(data), formats=_registered(options.formats))
     except Image.DecompressionBombError as exc:
         raise ResourceLimitError(
             f"image header claims more than {options.max_source_pixels} pixels "
@@ -220,10 +237,17 @@ def _check_limits(width: int, height: int, options: ImageOptions) -> None:
 
 
 def orientation_of(image: Image.Image) -> int:
-    """The EXIF Orientation (1-8) of ``image``; 1 when absent or unreadable."""
+    """The EXIF Orientation (1-8) of ``image``; 1 when absent or unreadable.
+
+    Reads only metadata already parsed with the header (``exif`` or an ImageMagick
+    ``Raw profile type exif`` PNG chunk): never decodes pixels. A PNG whose ``eXIf`` chunk
+    follows the pixel data shows its orientation only once the image is loaded.
+    """
+    if "exif" not in image.info and "Raw profile type exif" not in image.info:
+        return 1
     try:
-        with _quiet_pillow():
-            value = image.getexif().get(_ORIENTATION_TAG, 1)
+        # The base-class method: PngImageFile.getexif() would decode the pixels first.
+        value = Image.Image.getexif(image).get(_ORIENTATION_TAG, 1)
     except _DECODER_ERRORS:
         return 1
     return value if isinstance(value, int) and value in _TRANSPOSE else 1
@@ -231,11 +255,10 @@ def orientation_of(image: Image.Image) -> int:
 
 def probe_header(data: bytes, options: ImageOptions | None = None) -> ImageHeader:
     """Header facts of ``data`` without decoding pixels (see :func:`open_image`)."""
-    options = options or ImageOptions()
-    image = open_image(data, options)
-    orientation = 1
-    if options.exif_transpose and "exif" in image.info:
-        orientation = orientation_of(image)
+    options = options or _DEFAULT_OPTIONS
+    with _quiet_pillow():
+        image = _open(data, options)
+        orientation = orientation_of(image) if options.exif_transpose else 1
     return ImageHeader(
         format=str(image.format),
         mode=image.mode,
@@ -293,35 +316,37 @@ def decode_image(data: bytes, options: ImageOptions | None = None) -> Image.Imag
     Raises:
         DecodeError, UnsupportedFormatError, ResourceLimitError: see :func:`open_image`.
     """
-    options = options or ImageOptions()
-    image = open_image(data, options)
-    return finish_image(image, options)
+    options = options or _DEFAULT_OPTIONS
+    with _quiet_pillow():
+        return _finish(_open(data, options), options.exif_transpose)
 
 
 def finish_image(image: Image.Image, options: ImageOptions) -> Image.Image:
-    """Decode the pixels of an opened image, orient it and convert it to RGB."""
+    """Decode the pixels of an image from :func:`open_image`, orient it, convert it to RGB."""
+    with _quiet_pillow():
+        return _finish(image, options.exif_transpose)
+
+
+def orient_and_convert(image: Image.Image, exif_transpose: bool = True) -> Image.Image:
+    """Apply the EXIF orientation (when asked) and convert to RGB (see :func:`to_rgb`).
+
+    For images that are already decoded (``PIL.Image`` sources); a lazy image is loaded.
+    """
+    with _quiet_pillow():
+        return _finish(image, exif_transpose)
+
+
+def _finish(image: Image.Image, exif_transpose: bool) -> Image.Image:
     try:
-        with _quiet_pillow():
-            image.load()
+        image.load()
+        if exif_transpose:
+            method = _TRANSPOSE.get(orientation_of(image))
+            if method is not None:
+                image = image.transpose(method)
+        return to_rgb(image)
     except MemoryError as exc:
         raise ResourceLimitError("not enough memory to decode the image") from exc
     except _DECODER_ERRORS as exc:
         raise DecodeError(
             f"cannot decode {image.format or 'image'} pixels: the data is corrupt or truncated"
         ) from exc
-    return orient_and_convert(image, options.exif_transpose)
-
-
-def orient_and_convert(image: Image.Image, exif_transpose: bool = True) -> Image.Image:
-    """Apply the EXIF orientation (when asked) and convert to RGB (see :func:`to_rgb`)."""
-    if exif_transpose:
-        method = _TRANSPOSE.get(orientation_of(image))
-        if method is not None:
-            image = image.transpose(method)
-    try:
-        with _quiet_pillow():
-            return to_rgb(image)
-    except MemoryError as exc:
-        raise ResourceLimitError("not enough memory to convert the image") from exc
-    except _DECODER_ERRORS as exc:
-        raise DecodeError(f"cannot convert a {image.mode} image to RGB") from exc

@@ -47,8 +47,9 @@ def read_local(path: str, policy: FetchPolicy, modality: Modality) -> Payload:
             f"local file {shown} refused: this FetchPolicy does not allow local files "
             "(use FetchPolicy(allow_local=True) or pass the bytes)"
         )
-    real = os.path.realpath(path)
+    real = path
     if policy.local_root is not None:
+        real = os.path.realpath(path)
         root = os.path.realpath(policy.local_root)
         if os.path.commonpath([root, real]) != root:
             raise SourceNotAllowedError(
@@ -70,7 +71,10 @@ def read_local(path: str, policy: FetchPolicy, modality: Modality) -> Payload:
         )
     try:
         with open(real, "rb") as fh:
-            data = fh.read(cap + 1)
+            # Sized from stat, not cap + 1: no cap-sized buffer for every small file.
+            data = fh.read(min(st.st_size, cap) + 1)
+            if len(data) > st.st_size:  # the file grew after stat: read on, still capped
+                data += fh.read(cap + 1 - len(data))
     except OSError as exc:
         raise FetchError(f"cannot read {shown}: {exc.strerror}") from exc
     if len(data) > cap:
