@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from qwen_vl_utils import vision_process as qv
 
 from vlprep import InvalidInputError, smart_nframes
-from vlprep.sampling import frame_range
+from vlprep.sampling import frame_indices, frame_range, plan_frames, video_frame_pixels
 
 GOLDEN = [
     ({}, 300, 30, 20),
@@ -137,3 +137,115 @@ def test_frame_range_equals_qwen(
             frame_range(total, fps, start, end)
         return
     assert frame_range(total, fps, start, end) == expected
+
+
+@settings(max_examples=1500, deadline=None)
+@given(
+    start=st.integers(min_value=0, max_value=50_000),
+    length=st.integers(min_value=0, max_value=400_000),
+    n=st.integers(min_value=1, max_value=1000),
+)
+def test_frame_indices_equal_torch_linspace(start: int, length: int, n: int) -> None:
+    import torch
+
+    end = start + length
+    assert frame_indices(start, end, n) == torch.linspace(start, end, n).round().long().tolist()
+
+
+@pytest.mark.parametrize(
+    ("total", "n", "expected"),
+    [
+        (
+            300,
+            20,
+            [
+                0,
+                16,
+                31,
+                47,
+                63,
+                79,
+                94,
+                110,
+                126,
+                142,
+                157,
+                173,
+                189,
+                205,
+                220,
+                236,
+                252,
+                268,
+                283,
+                299,
+            ],
+        ),
+        (75, 6, [0, 15, 30, 44, 59, 74]),
+        (30, 4, [0, 10, 19, 29]),
+        (3, 2, [0, 2]),
+    ],
+)
+def test_frame_indices_golden(total: int, n: int, expected: list[int]) -> None:
+    assert frame_indices(0, total - 1, n) == expected
+
+
+def test_plan_matches_reference_cases() -> None:
+    plan = plan_frames(300, 30, video_start=2.0, video_end=5.0)
+    assert plan.indices == (60, 78, 96, 114, 132, 150)
+    assert plan.clip_frames == 91
+    assert plan.sample_fps == pytest.approx(1.978021978)
+    plan = plan_frames(300, 30, nframes=8)
+    assert plan.indices == (0, 43, 85, 128, 171, 214, 256, 299)
+    assert plan.sample_fps == pytest.approx(0.8)
+    assert plan_frames(30, 30).sample_fps == 4.0
+
+
+def test_plan_pads_short_clips_instead_of_failing(caplog: pytest.LogCaptureFixture) -> None:
+    # Deviation: qwen-vl-utils raises "nframes should in interval [2, 1], but got 0".
+    with pytest.raises(ValueError):
+        qv.smart_nframes({}, total_frames=1, video_fps=30)
+    plan = plan_frames(1, 30)
+    assert plan.indices == (0, 0)
+    assert plan.clip_frames == 1
+    assert plan_frames(3, 30, nframes=8).indices == (0, 1, 2, 2)
+    assert "fewer than requested" in caplog.text
+    with pytest.raises(InvalidInputError):
+        plan_frames(300, 30, nframes=1)
+    with pytest.raises(InvalidInputError):
+        plan_frames(300, 30, max_frames=1)
+    with pytest.raises(InvalidInputError):
+        plan_frames(300, 30, fps=2, nframes=8)
+
+
+@pytest.mark.parametrize(
+    ("t", "factor", "hw", "expected_max", "expected_size"),
+    [
+        (4, 28, (1080, 1920), 602112, (560, 1008)),
+        (20, 28, (360, 640), 602112, (364, 644)),
+        (20, 32, (360, 640), 786432, (352, 640)),
+        (302, 28, (1080, 1920), 598124.5, (560, 1008)),
+        (302, 32, (1080, 1920), 781223.8, (640, 1152)),
+        (768, 28, (1080, 1920), 235200, (336, 644)),
+        (768, 32, (1080, 1920), 307200, (384, 736)),
+        (768, 28, (360, 640), 235200, (364, 644)),
+    ],
+)
+def test_video_budget_table(
+    t: int, factor: int, hw: tuple[int, int], expected_max: float, expected_size: tuple[int, int]
+) -> None:
+    from vlprep import smart_resize
+
+    low, high = video_frame_pixels(t, factor)
+    assert low == 128 * factor * factor
+    assert high == pytest.approx(expected_max, rel=1e-6)
+    assert smart_resize(*hw, factor, low, high) == expected_size
+
+
+def test_video_budget_user_max_only_lowers() -> None:
+    assert video_frame_pixels(4, 28, max_pixels=10**9)[1] == 602112
+    assert video_frame_pixels(4, 28, max_pixels=200_000)[1] == 200_000
+    _, high = video_frame_pixels(
+        768, 32, min_pixels=4 * 32 * 32, max_pixels=256 * 32 * 32, total_pixels=20480 * 32 * 32
+    )
+    assert int(high) == 54613
