@@ -173,3 +173,20 @@ def test_empty_and_wrong_types() -> None:
         fetch("")
     with pytest.raises(InvalidInputError, match="str or bytes"):
         fetch(123)  # type: ignore[arg-type]
+
+
+def test_local_path_checks_without_reading(tmp_path: Path) -> None:
+    from vlprep.sources import local_path
+
+    clip = tmp_path / "clip.mp4"
+    clip.write_bytes(b"x" * 100)
+    assert local_path(str(clip)) == str(clip)
+    assert local_path(clip.as_uri()) == str(clip)
+    assert local_path("https://example.test/v.mp4") is None
+    assert local_path("data:video/mp4;base64,AAAA") is None
+    with pytest.raises(FetchTooLargeError):
+        local_path(str(clip), FetchPolicy(max_video_bytes=10))
+    with pytest.raises(SourceNotAllowedError):
+        local_path(str(clip), FetchPolicy.strict())
+    with pytest.raises(SourceNotFoundError):
+        local_path(str(tmp_path / "missing.mp4"))

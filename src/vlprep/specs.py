@@ -9,7 +9,14 @@ from typing import Any
 
 from vlprep.errors import InvalidInputError
 
-__all__ = ["ImageSpec", "number_or_none", "parse_image_element", "unwrap_url"]
+__all__ = [
+    "ImageSpec",
+    "VideoSpec",
+    "number_or_none",
+    "parse_image_element",
+    "parse_video_element",
+    "unwrap_url",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,4 +106,116 @@ def parse_image_element(ele: Mapping[str, Any]) -> ImageSpec:
         max_pixels=max_pixels,
         resized_height=resized_height,
         resized_width=resized_width,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class VideoSpec:
+    """One video element, validated.
+
+    Attributes:
+        source: a path, ``file://``/http(s)/``data:video/...`` URL, bytes, a binary file
+            object, a uint8 array/tensor ``(T, H, W, C)`` or ``(T, C, H, W)``, or a list of
+            frames (anything an image element accepts).
+        fps / nframes / min_frames / max_frames: sampling request (``fps`` xor ``nframes``).
+        video_start / video_end: clip bounds in seconds.
+        min_pixels / max_pixels / total_pixels: per-frame bounds and the clip budget.
+        resized_height / resized_width: explicit frame size (both or neither).
+        sample_fps / raw_fps: for frame lists and arrays: the rate the frames were taken at,
+            and the source video's rate (metadata only).
+    """
+
+    source: object
+    fps: float | None = None
+    nframes: float | None = None
+    min_frames: float | None = None
+    max_frames: float | None = None
+    video_start: float | None = None
+    video_end: float | None = None
+    min_pixels: float | None = None
+    max_pixels: float | None = None
+    total_pixels: float | None = None
+    resized_height: float | None = None
+    resized_width: float | None = None
+    sample_fps: float | None = None
+    raw_fps: float | None = None
+
+
+def _seconds(ele: Mapping[str, Any], key: str) -> float | None:
+    if key not in ele or ele[key] is None:
+        return None
+    value = ele[key]
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise InvalidInputError(
+            f"{key!r} must be a finite number of seconds, got {str(value)[:20]!r}"
+        )
+    return float(value)
+
+
+def _rate(ele: Mapping[str, Any], key: str) -> float | None:
+    """A frame rate that may arrive as a numeric string (the Qwen3-VL README passes '1')."""
+    value = ele.get(key)
+    if isinstance(value, str):
+        text = value
+        try:
+            value = float(text)
+        except ValueError:
+            raise InvalidInputError(f"{key!r} must be a number, got {text[:20]!r}") from None
+    return number_or_none({key: value}, key)
+
+
+def parse_video_element(ele: Mapping[str, Any]) -> VideoSpec:
+    """Validate a video element (``{"type": "video", "video": ..., "fps": 2, ...}``).
+
+    The source is ``ele["video"]``, else ``ele["video_url"]`` (a string or an OpenAI
+    ``{"url": ...}`` dict).
+
+    Raises:
+        InvalidInputError: no source, both ``fps`` and ``nframes``, bad numbers,
+            ``min_pixels > max_pixels``, or ``video_start >= video_end``.
+    """
+    if not isinstance(ele, Mapping):
+        raise InvalidInputError(f"a video element must be a dict, got {type(ele).__name__}")
+    if ele.get("video") is not None:
+        source = ele["video"]
+    elif ele.get("video_url") is not None:
+        source = unwrap_url(ele["video_url"], "video_url")
+    else:
+        raise InvalidInputError("a video element needs a 'video' or 'video_url' key")
+    if ele.get("fps") is not None and ele.get("nframes") is not None:
+        raise InvalidInputError("give either 'fps' or 'nframes' in a video element, not both")
+    numbers = {
+        key: number_or_none(ele, key)
+        for key in (
+            "fps",
+            "nframes",
+            "min_frames",
+            "max_frames",
+            "min_pixels",
+            "max_pixels",
+            "total_pixels",
+            "resized_height",
+            "resized_width",
+        )
+    }
+    if (
+        numbers["min_pixels"] is not None
+        and numbers["max_pixels"] is not None
+        and numbers["min_pixels"] > numbers["max_pixels"]
+    ):
+        raise InvalidInputError(
+            f"min_pixels ({numbers['min_pixels']}) must be <= max_pixels ({numbers['max_pixels']})"
+        )
+    if (numbers["resized_height"] is None) != (numbers["resized_width"] is None):
+        numbers["resized_height"] = numbers["resized_width"] = None
+    start, end = _seconds(ele, "video_start"), _seconds(ele, "video_end")
+    if start is not None and end is not None and start >= end:
+        raise InvalidInputError(f"video_start ({start}s) must be before video_end ({end}s)")
+    return VideoSpec(
+        source=source,
+        video_start=start,
+        video_end=end,
+        sample_fps=_rate(ele, "sample_fps"),
+        raw_fps=_rate(ele, "raw_fps"),
+        **numbers,
     )

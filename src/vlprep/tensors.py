@@ -9,6 +9,7 @@ transformers' PIL-backend rescale and normalise (``float32(v * (1/255))`` then
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Literal
 
 import numpy as np
 import torch
@@ -17,7 +18,15 @@ from PIL import Image
 from vlprep.errors import InvalidInputError
 from vlprep.presets import Preset
 
-__all__ = ["normalization_table", "patchify_image", "patchify_images"]
+__all__ = [
+    "ResizeMode",
+    "normalization_table",
+    "patchify_image",
+    "patchify_images",
+    "resize_frame",
+]
+
+ResizeMode = Literal["exact", "fast"]
 
 
 def normalization_table(preset: Preset) -> np.ndarray:
@@ -98,3 +107,35 @@ def patchify_images(
         _patchify_into(arr, preset, table, out[start : start + n])
         start += n
     return torch.from_numpy(out), torch.tensor(grids, dtype=torch.int64)
+
+
+def resize_frame(
+    frame: np.ndarray, height: int, width: int, mode: ResizeMode = "exact"
+) -> torch.Tensor:
+    """Resize one video frame the way qwen-vl-utils resizes videos.
+
+    Args:
+        frame: uint8 ``(H, W, 3)`` RGB.
+        height, width: target size.
+        mode: ``"exact"`` = torchvision's float bicubic with antialias, rounded and clamped
+            to uint8 (bit-identical to qwen-vl-utils' ``transforms.functional.resize``);
+            ``"fast"`` = torch's uint8 antialiased bicubic kernel (one level off on some
+            pixels, see docs/performance.md).
+
+    Returns:
+        uint8 tensor ``(3, height, width)``.
+    """
+    if not frame.flags.writeable or not frame.flags.c_contiguous:
+        frame = np.array(frame)  # torch.from_numpy warns on read-only arrays (e.g. from PIL)
+    chw = torch.from_numpy(frame).permute(2, 0, 1).unsqueeze(0)
+    if mode == "fast":
+        out = torch.nn.functional.interpolate(
+            chw, size=(height, width), mode="bicubic", antialias=True, align_corners=False
+        )
+        return out[0]
+    if mode != "exact":
+        raise InvalidInputError(f"resize mode must be 'exact' or 'fast', got {mode!r}")
+    out = torch.nn.functional.interpolate(
+        chw.float(), size=(height, width), mode="bicubic", antialias=True, align_corners=False
+    )
+    return out[0].round_().clamp_(0, 255).to(torch.uint8)

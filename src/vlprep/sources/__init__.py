@@ -16,11 +16,11 @@ from vlprep.errors import (
     describe_source,
 )
 from vlprep.sources._data_uri import decode_data_uri
-from vlprep.sources._local import path_from_file_url, read_local
+from vlprep.sources._local import check_local, path_from_file_url, read_local
 from vlprep.sources._payload import Payload
 from vlprep.sources.policy import DEFAULT_POLICY, MIB, FetchPolicy, Modality
 
-__all__ = ["DEFAULT_POLICY", "MIB", "FetchPolicy", "Modality", "Payload", "fetch"]
+__all__ = ["DEFAULT_POLICY", "MIB", "FetchPolicy", "Modality", "Payload", "fetch", "local_path"]
 
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]+):")
 
@@ -83,3 +83,25 @@ def fetch(
             f"allowed: {sorted(policy.allowed_schemes)} or a local path"
         )
     return read_local(source, policy, modality)
+
+
+def local_path(
+    source: str, policy: FetchPolicy | None = None, modality: Modality = "video"
+) -> str | None:
+    """The policy-checked path of a local source, or ``None`` for http(s) and ``data:``.
+
+    Lets a video decoder read a large local file in place (seeking, no copy into memory)
+    under the same rules :func:`fetch` applies: local files allowed, inside
+    ``local_root``, a regular file, within the byte cap.
+
+    Raises:
+        SourceNotAllowedError, SourceNotFoundError, InvalidInputError, FetchTooLargeError.
+    """
+    policy = DEFAULT_POLICY if policy is None else policy
+    match = _SCHEME.match(source)
+    scheme = match.group(1).lower() if match else None
+    if scheme is None:
+        return check_local(source, policy, modality)[0]
+    if scheme == "file" and source[:7].lower() == "file://":
+        return check_local(path_from_file_url(source), policy, modality)[0]
+    return None

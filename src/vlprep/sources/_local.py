@@ -17,7 +17,7 @@ from vlprep.errors import (
 from vlprep.sources._payload import Payload
 from vlprep.sources.policy import FetchPolicy, Modality
 
-__all__ = ["read_local", "path_from_file_url"]
+__all__ = ["check_local", "path_from_file_url", "read_local"]
 
 
 def path_from_file_url(url: str) -> str:
@@ -32,14 +32,14 @@ def path_from_file_url(url: str) -> str:
     return path
 
 
-def read_local(path: str, policy: FetchPolicy, modality: Modality) -> Payload:
-    """Read a regular local file within the policy.
+def check_local(path: str, policy: FetchPolicy, modality: Modality) -> tuple[str, int]:
+    """Apply the policy to a local path without reading it.
+
+    Returns:
+        ``(path_to_open, size_in_bytes)``; the path is the real path when a root is set.
 
     Raises:
-        SourceNotAllowedError: local files are disabled, or the real path leaves ``local_root``.
-        SourceNotFoundError: the file does not exist.
-        InvalidInputError: not a regular file (directory, FIFO, device).
-        FetchTooLargeError: larger than the modality's byte cap.
+        as :func:`read_local`.
     """
     shown = describe_source(path)
     if not policy.allow_local or "file" not in policy.allowed_schemes:
@@ -69,11 +69,25 @@ def read_local(path: str, policy: FetchPolicy, modality: Modality) -> Payload:
             f"{shown} is {st.st_size} bytes, above the {modality} cap of {cap} bytes "
             f"(raise FetchPolicy.max_{modality}_bytes)"
         )
+    return real, st.st_size
+
+
+def read_local(path: str, policy: FetchPolicy, modality: Modality) -> Payload:
+    """Read a regular local file within the policy.
+
+    Raises:
+        SourceNotAllowedError: local files are disabled, or the real path leaves ``local_root``.
+        SourceNotFoundError: the file does not exist.
+        InvalidInputError: not a regular file (directory, FIFO, device).
+        FetchTooLargeError: larger than the modality's byte cap.
+    """
+    real, size = check_local(path, policy, modality)
+    shown, cap = describe_source(path), policy.max_bytes(modality)
     try:
         with open(real, "rb") as fh:
             # Sized from stat, not cap + 1: no cap-sized buffer for every small file.
-            data = fh.read(min(st.st_size, cap) + 1)
-            if len(data) > st.st_size:  # the file grew after stat: read on, still capped
+            data = fh.read(min(size, cap) + 1)
+            if len(data) > size:  # the file grew after stat: read on, still capped
                 data += fh.read(cap + 1 - len(data))
     except OSError as exc:
         raise FetchError(f"cannot read {shown}: {exc.strerror}") from exc
