@@ -1,0 +1,177 @@
+"""Video containers in, metadata and the RGB frames at requested indices out.
+
+:func:`open_video` returns a :class:`VideoReader`: its ``metadata`` is known before any
+frame is requested, and ``frames(indices)`` decodes only what the indices need (seek to
+the keyframe before a far target, decode forward; a dense plan is one sequential pass).
+Backends are imported lazily: PyAV (default, ``pip install 'vlprep[video]'``), decord
+(``pip install 'vlprep[decord]'``) and torchcodec (``pip install torchcodec`` plus FFmpeg).
+
+Every source is a byte string, a binary file object or an already policy-checked local
+path: never a URL. The container is sniffed before FFmpeg sees it (MP4/MOV,
+Matroska/WebM and AVI only), so playlists and other formats that make FFmpeg open further
+URLs are refused up front.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+from typing import BinaryIO
+
+from vlprep.decode.video._source import OpenedSource, open_source, read_head, sniff_container
+from vlprep.decode.video._types import (
+    BACKEND_NAMES,
+    BackendChoice,
+    BackendName,
+    FrameResize,
+    VideoMetadata,
+    VideoOptions,
+    VideoReader,
+)
+from vlprep.errors import BackendUnavailableError, InvalidInputError
+
+__all__ = [
+    "BackendChoice",
+    "BackendName",
+    "FrameResize",
+    "VideoMetadata",
+    "VideoOptions",
+    "VideoReader",
+    "available_backends",
+    "open_video",
+    "probe_video",
+    "resolve_backend",
+]
+
+logger = logging.getLogger(__name__)
+
+_DEFAULT_OPTIONS = VideoOptions()
+_MODULES: dict[str, str] = {"pyav": "av", "decord": "decord", "torchcodec": "torchcodec"}
+_INSTALL: dict[str, str] = {
+    "pyav": "pip install 'vlprep[video]'",
+    "decord": "pip install 'vlprep[decord]'",
+    "torchcodec": "pip install torchcodec (it also needs the FFmpeg shared libraries)",
+}
+
+VideoInput = bytes | bytearray | memoryview | BinaryIO | str | os.PathLike[str]
+
+
+def _importable(name: BackendName) -> bool:
+    """Whether the backend's module imports (torchcodec: and its FFmpeg libraries load)."""
+    try:
+        if name == "torchcodec":
+            importlib.import_module("torchcodec.decoders")
+            # torchcodec imports without FFmpeg; it then reports no FFmpeg version.
+            if getattr(importlib.import_module("torchcodec"), "ffmpeg_major_version", 0) is None:
+                return False
+        else:
+            importlib.import_module(_MODULES[name])
+    except Exception:  # ImportError, OSError or RuntimeError from missing shared libraries
+        logger.debug("video backend %s is not usable", name, exc_info=True)
+        return False
+    return True
+
+
+def available_backends() -> list[BackendName]:
+    """The backends that import in this environment, in ``"auto"`` preference order."""
+    order: tuple[BackendName, ...] = ("pyav", "torchcodec", "decord")
+    return [name for name in order if _importable(name)]
+
+
+def resolve_backend(
+    options: VideoOptions | None = None, backend: BackendName | None = None
+) -> BackendName:
+    """The backend a call would use: ``backend``, else ``options.backend``, else auto.
+
+    Raises:
+        InvalidInputError: an unknown backend name.
+        BackendUnavailableError: the requested backend (or, for ``"auto"``, every
+            backend) is not installed; the message names what to install.
+    """
+    choice: BackendChoice = (
+        backend if backend is not None else (options or _DEFAULT_OPTIONS).backend
+    )
+    if choice == "auto":
+        auto_order: tuple[BackendName, ...] = ("pyav", "torchcodec", "decord")
+        for name in auto_order:
+            if _importable(name):
+                return name
+        raise BackendUnavailableError(
+            "no video backend is installed; install PyAV with: pip install 'vlprep[video]'"
+        )
+    if choice not in BACKEND_NAMES:
+        raise InvalidInputError(
+            f"video backend must be one of {['auto', *BACKEND_NAMES]}, got {str(choice)[:32]!r}"
+        )
+    if not _importable(choice):
+        raise BackendUnavailableError(
+            f"video backend {choice!r} is not available; install it with: {_INSTALL[choice]}"
+        )
+    return choice
+
+
+def open_video(
+    source: VideoInput,
+    options: VideoOptions | None = None,
+    *,
+    backend: BackendName | None = None,
+) -> VideoReader:
+    """Open a video for frame access.
+
+    Args:
+        source: the encoded container as ``bytes``, a seekable binary file object (not
+            closed by the reader), or a local path already allowed by the fetch policy
+            (opened and closed by the reader). Never a URL.
+        options: limits and the backend choice (:class:`VideoOptions`).
+        backend: overrides ``options.backend``.
+
+    Returns:
+        An open :class:`VideoReader`; close it, or use it as a context manager.
+
+    Raises:
+        InvalidInputError: a URL, a bad source type or an unknown backend.
+        SourceNotFoundError: a missing local path.
+        BackendUnavailableError: the chosen backend is not installed (no fallback).
+        DecodeError: empty, corrupt or truncated data; no video stream; no decodable frame.
+        UnsupportedFormatError: a container or codec outside the allow-lists.
+        ResourceLimitError: duration, frame size or index size above the limits.
+    """
+    options = options or _DEFAULT_OPTIONS
+    name = resolve_backend(options, backend)
+    opened = open_source(source)
+    try:
+        return _open_with(name, opened, options)
+    except BaseException:
+        opened.close()
+        raise
+
+
+def _open_with(name: BackendName, opened: OpenedSource, options: VideoOptions) -> VideoReader:
+    kind = sniff_container(read_head(opened.file))
+    if name == "pyav":
+        from vlprep.decode.video._pyav import PyAVReader
+
+        return PyAVReader(opened, kind, options)
+    if name == "decord":
+        from vlprep.decode.video._decord import DecordReader
+
+        return DecordReader(opened, options)
+    from vlprep.decode.video._torchcodec import TorchCodecReader
+
+    return TorchCodecReader(opened, options)
+
+
+def probe_video(
+    source: VideoInput,
+    options: VideoOptions | None = None,
+    *,
+    backend: BackendName | None = None,
+) -> VideoMetadata:
+    """The :class:`VideoMetadata` of ``source``; same arguments and errors as :func:`open_video`.
+
+    The packets are indexed without decoding; PyAV decodes the first frame only (to read
+    the display matrix and prove that the stream decodes).
+    """
+    with open_video(source, options, backend=backend) as reader:
+        return reader.metadata

@@ -1,0 +1,403 @@
+"""PyAV backend: the default. Only the planned frames are decoded, within limits.
+
+Opening: the container was sniffed already (MP4/MOV, Matroska/WebM, AVI); FFmpeg is told
+that demuxer explicitly (no probing), gets the data through a Python file object, may open
+no nested URL (``protocol_whitelist`` ``none`` and an ``io_open`` that refuses), and may
+only open allow-listed decoders, even inside ``avformat_find_stream_info``. Then the
+stream, codec, frame size and duration are checked, the packets are indexed without
+decoding (:mod:`._pyav_index`), and one frame is decoded to read the display matrix.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections import deque
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, NoReturn, cast
+
+import numpy as np
+
+from vlprep.decode.video._pyav_index import (
+    FrameIndex,
+    header_seconds,
+    scan_index,
+    stream_timing,
+)
+from vlprep.decode.video._rotation import IDENTITY, Display, display_from_matrix
+from vlprep.decode.video._source import Container, OpenedSource
+from vlprep.decode.video._types import (
+    ACCEPTED_CODECS,
+    VideoMetadata,
+    VideoOptions,
+    check_frame_limits,
+    check_indices,
+)
+from vlprep.errors import DecodeError, ResourceLimitError, UnsupportedFormatError
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator, Sequence
+
+    from av.container import InputContainer
+    from av.video.frame import VideoFrame
+    from av.video.stream import VideoStream
+
+__all__ = ["PyAVReader"]
+
+logger = logging.getLogger(__name__)
+
+_DEMUXERS = {"mov": "mov,mp4,m4a,3gp,3g2,mj2", "matroska": "matroska,webm", "avi": "avi"}
+# Decoder implementation names FFmpeg may pick for ACCEPTED_CODECS (codec_whitelist matches these).
+_DECODERS = (
+    "h264,hevc,vp8,vp9,libvpx,libvpx-vp9,av1,libdav1d,libaom-av1,mpeg4,mjpeg,"
+    "mpeg1video,mpeg2video,theora"
+)
+_MAX_BAD_PACKETS = 32  # consecutive packets that fail to decode before giving up
+_SEEK_GAIN = 12  # seek only when that skips at least this many frames (a flush costs too)
+_PACKET_SLACK = 64  # packets walked beyond max_frames_decoded (decoder delay, skipped data)
+
+
+def _refuse_nested_open(url: str, flags: int, options: dict[str, str]) -> NoReturn:
+    raise PermissionError("nested open refused by vlprep")
+
+
+def _av_errors() -> tuple[type[BaseException], ...]:
+    import av
+
+    return (av.error.FFmpegError, OSError, ValueError, EOFError, RuntimeError, MemoryError)
+
+
+class _Decoded:
+    __slots__ = ("array", "frame", "pos")
+
+    def __init__(self, frame: VideoFrame, pos: int | None) -> None:
+        self.frame = frame
+        self.pos = pos
+        self.array: np.ndarray | None = None
+
+
+class PyAVReader:
+    """A video opened with PyAV. See :class:`vlprep.decode.video.VideoReader`.
+
+    Attributes:
+        metadata: the stream's :class:`VideoMetadata` (``backend="pyav"``).
+        frames_decoded: frames the decoder produced so far (all calls, including the
+            first frame decoded at open); tests use it to check that plans stay sparse.
+    """
+
+    metadata: VideoMetadata
+    frames_decoded: int
+
+    def __init__(self, opened: OpenedSource, kind: Container, options: VideoOptions) -> None:
+        self._opened = opened
+        self._options = options
+        self._container: InputContainer | None = None
+        self.frames_decoded = 0
+        self._pending: deque[VideoFrame] = deque()
+        self._cur: _Decoded | None = None
+        self._pos: int | None = None
+        self._eof = True
+        self._resync = False
+        self._bad_packets = 0
+        self._call_frames = 0
+        self._call_packets = 0
+        self._display: Display = IDENTITY
+        try:
+            self._open(kind)
+        except BaseException:
+            self.close()
+            raise
+
+    # -- opening -------------------------------------------------------------------------
+    def _open(self, kind: Container) -> None:
+        import av
+
+        try:
+            container = av.open(
+                self._opened.file,
+                mode="r",
+                format=kind,
+                options={"codec_whitelist": _DECODERS},
+                container_options={"protocol_whitelist": "none", "format_whitelist": kind},
+                io_open=_refuse_nested_open,
+            )
+        except PermissionError as exc:
+            raise UnsupportedFormatError(
+                "the container references other files or URLs; refused"
+            ) from exc
+        except _av_errors() as exc:
+            raise DecodeError(
+                f"cannot open the video: the {kind} data is corrupt, truncated or not a video"
+            ) from exc
+        self._container = container
+        if container.format.name not in (kind, _DEMUXERS[kind]):
+            raise UnsupportedFormatError(
+                f"container format {container.format.name[:40]!r} is not accepted"
+            )
+        best = container.streams.best("video")
+        if best is None:
+            raise DecodeError("no video stream in this file (audio-only or empty container)")
+        stream = cast("VideoStream", best)
+        self._stream = stream
+        ctx = stream.codec_context
+        if ctx is None:  # PyAV#2344: decoding such a stream can crash the interpreter
+            raise DecodeError(
+                "the video stream has no usable decoder (unknown codec or truncated file)"
+            )
+        codec = ctx.codec.canonical_name
+        if codec not in ACCEPTED_CODECS:
+            raise UnsupportedFormatError(
+                f"video codec {codec[:32]!r} is not accepted; accepted: {sorted(ACCEPTED_CODECS)}"
+            )
+        width, height = int(ctx.width), int(ctx.height)
+        if width < 1 or height < 1:
+            raise DecodeError(f"the video stream header has an empty frame size {width}x{height}")
+        header_duration = header_seconds(container, stream)
+        check_frame_limits(width, height, header_duration, self._options)
+        for other in container.streams:
+            if other.index != stream.index:
+                other.discard = av.stream.Discard.all  # skip their data while demuxing
+        self._index: FrameIndex = scan_index(container, stream, kind != "avi", self._options)
+        timing = stream_timing(stream, self._index, header_duration)
+        check_frame_limits(width, height, max(timing.duration, timing.span), self._options)
+        ctx.options = {"max_pixels": str(self._options.max_frame_pixels)}
+        ctx.thread_type = "AUTO"
+        first = self._first_frame()
+        if not self._index.by_pts and ctx.has_b_frames:
+            # AVI has no presentation timestamps: with frame reordering (open GOPs drop
+            # leading frames after a seek) counting from a keyframe would be off, so
+            # these streams are decoded sequentially from the start.
+            self._index = dataclasses.replace(self._index, key_positions=(), key_seek=())
+        self._display = display_from_matrix(_display_matrix(first))
+        if self._display.swaps:
+            width, height = height, width
+        self.metadata = VideoMetadata(
+            backend="pyav",
+            stream_index=int(stream.index),
+            fps=timing.fps,
+            total_frames=len(self._index),
+            duration=timing.duration,
+            width=width,
+            height=height,
+            rotation=self._display.rotation,
+            codec=codec,
+            pix_fmt=ctx.pix_fmt,
+            frame_times=timing.frame_times,
+        )
+
+    @property
+    def _open_container(self) -> InputContainer:
+        if self._container is None:
+            raise DecodeError("the video reader is closed")
+        return self._container
+
+    def _first_frame(self) -> VideoFrame:
+        self._seek(None)
+        self._call_frames = self._call_packets = 0
+        item = self._decode_next()
+        while item is not None and item.pos is None:
+            item = self._decode_next()
+        if item is None:
+            raise DecodeError("no decodable video frames")
+        self._cur = item
+        return item.frame
+
+    # -- decoding ------------------------------------------------------------------------
+    def _seek(self, key: tuple[int, int] | None) -> None:
+        """Seek to a keyframe ``(position, timestamp)``, or to the start when ``None``."""
+        container = self._open_container
+        if key is None:
+            known = [s for s in self._index.stamps if s is not None] + list(self._index.key_seek)
+            position, ts = 0, min(known, default=0)
+        else:
+            position, ts = key
+        try:
+            container.seek(ts, stream=self._stream, backward=True)
+        except _av_errors():
+            try:
+                container.seek(ts, stream=self._stream, backward=False)
+            except _av_errors() as exc:
+                raise DecodeError("cannot seek in the video stream (corrupt index)") from exc
+        self._demux = container.demux(self._stream)
+        self._pending.clear()
+        self._cur = None
+        self._pos = position - 1
+        self._eof = False
+        self._resync = not self._index.by_pts
+
+    def _read_packet(self) -> Any:
+        try:
+            packet = next(self._demux)
+        except StopIteration:
+            return None
+        except _av_errors() as exc:
+            logger.debug("demuxing stopped early: %s", type(exc).__name__)
+            return None
+        if packet.size == 0:
+            return None
+        self._call_packets += 1
+        if self._call_packets > self._options.max_frames_decoded + _PACKET_SLACK:
+            self._over_budget()
+        if self._resync and packet.dts is not None:
+            self._resync = False
+            position = self._index.position_of_dts(int(packet.dts))
+            if position is not None:
+                self._pos = position - 1
+        return packet
+
+    def _decode_next(self) -> _Decoded | None:
+        """The next decoded frame and its index (``None`` when unknown), or ``None`` at EOF."""
+        while not self._pending:
+            if self._eof:
+                return None
+            packet = self._read_packet()
+            if packet is None:
+                self._eof = True
+            try:
+                frames = self._stream.decode(packet)
+                self._bad_packets = 0
+            except _av_errors() as exc:
+                self._bad_packets += 1
+                logger.debug("a video packet failed to decode: %s", type(exc).__name__)
+                if self._bad_packets > _MAX_BAD_PACKETS:
+                    raise DecodeError(
+                        f"the video data is corrupt: {_MAX_BAD_PACKETS} consecutive packets "
+                        "failed to decode"
+                    ) from exc
+                continue
+            self._pending.extend(frames)
+        frame = self._pending.popleft()
+        self.frames_decoded += 1
+        self._call_frames += 1
+        if self._call_frames > self._options.max_frames_decoded:
+            self._over_budget()
+        if self._index.by_pts and frame.pts is not None:
+            position: int | None = self._index.position_of_pts(int(frame.pts))
+        else:
+            position = None if self._pos is None else self._pos + 1
+        if position is not None:
+            self._pos = position
+        return _Decoded(frame, position)
+
+    def _over_budget(self) -> NoReturn:
+        raise ResourceLimitError(
+            f"decoding the requested frames needs more than "
+            f"{self._options.max_frames_decoded} frames to be walked; raise "
+            "VideoOptions.max_frames_decoded or request fewer/closer frames"
+        )
+
+    def _needs_seek(self, target: int) -> tuple[bool, tuple[int, int] | None]:
+        key = self._index.keyframe_at_or_before(target)
+        pos = self._pos
+        if self._eof and not self._pending:
+            return True, key
+        if pos is None or pos >= target:
+            return True, key
+        return (key is not None and key[0] > pos + _SEEK_GAIN), key
+
+    def _frame_at(self, target: int) -> np.ndarray:
+        cur = self._cur
+        if cur is not None and cur.pos == target:
+            return self._array(cur)
+        seek, key = self._needs_seek(target)
+        if seek:
+            self._seek(key)
+        just_seeked = seek
+        while True:
+            item = self._decode_next()
+            if item is None:
+                return self._past_end(target)
+            self._cur = item
+            if item.pos is None:
+                continue
+            if item.pos == target:
+                return self._array(item)
+            if item.pos > target:
+                if just_seeked and key is not None:  # landed past the target: step back
+                    key = self._index.keyframe_before(key)
+                    self._seek(key)
+                    continue
+                logger.debug("frame %d was not produced; using frame %d", target, item.pos)
+                return self._array(item)
+            just_seeked = False
+
+    def _past_end(self, target: int) -> np.ndarray:
+        last = self._cur
+        if last is None:
+            raise DecodeError(
+                f"frame {target} of {len(self._index)} could not be decoded (corrupt or "
+                "truncated video)"
+            )
+        logger.warning(
+            "video frame %d of %d could not be decoded (truncated or corrupt); repeating "
+            "the last decoded frame",
+            target,
+            len(self._index),
+        )
+        return self._array(last)
+
+    def _array(self, item: _Decoded) -> np.ndarray:
+        if item.array is None:
+            try:
+                rgb = item.frame.to_ndarray(format="rgb24")
+            except _av_errors() as exc:
+                raise DecodeError("cannot convert a decoded video frame to RGB") from exc
+            item.array = np.ascontiguousarray(self._display.transform(rgb))
+        return item.array
+
+    # -- public --------------------------------------------------------------------------
+    def frames(self, indices: Sequence[int]) -> Iterator[np.ndarray]:
+        """Yield one ``uint8`` ``(H, W, 3)`` RGB array per index, in displayed orientation.
+
+        Args:
+            indices: non-decreasing frame indices in ``[0, total_frames)``; repeats allowed.
+
+        Raises:
+            InvalidInputError: a bad plan (raised here, before decoding).
+            DecodeError: the data cannot be decoded.
+            ResourceLimitError: more than ``max_frames_decoded`` frames would be walked.
+        """
+        if self._container is None:
+            raise DecodeError("the video reader is closed")
+        plan = check_indices(indices, len(self._index))
+        return self._frames(plan)
+
+    def _frames(self, plan: list[int]) -> Iterator[np.ndarray]:
+        self._call_frames = self._call_packets = 0
+        for target in plan:
+            if self._container is None:
+                raise DecodeError("the video reader was closed during iteration")
+            yield self._frame_at(target)
+
+    def close(self) -> None:
+        """Close the container and the file we opened (idempotent)."""
+        container, self._container = self._container, None
+        self._pending.clear()
+        self._cur = None
+        if container is not None:
+            try:
+                container.close()
+            except _av_errors():
+                logger.debug("error while closing the container", exc_info=True)
+        self._opened.close()
+
+    def __enter__(self) -> PyAVReader:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+def _display_matrix(frame: VideoFrame) -> bytes | None:
+    from av.sidedata.sidedata import Type
+
+    side_data: Any = frame.side_data  # a SideDataContainer (the stub says SideData)
+    for side in side_data:
+        if side.type == Type.DISPLAYMATRIX:
+            return bytes(side)
+    return None

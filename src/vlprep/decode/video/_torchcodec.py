@@ -1,0 +1,171 @@
+"""torchcodec backend (optional: ``pip install torchcodec`` plus the FFmpeg libraries).
+
+torchcodec gets the data as a file object, never a path or URL; the container was sniffed
+before. It scans the file in ``seek_mode="exact"`` (frame ``i`` = ``i``-th presentation
+timestamp, like decord and the PyAV backend) and applies the display rotation itself
+(torchcodec >= 0.11; ``width``/``height`` are post-rotation). Differences from PyAV:
+
+* the codec allow-list is checked after torchcodec has opened the stream (before any
+  frame is requested); the nested-URL and decoder whitelists cannot be set;
+* ``max_packets_scanned`` is not applied (torchcodec scans the whole file);
+* ``frame_times`` is ``None`` (torchcodec does not expose them without decoding);
+* ``frames_decoded`` is an estimate from torchcodec's keyframe list.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from collections.abc import Iterator, Sequence
+from types import TracebackType
+from typing import Any
+
+import numpy as np
+
+from vlprep.decode.video._source import OpenedSource
+from vlprep.decode.video._types import (
+    ACCEPTED_CODECS,
+    VideoMetadata,
+    VideoOptions,
+    WalkEstimate,
+    check_frame_limits,
+    check_indices,
+)
+from vlprep.errors import BackendUnavailableError, DecodeError, UnsupportedFormatError
+
+__all__ = ["TorchCodecReader"]
+
+logger = logging.getLogger(__name__)
+
+_CHUNK = 8
+_ERRORS = (RuntimeError, ValueError, IndexError, OSError, MemoryError)
+
+
+def _decoder_class() -> Any:
+    try:
+        torchcodec = importlib.import_module("torchcodec")
+        decoders = importlib.import_module("torchcodec.decoders")
+    except ImportError as exc:
+        raise BackendUnavailableError(
+            "video backend 'torchcodec' is not installed: pip install torchcodec "
+            "(it also needs the FFmpeg shared libraries)"
+        ) from exc
+    if getattr(torchcodec, "ffmpeg_major_version", 0) is None:
+        raise BackendUnavailableError(
+            "torchcodec is installed but cannot load the FFmpeg libraries; install FFmpeg "
+            "(versions 4-8) or use backend='pyav'"
+        )
+    return decoders.VideoDecoder
+
+
+class TorchCodecReader:
+    """A video opened with torchcodec. See :class:`vlprep.decode.video.VideoReader`.
+
+    Attributes:
+        metadata: the stream's :class:`VideoMetadata` (``backend="torchcodec"``).
+        frames_decoded: estimated frames walked so far.
+    """
+
+    metadata: VideoMetadata
+    frames_decoded: int
+
+    def __init__(self, opened: OpenedSource, options: VideoOptions) -> None:
+        self._opened = opened
+        self._options = options
+        self.frames_decoded = 0
+        self._decoder: Any = None
+        try:
+            self._open(_decoder_class())
+        except BaseException:
+            self.close()
+            raise
+
+    def _open(self, decoder_class: Any) -> None:
+        try:
+            decoder = decoder_class(self._opened.file, seek_mode="exact", dimension_order="NHWC")
+            meta = decoder.metadata
+            keys = list(decoder._get_key_frame_indices())
+        except _ERRORS as exc:
+            raise DecodeError(
+                "torchcodec cannot open the video (corrupt, truncated or no video stream)"
+            ) from exc
+        self._decoder = decoder
+        codec = str(meta.codec or "unknown")
+        if codec not in ACCEPTED_CODECS:
+            raise UnsupportedFormatError(
+                f"video codec {codec[:32]!r} is not accepted; accepted: {sorted(ACCEPTED_CODECS)}"
+            )
+        total = int(meta.num_frames or 0)
+        header = float(getattr(meta, "duration_seconds_from_header", None) or 0.0)
+        duration = header or float(meta.duration_seconds or 0.0)
+        # frames / header duration is FFmpeg's avg_frame_rate for MP4 and Matroska, the
+        # value decord and the PyAV backend report.
+        fps = total / header if header > 0 else float(meta.average_fps or 0.0)
+        if duration <= 0 and fps > 0:
+            duration = total / fps
+        width, height = int(meta.width or 0), int(meta.height or 0)
+        if total < 1 or width < 1 or height < 1 or not fps > 0:
+            raise DecodeError("no decodable video frames")
+        check_frame_limits(width, height, duration, self._options)
+        ccw = meta.rotation or 0.0
+        self._walk = WalkEstimate(keys, self._options)
+        self.metadata = VideoMetadata(
+            backend="torchcodec",
+            stream_index=int(meta.stream_index),
+            fps=fps,
+            total_frames=total,
+            duration=duration,
+            width=width,
+            height=height,
+            rotation=round(-float(ccw) / 90.0) * 90 % 360,
+            codec=codec,
+            pix_fmt=getattr(meta, "pixel_format", None),
+            frame_times=None,
+        )
+
+    def frames(self, indices: Sequence[int]) -> Iterator[np.ndarray]:
+        """Yield one ``uint8`` ``(H, W, 3)`` RGB array per index, displayed orientation.
+
+        Raises:
+            InvalidInputError: a bad plan (raised here, before decoding).
+            DecodeError: torchcodec failed.
+            ResourceLimitError: more than ``max_frames_decoded`` frames would be walked.
+        """
+        if self._decoder is None:
+            raise DecodeError("the video reader is closed")
+        plan = check_indices(indices, self.metadata.total_frames)
+        return self._frames(plan)
+
+    def _frames(self, plan: list[int]) -> Iterator[np.ndarray]:
+        walked = 0
+        for start in range(0, len(plan), _CHUNK):
+            chunk = plan[start : start + _CHUNK]
+            cost = self._walk.cost(chunk)
+            walked += cost
+            self._walk.check(walked)
+            if self._decoder is None:
+                raise DecodeError("the video reader was closed during iteration")
+            try:
+                batch = self._decoder.get_frames_at(chunk).data.numpy()
+            except _ERRORS as exc:
+                raise DecodeError("torchcodec failed to decode the requested frames") from exc
+            self.frames_decoded += cost
+            for i in range(len(chunk)):
+                yield np.ascontiguousarray(batch[i])
+            del batch
+
+    def close(self) -> None:
+        """Release the decoder and the file we opened (idempotent)."""
+        self._decoder = None
+        self._opened.close()
+
+    def __enter__(self) -> TorchCodecReader:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()

@@ -1,0 +1,250 @@
+"""Value types shared by the video backends: options, metadata, the reader protocol."""
+
+from __future__ import annotations
+
+import bisect
+import math
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Literal, Protocol, get_args, runtime_checkable
+
+import numpy as np
+
+from vlprep.errors import InvalidInputError, ResourceLimitError
+
+__all__ = [
+    "ACCEPTED_CODECS",
+    "BACKEND_NAMES",
+    "BackendChoice",
+    "BackendName",
+    "FrameResize",
+    "VideoMetadata",
+    "VideoOptions",
+    "VideoReader",
+    "WalkEstimate",
+    "check_frame_limits",
+    "check_indices",
+]
+
+BackendName = Literal["pyav", "decord", "torchcodec"]
+BackendChoice = Literal["auto", "pyav", "decord", "torchcodec"]
+FrameResize = Literal["exact", "fast"]
+BACKEND_NAMES: tuple[str, ...] = get_args(BackendName)
+_CHOICES: tuple[str, ...] = get_args(BackendChoice)
+_RESIZES: tuple[str, ...] = get_args(FrameResize)
+ACCEPTED_CODECS = frozenset(
+    {"h264", "hevc", "vp8", "vp9", "av1", "mpeg4", "mjpeg", "mpeg1video", "mpeg2video", "theora"}
+)
+"""Video codecs decoded (FFmpeg codec names). JPEG 2000 and everything else is refused."""
+
+
+@dataclass(frozen=True, slots=True)
+class VideoOptions:
+    """How a video container is opened and how much work one call may do.
+
+    Attributes:
+        backend: ``"auto"`` (PyAV if importable, else torchcodec if it imports and works,
+            else decord), or one backend by name. No silent fallback on errors.
+        max_duration: longest video accepted, in seconds, checked from the metadata before
+            any frame is decoded (``ResourceLimitError`` above it).
+        max_frame_pixels: largest ``width * height`` of one frame, checked before decoding.
+        max_packets_scanned: most packets read while building the frame index (a
+            demux-only pass, no decoding).
+        max_frames_decoded: most frames decoded (walked) by one ``frames()`` call; bounds
+            the work of a plan on a long video with sparse keyframes.
+        resize: frame resize kernel used by :func:`vlprep.video.fetch_video` (``"exact"``
+            = qwen-vl-utils' float bicubic, ``"fast"`` = torch's uint8 kernel); the
+            decoders ignore it.
+        max_list_frames: most items in a frame-list video, checked by
+            :func:`vlprep.video.fetch_video`; the decoders ignore it.
+    """
+
+    backend: BackendChoice = "auto"
+    max_duration: float = 7200.0
+    max_frame_pixels: int = 8192 * 8192
+    max_packets_scanned: int = 500_000
+    max_frames_decoded: int = 36_000
+    resize: FrameResize = "exact"
+    max_list_frames: int = 768
+
+    def __post_init__(self) -> None:
+        if self.backend not in _CHOICES:
+            raise InvalidInputError(
+                f"VideoOptions.backend must be one of {list(_CHOICES)}, "
+                f"got {str(self.backend)[:32]!r}"
+            )
+        duration = self.max_duration
+        if (
+            isinstance(duration, bool)
+            or not isinstance(duration, (int, float))
+            or math.isnan(duration)
+            or duration <= 0
+        ):
+            raise InvalidInputError(
+                f"VideoOptions.max_duration must be a positive number of seconds, "
+                f"got {duration!r:.32}"
+            )
+        if self.resize not in _RESIZES:
+            raise InvalidInputError(
+                f"VideoOptions.resize must be one of {list(_RESIZES)}, "
+                f"got {str(self.resize)[:32]!r}"
+            )
+        for name in (
+            "max_frame_pixels",
+            "max_packets_scanned",
+            "max_frames_decoded",
+            "max_list_frames",
+        ):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise InvalidInputError(
+                    f"VideoOptions.{name} must be a positive int, got {value!r:.32}"
+                )
+
+
+@dataclass(frozen=True, slots=True)
+class VideoMetadata:
+    """Facts about the chosen video stream, known before frames are decoded.
+
+    Attributes:
+        backend: ``"pyav"``, ``"decord"`` or ``"torchcodec"``.
+        stream_index: container index of the chosen video stream.
+        fps: average frame rate (what decord's ``get_avg_fps()`` reports).
+        total_frames: frames in the stream, in presentation order; frame ``i`` is the
+            frame with the ``i``-th smallest presentation timestamp (decord's definition).
+        duration: seconds.
+        width: displayed width in pixels (after rotation).
+        height: displayed height in pixels (after rotation).
+        rotation: clockwise degrees applied to the stored frames for display
+            (0, 90, 180 or 270).
+        codec: codec name (``"h264"``, ``"hevc"``, ...); ``"unknown"`` when the backend
+            does not say.
+        pix_fmt: stored pixel format (``"yuv420p"``, ...), when known.
+        frame_times: presentation time in seconds from the stream start of each frame,
+            ``total_frames`` values in index order, when the backend knows them.
+    """
+
+    backend: str
+    stream_index: int
+    fps: float
+    total_frames: int
+    duration: float
+    width: int
+    height: int
+    rotation: int
+    codec: str
+    pix_fmt: str | None
+    frame_times: tuple[float, ...] | None
+
+
+@runtime_checkable
+class VideoReader(Protocol):
+    """An open video: metadata plus frames at requested indices. Close it (or use ``with``)."""
+
+    metadata: VideoMetadata
+
+    def frames(self, indices: Sequence[int]) -> Iterator[np.ndarray]:
+        """Yield one ``uint8`` ``(H, W, 3)`` RGB array per index, displayed orientation.
+
+        ``indices`` are non-decreasing, may repeat, each in ``[0, total_frames)``; they
+        are validated when ``frames`` is called, before anything is decoded. A later call
+        may start anywhere (the reader seeks back). Iterate one ``frames`` call at a time.
+        """
+        ...
+
+    def close(self) -> None:
+        """Release the container and any file the reader opened."""
+        ...
+
+    def __enter__(self) -> VideoReader: ...
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None: ...
+
+
+def check_frame_limits(
+    width: int, height: int, duration: float | None, options: VideoOptions
+) -> None:
+    """Refuse a stream whose frame size or duration is above the limits (before decoding).
+
+    Raises:
+        ResourceLimitError: ``width * height > max_frame_pixels`` or
+            ``duration > max_duration``.
+    """
+    pixels = width * height
+    if pixels > options.max_frame_pixels:
+        raise ResourceLimitError(
+            f"video frames are {width}x{height} = {pixels} pixels, above the limit of "
+            f"{options.max_frame_pixels}; raise VideoOptions.max_frame_pixels if intended"
+        )
+    if duration is not None and duration > options.max_duration:
+        raise ResourceLimitError(
+            f"video lasts {duration:.3f} s, above the limit of {options.max_duration:g} s; "
+            "raise VideoOptions.max_duration if intended"
+        )
+
+
+def check_indices(indices: Sequence[int], total_frames: int) -> list[int]:
+    """Validate a frame plan: ints, non-decreasing, each in ``[0, total_frames)``.
+
+    Returns:
+        The indices as a list of Python ints.
+
+    Raises:
+        InvalidInputError: a non-integer, decreasing or out-of-range index.
+    """
+    out: list[int] = []
+    previous = 0
+    for raw in indices:
+        if isinstance(raw, bool) or not isinstance(raw, (int, np.integer)):
+            raise InvalidInputError(f"frame indices must be ints, got {type(raw).__name__}")
+        index = int(raw)
+        if not 0 <= index < total_frames:
+            raise InvalidInputError(
+                f"frame index {index} is outside [0, {total_frames}) for this video"
+            )
+        if index < previous:
+            raise InvalidInputError(
+                f"frame indices must be non-decreasing, got {index} after {previous}"
+            )
+        previous = index
+        out.append(index)
+    return out
+
+
+class WalkEstimate:
+    """Frames a seek-and-decode-forward reader walks, estimated from its keyframe list.
+
+    For backends that decode inside one call (decord, torchcodec): each target costs the
+    frames from the last keyframe at or before it (or from the previous target, when that
+    is closer) up to the target.
+    """
+
+    def __init__(self, keyframes: Sequence[int], options: VideoOptions) -> None:
+        self._keys = sorted(int(k) for k in keyframes) or [0]
+        self._limit = options.max_frames_decoded
+        self._pos = -1
+
+    def cost(self, targets: Sequence[int]) -> int:
+        """Frames walked to reach ``targets`` (sorted, duplicates allowed) from here."""
+        total = 0
+        for target in sorted(set(targets)):
+            k = bisect.bisect_right(self._keys, target) - 1
+            key = self._keys[k] if k >= 0 else 0
+            start = self._pos + 1 if key <= self._pos < target else key
+            total += max(target - start + 1, 0)
+            self._pos = target
+        return total
+
+    def check(self, walked: int) -> None:
+        """Raise :class:`ResourceLimitError` when ``walked`` exceeds ``max_frames_decoded``."""
+        if walked > self._limit:
+            raise ResourceLimitError(
+                f"decoding the requested frames needs more than {self._limit} frames to be "
+                "walked; raise VideoOptions.max_frames_decoded or request fewer/closer frames"
+            )
