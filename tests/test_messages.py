@@ -102,9 +102,9 @@ def test_missing_source_is_a_value_error() -> None:
         process_vision_info([{"role": "user", "content": [{"type": "image"}]}])
 
 
-def test_videos_raise_not_implemented_clearly() -> None:
-    conv = [{"role": "user", "content": [{"type": "video", "video": "clip.mp4"}]}]
-    with pytest.raises(NotImplementedError, match="video"):
+def test_missing_video_file_is_file_not_found(tmp_path: Path) -> None:
+    conv = [{"role": "user", "content": [{"type": "video", "video": str(tmp_path / "clip.mp4")}]}]
+    with pytest.raises(FileNotFoundError):
         process_vision_info(conv)
 
 
@@ -116,7 +116,9 @@ def test_malformed_conversations(bad: Any) -> None:
 
 def test_non_dict_content_items_are_skipped(pictures: list[str]) -> None:
     # Deviation: qwen-vl-utils' `"image" in ele` is a substring test on strings.
-    conv = [{"role": "user", "content": ["an image of a cat", {"type": "image", "image": pictures[0]}]}]
+    conv = [
+        {"role": "user", "content": ["an image of a cat", {"type": "image", "image": pictures[0]}]}
+    ]
     assert extract_vision_info(conv) == [conv[0]["content"][1]]
     images, _ = process_vision_info(conv)
     assert images is not None and len(images) == 1

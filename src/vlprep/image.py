@@ -87,8 +87,8 @@ def image_target_size(spec: ImageSpec, height: int, width: int, factor: int) -> 
     default_min, default_max = image_pixel_bounds(factor)
     if spec.resized_height is not None and spec.resized_width is not None:
         return smart_resize(
-            spec.resized_height,  # type: ignore[arg-type]
-            spec.resized_width,  # type: ignore[arg-type]
+            spec.resized_height,
+            spec.resized_width,
             factor=factor,
             min_pixels=default_min,
             max_pixels=default_max,

@@ -8,9 +8,11 @@ from typing import Any
 from PIL import Image
 
 from vlprep.decode.image import ImageOptions
+from vlprep.decode.video import VideoOptions
 from vlprep.errors import InvalidInputError
 from vlprep.image import fetch_image
 from vlprep.sources import FetchPolicy
+from vlprep.video import fetch_video
 
 __all__ = ["extract_vision_info", "process_vision_info"]
 
@@ -72,6 +74,7 @@ def process_vision_info(
     *,
     policy: FetchPolicy | None = None,
     options: ImageOptions | None = None,
+    video_options: VideoOptions | None = None,
 ) -> tuple[Any, ...]:
     """Load every image and video of the conversation(s), like qwen-vl-utils.
 
@@ -79,18 +82,21 @@ def process_vision_info(
         conversations: one conversation (list of message dicts) or a batch of them.
         return_video_kwargs: also return ``{"do_sample_frames": False, "fps": [...]}``
             (``"fps"`` omitted when ``return_video_metadata`` is set, as upstream).
-        return_video_metadata: return each video as ``(tensor, metadata)``.
+        return_video_metadata: return each video as ``(tensor, metadata)``; see
+            :func:`vlprep.video.fetch_video`.
         image_patch_size: 14 for Qwen2/2.5-VL, 16 for Qwen3-VL.
         policy: fetch rules for every source.
-        options: image decode rules.
+        options: image decode rules (also for frame-list videos).
+        video_options: video backend, limits and resize mode.
 
     Returns:
         ``(images, videos)`` or ``(images, videos, video_kwargs)``; ``images`` is a list of
-        RGB ``PIL.Image`` (or ``None`` when there are none), ``videos`` likewise.
+        RGB ``PIL.Image`` (or ``None`` when there are none); ``videos`` a list of float32
+        ``(T, 3, H, W)`` tensors (or ``(tensor, metadata)`` pairs), or ``None``.
 
     Raises:
-        InvalidInputError: an element without a source; see :func:`fetch_image` for the rest.
-        NotImplementedError: video elements (video loading is not part of this release yet).
+        InvalidInputError: an element without a source; see :func:`fetch_image` and
+            :func:`fetch_video` for the rest.
     """
     images: list[Image.Image] = []
     videos: list[Any] = []
@@ -98,11 +104,18 @@ def process_vision_info(
     for ele in extract_vision_info(conversations):
         if any(ele.get(k) is not None for k in ("image", "image_url")):
             images.append(fetch_image(ele, image_patch_size, policy=policy, options=options))
-        elif any(k in ele for k in _VIDEO_KEYS):
-            raise NotImplementedError(
-                "video elements are not supported by this vlprep release yet; "
-                "pass images only or use qwen-vl-utils for video until fetch_video lands"
+        elif any(ele.get(k) is not None for k in _VIDEO_KEYS):
+            video, fps = fetch_video(
+                ele,
+                image_patch_size,
+                return_video_sample_fps=True,
+                return_video_metadata=return_video_metadata,
+                policy=policy,
+                options=video_options,
+                image_options=options,
             )
+            videos.append(video)
+            sample_fps.append(fps)
         else:
             raise InvalidInputError(
                 "a vision element needs an 'image', 'image_url' or 'video' source, "

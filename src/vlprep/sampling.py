@@ -7,9 +7,10 @@
 
 from __future__ import annotations
 
+import bisect
 import logging
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,6 +30,8 @@ __all__ = [
     "FramePlan",
     "frame_indices",
     "frame_range",
+    "indices_at_times",
+    "is_variable_rate",
     "plan_frames",
     "smart_nframes",
     "video_frame_pixels",
@@ -257,3 +260,31 @@ def plan_frames(
         indices += [indices[-1]] * (padded - len(indices))
     sample_fps = len(indices) / max(clip, 1e-6) * video_fps
     return FramePlan(indices=tuple(indices), sample_fps=sample_fps, clip_frames=clip)
+
+
+def is_variable_rate(frame_times: Sequence[float], fps: float) -> bool:
+    """Whether presentation times stray more than one frame from a constant ``fps`` grid."""
+    if len(frame_times) < 3 or not fps > 0:
+        return False
+    origin = frame_times[0]
+    return max(abs(t - origin - i / fps) for i, t in enumerate(frame_times)) > 1.0 / fps
+
+
+def indices_at_times(frame_times: Sequence[float], indices: Sequence[int], fps: float) -> list[int]:
+    """Re-aim planned indices at the times they stand for on a variable-rate clip.
+
+    qwen-vl-utils treats index ``i`` as time ``i / fps``; on a variable-frame-rate file
+    that is not where frame ``i`` is shown. This returns, for each planned index, the frame
+    displayed at ``frame_times[0] + i / fps`` (the last frame whose time is not later,
+    ties to the nearer), keeping the order.
+    """
+    origin = frame_times[0]
+    chosen = []
+    for index in indices:
+        target = origin + index / fps
+        pos = bisect.bisect_right(frame_times, target + 1e-9) - 1
+        pos = min(max(pos, 0), len(frame_times) - 1)
+        if pos + 1 < len(frame_times) and frame_times[pos + 1] - target < target - frame_times[pos]:
+            pos += 1
+        chosen.append(pos)
+    return chosen

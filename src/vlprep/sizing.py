@@ -59,8 +59,8 @@ def _check_positive(name: str, value: object) -> float:
 
 
 def smart_resize(
-    height: int,
-    width: int,
+    height: float,
+    width: float,
     factor: int = 28,
     min_pixels: float | None = None,
     max_pixels: float | None = None,

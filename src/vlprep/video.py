@@ -1,0 +1,255 @@
+"""``fetch_video``: one video element -> float32 ``(T, 3, H, W)`` frames, metadata, sample fps.
+
+Orchestration only: the element is parsed once (``specs``), the frames are planned before
+anything is decoded (``sampling``), the container bytes come from the one fetch path
+(``sources``), only the planned frames are decoded (``decode.video``) and each frame is
+resized as it arrives (``tensors.resize_frame``) into a preallocated output.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import numpy as np
+import torch
+
+from vlprep.decode.image import ImageOptions
+from vlprep.decode.video import VideoMetadata, VideoOptions, open_video
+from vlprep.errors import DecodeError, InvalidInputError, ResourceLimitError, VlprepError
+from vlprep.image import load_image
+from vlprep.sampling import (
+    FRAME_FACTOR,
+    indices_at_times,
+    is_variable_rate,
+    plan_frames,
+    video_frame_pixels,
+)
+from vlprep.sizing import ceil_by_factor, image_pixel_bounds, smart_resize
+from vlprep.sources import FetchPolicy, fetch, local_path
+from vlprep.specs import VideoSpec, parse_video_element
+from vlprep.tensors import resize_frame
+
+__all__ = ["fetch_video", "video_target_size"]
+
+logger = logging.getLogger(__name__)
+
+MAX_LOAD_WORKERS = 8
+_DEFAULT_OPTIONS = VideoOptions()
+_QWEN_BACKENDS = {"decord": "decord", "torchcodec": "torchcodec", "torchvision": "pyav"}
+
+VideoResult = tuple[torch.Tensor, dict[str, Any], float]
+
+
+def video_target_size(
+    spec: VideoSpec, height: int, width: int, nframes: int, factor: int
+) -> tuple[int, int]:
+    """Frame size for a clip of ``nframes`` frames of ``height x width``, as qwen-vl-utils.
+
+    ``resized_height``/``resized_width`` (both) win, snapped with the image bounds;
+    otherwise the per-frame budget of :func:`vlprep.sampling.video_frame_pixels`.
+    """
+    if spec.resized_height is not None and spec.resized_width is not None:
+        image_low, image_high = image_pixel_bounds(factor)
+        return smart_resize(spec.resized_height, spec.resized_width, factor, image_low, image_high)
+    low, high = video_frame_pixels(
+        nframes, factor, spec.min_pixels, spec.max_pixels, spec.total_pixels
+    )
+    return smart_resize(height, width, factor, low, high)
+
+
+def _backend(options: VideoOptions) -> str | None:
+    """The backend to ask for: the options, else qwen-vl-utils' env override (read now)."""
+    if options.backend != "auto":
+        return options.backend
+    forced = os.environ.get("FORCE_QWENVL_VIDEO_READER")
+    if not forced:
+        return None
+    if forced not in _QWEN_BACKENDS:
+        raise InvalidInputError(
+            f"FORCE_QWENVL_VIDEO_READER={forced[:20]!r} is not a known backend; "
+            f"valid: {sorted(_QWEN_BACKENDS)}"
+        )
+    return _QWEN_BACKENDS[forced]
+
+
+def _container(source: object, policy: FetchPolicy | None) -> object:
+    if isinstance(source, str):
+        path = local_path(source, policy, "video")
+        return path if path is not None else fetch(source, policy, "video").data
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        return fetch(source, policy, "video").data
+    return source  # a binary file object
+
+
+def _from_container(
+    spec: VideoSpec, factor: int, policy: FetchPolicy | None, options: VideoOptions
+) -> VideoResult:
+    handle = _container(spec.source, policy)
+    with open_video(handle, options, backend=_backend(options)) as reader:  # type: ignore[arg-type]
+        meta: VideoMetadata = reader.metadata
+        plan = plan_frames(
+            meta.total_frames,
+            meta.fps,
+            fps=spec.fps,
+            nframes=spec.nframes,
+            min_frames=spec.min_frames,
+            max_frames=spec.max_frames,
+            video_start=spec.video_start,
+            video_end=spec.video_end,
+        )
+        indices = list(plan.indices)
+        if meta.frame_times and is_variable_rate(meta.frame_times, meta.fps):
+            # Deviation: sample a variable-frame-rate clip by time, report the real indices.
+            indices = indices_at_times(meta.frame_times, indices, meta.fps)
+        height, width = video_target_size(spec, meta.height, meta.width, len(indices), factor)
+        video = torch.empty((len(indices), 3, height, width), dtype=torch.float32)
+        count = 0
+        for count, frame in enumerate(reader.frames(indices), start=1):
+            video[count - 1] = resize_frame(frame, height, width, options.resize)
+    if count != len(indices):
+        raise DecodeError(f"the video yielded {count} of {len(indices)} planned frames")
+    metadata = {
+        "fps": meta.fps,
+        "frames_indices": indices,
+        "total_num_frames": plan.clip_frames,
+        "video_backend": meta.backend,
+    }
+    return video, metadata, plan.sample_fps
+
+
+def _frames_from_array(value: Any) -> list[np.ndarray]:
+    arr = (
+        value.detach().cpu().numpy()
+        if type(value).__module__.startswith("torch")
+        else np.asarray(value)
+    )
+    if arr.dtype != np.uint8 or arr.ndim != 4:
+        raise InvalidInputError(
+            f"video arrays must be uint8 (T, H, W, C) or (T, C, H, W), got {arr.dtype} {arr.shape}"
+        )
+    if arr.shape[-1] not in (1, 3) and arr.shape[1] in (1, 3):
+        arr = arr.transpose(0, 2, 3, 1)
+    if arr.shape[-1] not in (1, 3) or 0 in arr.shape:
+        raise InvalidInputError(f"video arrays need 1 or 3 channels, got shape {arr.shape}")
+    if arr.shape[-1] == 1:
+        arr = np.repeat(arr, 3, axis=-1)
+    return list(arr)
+
+
+def _load_frames(
+    items: Sequence[object], policy: FetchPolicy | None, image_options: ImageOptions | None
+) -> list[np.ndarray]:
+    def load(index: int) -> np.ndarray:
+        try:
+            return np.asarray(load_image(items[index], policy=policy, options=image_options))
+        except VlprepError as exc:
+            raise type(exc)(f"frame {index} of the frame list: {exc}") from exc
+
+    with ThreadPoolExecutor(max_workers=min(MAX_LOAD_WORKERS, len(items))) as pool:
+        return list(pool.map(load, range(len(items))))
+
+
+def _from_frames(
+    spec: VideoSpec,
+    factor: int,
+    policy: FetchPolicy | None,
+    options: VideoOptions,
+    image_options: ImageOptions | None,
+) -> VideoResult:
+    source = spec.source
+    if isinstance(source, (list, tuple)):
+        if not source:
+            raise InvalidInputError("a frame-list video needs at least one frame")
+        if len(source) > options.max_list_frames:
+            raise ResourceLimitError(
+                f"the frame list has {len(source)} frames, above the limit of "
+                f"{options.max_list_frames} (VideoOptions.max_list_frames); subsample it first"
+            )
+        frames = _load_frames(source, policy, image_options)
+    else:
+        frames = _frames_from_array(source)
+        if len(frames) > options.max_list_frames:
+            raise ResourceLimitError(
+                f"the video array has {len(frames)} frames, above the limit of "
+                f"{options.max_list_frames} (VideoOptions.max_list_frames)"
+            )
+    total = ceil_by_factor(len(frames), FRAME_FACTOR)
+    frames += [frames[-1]] * (total - len(frames))
+    sample_fps = spec.sample_fps if spec.sample_fps is not None else 2.0
+    raw_fps = spec.raw_fps if spec.raw_fps is not None else sample_fps
+    first_height, first_width = frames[0].shape[:2]
+    height, width = video_target_size(spec, first_height, first_width, total, factor)
+    video = torch.empty((total, 3, height, width), dtype=torch.float32)
+    for k, frame in enumerate(frames):
+        video[k] = resize_frame(frame, height, width, options.resize)
+    metadata = {
+        "fps": raw_fps,
+        "frames_indices": list(range(total)),
+        "total_num_frames": total / sample_fps * raw_fps,
+    }
+    return video, metadata, sample_fps
+
+
+def fetch_video(
+    ele: Mapping[str, Any],
+    image_patch_size: int = 14,
+    return_video_sample_fps: bool = False,
+    return_video_metadata: bool = False,
+    *,
+    policy: FetchPolicy | None = None,
+    options: VideoOptions | None = None,
+    image_options: ImageOptions | None = None,
+) -> Any:
+    """Load the video of one message element, like qwen-vl-utils' ``fetch_video``.
+
+    Args:
+        ele: ``{"video": src}`` (or ``video_url``) plus optional ``fps`` or ``nframes``,
+            ``min_frames``, ``max_frames``, ``video_start``, ``video_end`` (seconds),
+            ``min_pixels``, ``max_pixels``, ``total_pixels``, ``resized_height`` and
+            ``resized_width``; for frame lists and arrays ``sample_fps`` and ``raw_fps``.
+            ``src``: a path, ``file://``, http(s) or ``data:video/...`` URL, bytes, a binary
+            file object, a uint8 array/tensor ``(T, H, W, C)``/``(T, C, H, W)``, or a list of
+            frames (anything an image element accepts).
+        image_patch_size: 14 (Qwen2/2.5-VL) or 16 (Qwen3-VL); sides become multiples of
+            ``2 * image_patch_size``.
+        return_video_sample_fps: also return the sample fps.
+        return_video_metadata: return ``(video, metadata)``; metadata has ``fps`` (native),
+            ``frames_indices`` (absolute), ``total_num_frames`` (clip length) and
+            ``video_backend`` (not for frame lists, as upstream).
+        policy: fetch rules (video byte cap and deadline).
+        options: decoder, limits and resize mode.
+        image_options: decode rules for frame-list images.
+
+    Returns:
+        ``video`` — float32 tensor ``(T, 3, H, W)`` with integer values 0..255, T even —
+        or ``(video, metadata)``, each optionally paired with ``sample_fps``:
+        ``(final, sample_fps)``.
+
+    Raises:
+        InvalidInputError, SourceNotAllowedError, FetchError, DecodeError,
+        UnsupportedFormatError, ResourceLimitError, BackendUnavailableError.
+    """
+    if (
+        isinstance(image_patch_size, bool)
+        or not isinstance(image_patch_size, int)
+        or image_patch_size < 1
+    ):
+        raise InvalidInputError(
+            f"image_patch_size must be a positive int, got {image_patch_size!r}"
+        )
+    spec = parse_video_element(ele)
+    options = options or _DEFAULT_OPTIONS
+    factor = image_patch_size * 2
+    source = spec.source
+    if isinstance(source, (list, tuple)) or hasattr(source, "shape"):
+        video, metadata, sample_fps = _from_frames(spec, factor, policy, options, image_options)
+    else:
+        video, metadata, sample_fps = _from_container(spec, factor, policy, options)
+    final: Any = (video, metadata) if return_video_metadata else video
+    if return_video_sample_fps:
+        return final, sample_fps
+    return final
