@@ -13,8 +13,12 @@ from pathlib import Path
 
 from vlprep import QWEN2_5_VL, QWEN3_VL, VlprepError, fetch_image, process_vision_info
 from vlprep.decode.image import probe_header
+from vlprep.decode.video import probe_video
+from vlprep.sampling import plan_frames
 from vlprep.sizing import smart_resize, tokens_for_size
 from vlprep.sources import fetch
+from vlprep.specs import parse_video_element
+from vlprep.video import fetch_video, video_target_size
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_FOLDERS = [REPO / "fixtures", REPO.parent / "shared" / "media" / "images"]
@@ -72,7 +76,35 @@ def main(argv: list[str]) -> int:
         print(f"  {path.name}: {image.mode} {size}, top-left pixel {image.getpixel((0, 0))}")
     print(f"  videos: {videos}")
     print("Sizes are (width x height) as displayed; 'or' is the EXIF orientation (applied).")
+    video_demo(REPO / "fixtures" / "nasa_13013.mp4")
     return 0
+
+
+def video_demo(path: Path) -> None:
+    """Inspect a video from its container (no pixels), then load it as the model would."""
+    meta = probe_video(str(path))
+    spec = parse_video_element({"video": str(path)})
+    print(
+        f"\n{path.name}: stream {meta.stream_index} ({meta.codec}, {meta.pix_fmt}), "
+        f"{meta.width}x{meta.height}, {meta.fps:.3f} fps, {meta.total_frames} frames, "
+        f"{meta.duration:.2f} s, backend {meta.backend}"
+    )
+    for preset in (QWEN2_5_VL, QWEN3_VL):
+        plan = plan_frames(meta.total_frames, meta.fps)
+        n = len(plan.indices)
+        rh, rw = video_target_size(spec, meta.height, meta.width, n, preset.factor)
+        tokens = n // 2 * tokens_for_size(rh, rw, preset.factor)
+        print(
+            f"  {preset.name:11} plan: {n} frames at {plan.sample_fps:.3f} fps, "
+            f"each {rw}x{rh} -> {tokens} tokens"
+        )
+    start = time.perf_counter()
+    (video, metadata), sample_fps = fetch_video({"video": str(path)}, 14, True, True)
+    took = (time.perf_counter() - start) * 1000
+    print(
+        f"  fetch_video: {tuple(video.shape)} {video.dtype} in {took:.0f} ms, "
+        f"sample fps {sample_fps:.3f}, frames {metadata['frames_indices'][:6]}..."
+    )
 
 
 if __name__ == "__main__":

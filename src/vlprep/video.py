@@ -31,7 +31,7 @@ from vlprep.sampling import (
 from vlprep.sizing import ceil_by_factor, image_pixel_bounds, smart_resize
 from vlprep.sources import FetchPolicy, fetch, local_path
 from vlprep.specs import VideoSpec, parse_video_element
-from vlprep.tensors import resize_frame
+from vlprep.tensors import FrameResizer
 
 __all__ = ["fetch_video", "video_target_size"]
 
@@ -107,9 +107,10 @@ def _from_container(
             indices = indices_at_times(meta.frame_times, indices, meta.fps)
         height, width = video_target_size(spec, meta.height, meta.width, len(indices), factor)
         video = torch.empty((len(indices), 3, height, width), dtype=torch.float32)
+        resize = FrameResizer(height, width, options.resize)
         count = 0
         for count, frame in enumerate(reader.frames(indices), start=1):
-            video[count - 1] = resize_frame(frame, height, width, options.resize)
+            resize(frame, video[count - 1])
     if count != len(indices):
         raise DecodeError(f"the video yielded {count} of {len(indices)} planned frames")
     metadata = {
@@ -184,8 +185,9 @@ def _from_frames(
     first_height, first_width = frames[0].shape[:2]
     height, width = video_target_size(spec, first_height, first_width, total, factor)
     video = torch.empty((total, 3, height, width), dtype=torch.float32)
+    resize = FrameResizer(height, width, options.resize)
     for k, frame in enumerate(frames):
-        video[k] = resize_frame(frame, height, width, options.resize)
+        resize(frame, video[k])
     metadata = {
         "fps": raw_fps,
         "frames_indices": list(range(total)),
