@@ -25,10 +25,12 @@ EXPECTED = [
     "SourceNotAllowedError",
     "SourceNotFoundError",
     "UnsupportedFormatError",
+    "VideoOptions",
     "VlprepError",
     "__version__",
     "extract_vision_info",
     "fetch_image",
+    "fetch_video",
     "get_preset",
     "process_vision_info",
     "smart_nframes",
@@ -86,6 +88,12 @@ def test_signatures_match_qwen_vl_utils() -> None:
         ("image_patch_size", 14),
     ]
     assert params(vlprep.extract_vision_info) == [("conversations", inspect.Parameter.empty)]
+    assert params(vlprep.fetch_video) == [
+        ("ele", inspect.Parameter.empty),
+        ("image_patch_size", 14),
+        ("return_video_sample_fps", False),
+        ("return_video_metadata", False),
+    ]
 
 
 def test_error_tree() -> None:
@@ -113,5 +121,7 @@ def test_import_is_light_and_reads_no_environment() -> None:
         "heavy = [m for m in ('transformers', 'av', 'decord', 'torchvision', 'pillow_heif', 'requests') if m in sys.modules]\n"
         "assert not heavy, heavy\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False)
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
+    )
     assert out.returncode == 0, out.stderr

@@ -6,6 +6,7 @@ Drop-in for qwen-vl-utils: ``from vlprep import process_vision_info``.
 from __future__ import annotations
 
 from vlprep.decode.image import ImageOptions
+from vlprep.decode.video import VideoOptions
 from vlprep.errors import (
     BackendUnavailableError,
     DecodeError,
@@ -25,6 +26,7 @@ from vlprep.presets import QWEN2_5_VL, QWEN2_VL, QWEN3_VL, Preset, get_preset
 from vlprep.sampling import smart_nframes
 from vlprep.sizing import smart_resize
 from vlprep.sources import FetchPolicy
+from vlprep.video import fetch_video
 
 __version__ = "0.1.0"
 
@@ -45,10 +47,12 @@ __all__ = [
     "SourceNotAllowedError",
     "SourceNotFoundError",
     "UnsupportedFormatError",
+    "VideoOptions",
     "VlprepError",
     "__version__",
     "extract_vision_info",
     "fetch_image",
+    "fetch_video",
     "get_preset",
     "process_vision_info",
     "smart_nframes",
