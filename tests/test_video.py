@@ -310,7 +310,7 @@ def test_backend_env_override_is_read_at_call_time(
 def test_decord_backend_equals_reference(tmp_path: Path) -> None:
     path = shared_media() / "videos" / "nasa_13013.mp4"
     ref_video, ref_meta, ref_fps = reference(path, 14, {"fps": 1})
-    video, meta, fps = ours(path, 14, {"fps": 1}, options=VideoOptions(backend="decord"))
+    video, meta, fps = ours(path, 14, {"fps": 1}, backend="decord")
     assert meta["frames_indices"] == ref_meta["frames_indices"] and fps == ref_fps
     assert torch.equal(video, ref_video)  # same decoder, same resize: bit-identical
 

@@ -8,6 +8,7 @@ resized as it arrives (``tensors.resize_frame``) into a preallocated output.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 from collections.abc import Mapping, Sequence
@@ -18,7 +19,7 @@ import numpy as np
 import torch
 
 from vlprep.decode.image import ImageOptions
-from vlprep.decode.video import VideoMetadata, VideoOptions, open_video
+from vlprep.decode.video import BackendChoice, VideoMetadata, VideoOptions, open_video
 from vlprep.errors import DecodeError, InvalidInputError, ResourceLimitError, VlprepError
 from vlprep.image import load_image
 from vlprep.sampling import (
@@ -205,6 +206,7 @@ def fetch_video(
     policy: FetchPolicy | None = None,
     options: VideoOptions | None = None,
     image_options: ImageOptions | None = None,
+    backend: BackendChoice | None = None,
 ) -> Any:
     """Load the video of one message element, like qwen-vl-utils' ``fetch_video``.
 
@@ -225,6 +227,8 @@ def fetch_video(
         policy: fetch rules (video byte cap and deadline).
         options: decoder, limits and resize mode.
         image_options: decode rules for frame-list images.
+        backend: ``"pyav"``, ``"decord"``, ``"torchcodec"`` or ``"auto"``; overrides
+            ``options.backend``.
 
     Returns:
         ``video`` — float32 tensor ``(T, 3, H, W)`` with integer values 0..255, T even —
@@ -245,6 +249,8 @@ def fetch_video(
         )
     spec = parse_video_element(ele)
     options = options or _DEFAULT_OPTIONS
+    if backend is not None:
+        options = dataclasses.replace(options, backend=backend)
     factor = image_patch_size * 2
     source = spec.source
     if isinstance(source, (list, tuple)) or hasattr(source, "shape"):
