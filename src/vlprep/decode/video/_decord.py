@@ -24,27 +24,23 @@ from __future__ import annotations
 
 import importlib
 import logging
-from collections.abc import Iterator, Sequence
-from types import TracebackType
 from typing import Any
 
 import numpy as np
 
+from vlprep.decode.video._base import BatchReader
 from vlprep.decode.video._source import OpenedSource
 from vlprep.decode.video._types import (
     VideoMetadata,
     VideoOptions,
     WalkEstimate,
     check_frame_limits,
-    check_indices,
 )
 from vlprep.errors import DecodeError
 
 __all__ = ["DecordReader"]
 
 logger = logging.getLogger(__name__)
-
-_CHUNK = 8  # frames fetched per get_batch call
 
 
 def _import_decord() -> Any:
@@ -72,7 +68,7 @@ def _to_numpy(value: Any) -> np.ndarray:
     return np.asarray(value)
 
 
-class DecordReader:
+class DecordReader(BatchReader):
     """A video opened with decord. See :class:`vlprep.decode.video.VideoReader`.
 
     Attributes:
@@ -155,46 +151,10 @@ class DecordReader:
             )
         return arr
 
-    def frames(self, indices: Sequence[int]) -> Iterator[np.ndarray]:
-        """Yield one ``uint8`` ``(H, W, 3)`` RGB array per index (as stored: no rotation).
-
-        Raises:
-            InvalidInputError: a bad plan (raised here, before decoding).
-            DecodeError: decord failed.
-            ResourceLimitError: more than ``max_frames_decoded`` frames would be walked.
-        """
-        if self._vr is None:
-            raise DecodeError("the video reader is closed")
-        plan = check_indices(indices, self.metadata.total_frames)
-        return self._frames(plan)
-
-    def _frames(self, plan: list[int]) -> Iterator[np.ndarray]:
-        walked = 0
-        for start in range(0, len(plan), _CHUNK):
-            chunk = plan[start : start + _CHUNK]
-            cost = self._walk.cost(chunk)
-            walked += cost
-            self._walk.check(walked)
-            if self._vr is None:
-                raise DecodeError("the video reader was closed during iteration")
-            batch = self._batch(chunk)
-            self.frames_decoded += cost
-            for i in range(len(chunk)):
-                yield np.ascontiguousarray(batch[i])
-            del batch
+    def _alive(self) -> bool:
+        return self._vr is not None
 
     def close(self) -> None:
         """Release the decord reader and the file we opened (idempotent)."""
         self._vr = None
         self._opened.close()
-
-    def __enter__(self) -> DecordReader:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()

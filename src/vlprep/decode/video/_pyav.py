@@ -13,11 +13,11 @@ from __future__ import annotations
 import dataclasses
 import logging
 from collections import deque
-from types import TracebackType
 from typing import TYPE_CHECKING, Any, NoReturn, cast
 
 import numpy as np
 
+from vlprep.decode.video._base import ReaderBase
 from vlprep.decode.video._pyav_index import (
     FrameIndex,
     header_seconds,
@@ -76,7 +76,7 @@ class _Decoded:
         self.array: np.ndarray | None = None
 
 
-class PyAVReader:
+class PyAVReader(ReaderBase):
     """A video opened with PyAV. See :class:`vlprep.decode.video.VideoReader`.
 
     Attributes:
@@ -380,17 +380,6 @@ class PyAVReader:
             except _av_errors():
                 logger.debug("error while closing the container", exc_info=True)
         self._opened.close()
-
-    def __enter__(self) -> PyAVReader:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
 
 def _display_matrix(frame: VideoFrame) -> bytes | None:

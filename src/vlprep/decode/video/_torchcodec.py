@@ -16,12 +16,11 @@ from __future__ import annotations
 
 import importlib
 import logging
-from collections.abc import Iterator, Sequence
-from types import TracebackType
 from typing import Any
 
 import numpy as np
 
+from vlprep.decode.video._base import BatchReader
 from vlprep.decode.video._source import OpenedSource
 from vlprep.decode.video._types import (
     ACCEPTED_CODECS,
@@ -29,7 +28,6 @@ from vlprep.decode.video._types import (
     VideoOptions,
     WalkEstimate,
     check_frame_limits,
-    check_indices,
 )
 from vlprep.errors import BackendUnavailableError, DecodeError, UnsupportedFormatError
 
@@ -37,7 +35,6 @@ __all__ = ["TorchCodecReader"]
 
 logger = logging.getLogger(__name__)
 
-_CHUNK = 8
 _ERRORS = (RuntimeError, ValueError, IndexError, OSError, MemoryError)
 
 
@@ -58,7 +55,7 @@ def _decoder_class() -> Any:
     return decoders.VideoDecoder
 
 
-class TorchCodecReader:
+class TorchCodecReader(BatchReader):
     """A video opened with torchcodec. See :class:`vlprep.decode.video.VideoReader`.
 
     Attributes:
@@ -123,49 +120,16 @@ class TorchCodecReader:
             frame_times=None,
         )
 
-    def frames(self, indices: Sequence[int]) -> Iterator[np.ndarray]:
-        """Yield one ``uint8`` ``(H, W, 3)`` RGB array per index, displayed orientation.
+    def _alive(self) -> bool:
+        return self._decoder is not None
 
-        Raises:
-            InvalidInputError: a bad plan (raised here, before decoding).
-            DecodeError: torchcodec failed.
-            ResourceLimitError: more than ``max_frames_decoded`` frames would be walked.
-        """
-        if self._decoder is None:
-            raise DecodeError("the video reader is closed")
-        plan = check_indices(indices, self.metadata.total_frames)
-        return self._frames(plan)
-
-    def _frames(self, plan: list[int]) -> Iterator[np.ndarray]:
-        walked = 0
-        for start in range(0, len(plan), _CHUNK):
-            chunk = plan[start : start + _CHUNK]
-            cost = self._walk.cost(chunk)
-            walked += cost
-            self._walk.check(walked)
-            if self._decoder is None:
-                raise DecodeError("the video reader was closed during iteration")
-            try:
-                batch = self._decoder.get_frames_at(chunk).data.numpy()
-            except _ERRORS as exc:
-                raise DecodeError("torchcodec failed to decode the requested frames") from exc
-            self.frames_decoded += cost
-            for i in range(len(chunk)):
-                yield np.ascontiguousarray(batch[i])
-            del batch
+    def _batch(self, indices: list[int]) -> np.ndarray:
+        try:
+            return np.asarray(self._decoder.get_frames_at(indices).data.numpy())
+        except _ERRORS as exc:
+            raise DecodeError("torchcodec failed to decode the requested frames") from exc
 
     def close(self) -> None:
         """Release the decoder and the file we opened (idempotent)."""
         self._decoder = None
         self._opened.close()
-
-    def __enter__(self) -> TorchCodecReader:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
