@@ -8,6 +8,7 @@ resized as it arrives (``tensors.resize_frame``) into a preallocated output.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import os
@@ -18,6 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from vlprep._prefetch import prefetched
 from vlprep.decode.image import ImageOptions
 from vlprep.decode.video import BackendChoice, VideoMetadata, VideoOptions, open_video
 from vlprep.errors import DecodeError, InvalidInputError, ResourceLimitError, VlprepError
@@ -110,8 +112,10 @@ def _from_container(
         video = torch.empty((len(indices), 3, height, width), dtype=torch.float32)
         resize = FrameResizer(height, width, options.resize)
         count = 0
-        for count, frame in enumerate(reader.frames(indices), start=1):
-            resize(frame, video[count - 1])
+        # Decoding (FFmpeg, GIL released) runs a few frames ahead of the resize (torch).
+        with contextlib.closing(prefetched(reader.frames(indices))) as frames:
+            for count, frame in enumerate(frames, start=1):
+                resize(frame, video[count - 1])
     if count != len(indices):
         raise DecodeError(f"the video yielded {count} of {len(indices)} planned frames")
     metadata = {
