@@ -20,7 +20,6 @@ import ctypes.util
 import datetime as dt
 import gc
 import importlib
-import importlib.metadata as md
 import os
 import platform
 import statistics
@@ -41,10 +40,11 @@ import vlprep
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import _report
 from _media import MEDIA, write_media
+from _report import cpu_model, version
 
 PATCH_SIZE = 14
-BEGIN, END = "<!-- images:begin -->", "<!-- images:end -->"
 COMMAND = ".venv/bin/python benchmarks/images.py --out docs/performance.md"
 
 Element = dict[str, Any]
@@ -267,31 +267,14 @@ def ratio_table(results: list[Result]) -> str:
     return "\n".join(rows)
 
 
-def _version(dist: str) -> str:
-    try:
-        return md.version(dist)
-    except md.PackageNotFoundError:
-        return "absent"
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def environment_line(allocator: str) -> str:
     versions = ", ".join(
-        f"{d} {_version(d)}" for d in ("Pillow", "numpy", "torch", "torchvision", "transformers")
+        f"{d} {version(d)}" for d in ("Pillow", "numpy", "torch", "torchvision", "transformers")
     )
     return (
         f"{dt.date.today().isoformat()} · Python {platform.python_version()}, {versions}, "
-        f"qwen-vl-utils {_version('qwen-vl-utils')}, vlprep {vlprep.__version__} · "
-        f"{_cpu_model()}, {os.cpu_count()} cores visible, CPU only, "
+        f"qwen-vl-utils {version('qwen-vl-utils')}, vlprep {vlprep.__version__} · "
+        f"{cpu_model()}, {os.cpu_count()} cores visible, CPU only, "
         f"torch threads {torch.get_num_threads()}, allocator: {allocator}"
     )
 
@@ -357,17 +340,8 @@ Reproduce:
 
 
 def write_section(path: Path, body: str) -> None:
-    """Replace the text between the image markers in ``path`` (create the file if needed)."""
-    section = f"{BEGIN}\n{body}\n{END}"
-    text = path.read_text() if path.exists() else HEADER + f"{BEGIN}\n{END}\n"
-    if BEGIN in text and END in text:
-        before, rest = text.split(BEGIN, 1)
-        after = rest.split(END, 1)[1]
-        text = before + section + after
-    else:
-        text = text.rstrip("\n") + "\n\n## Images\n\n" + section + "\n"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
+    """Replace the images section of ``path`` (see ``_report.write_section``)."""
+    _report.write_section(path, "images", "Images", body, header=HEADER)
 
 
 # --------------------------------------------------------------------------- main

@@ -36,11 +36,12 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import _report
+from _report import cpu_model, version
 from _video_media import CLIPS, ClipSpec, ensure_clips
 
 HERE = Path(__file__).resolve().parent
 PATCH_SIZE = 14
-BEGIN, END = "<!-- video:begin -->", "<!-- video:end -->"
 COMMAND = ".venv/bin/python benchmarks/video.py --out docs/performance.md"
 CLIP_DIR = HERE / "out" / "video"
 CHILD_TIMEOUT_S = 600
@@ -354,7 +355,7 @@ def probe_torchcodec(clip: Path) -> tuple[bool, str]:
     if result["reason"] == "not installed":
         return False, TORCHCODEC_MISSING
     return False, (
-        f"{TORCHCODEC_MISSING}. torchcodec {_version('torchcodec')} is in the venv and imports, "
+        f"{TORCHCODEC_MISSING}. torchcodec {version('torchcodec')} is in the venv and imports, "
         "but its decoder cannot load FFmpeg's shared libraries (none on this system), so "
         f"{QWEN_TORCHCODEC} is skipped. qwen-vl-utils' automatic choice still picks torchcodec "
         "here (it only checks that the module exists), fails, and falls back to "
@@ -430,23 +431,6 @@ def target_lines(result: CaseResult) -> list[str]:
 # --------------------------------------------------------------------------- report
 
 
-def _version(dist: str) -> str:
-    try:
-        return md.version(dist)
-    except md.PackageNotFoundError:
-        return "absent"
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def _ffmpeg_of_pyav() -> str:
     try:
         return str(importlib.import_module("av").ffmpeg_version_info)
@@ -456,13 +440,13 @@ def _ffmpeg_of_pyav() -> str:
 
 def environment_line(threads: int) -> str:
     versions = ", ".join(
-        f"{d} {_version(d)}" for d in ("numpy", "torch", "torchvision", "av", "decord")
+        f"{d} {version(d)}" for d in ("numpy", "torch", "torchvision", "av", "decord")
     )
     return (
         f"{dt.date.today().isoformat()} · Python {platform.python_version()}, {versions} "
-        f"(PyAV's FFmpeg {_ffmpeg_of_pyav()}), qwen-vl-utils {_version('qwen-vl-utils')}, "
-        f"vlprep {_version('vlprep')}, torchcodec {_version('torchcodec')} · "
-        f"{_cpu_model()}, {os.cpu_count()} cores visible, CPU only, "
+        f"(PyAV's FFmpeg {_ffmpeg_of_pyav()}), qwen-vl-utils {version('qwen-vl-utils')}, "
+        f"vlprep {version('vlprep')}, torchcodec {version('torchcodec')} · "
+        f"{cpu_model()}, {os.cpu_count()} cores visible, CPU only, "
         f"torch threads {threads} in every child, allocator: system default"
     )
 
@@ -605,16 +589,8 @@ def render(
 
 
 def write_section(path: Path, body: str) -> None:
-    """Replace the text between the video markers; append ``## Video`` + markers if absent."""
-    section = f"{BEGIN}\n{body}\n{END}"
-    text = path.read_text() if path.exists() else "# Performance\n"
-    if BEGIN in text and END in text:
-        before, rest = text.split(BEGIN, 1)
-        text = before + section + rest.split(END, 1)[1]
-    else:
-        text = text.rstrip("\n") + "\n\n## Video\n\n" + section + "\n"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
+    """Replace the video section of ``path`` (see ``_report.write_section``)."""
+    _report.write_section(path, "video", "Video", body)
 
 
 # --------------------------------------------------------------------------- main
