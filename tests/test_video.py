@@ -341,3 +341,8 @@ def test_process_vision_info_with_videos(tmp_path: Path) -> None:
         and isinstance(videos[0], tuple)
         and videos[0][1]["frames_indices"] == [0, 8, 17, 25, 34, 42, 51, 59]
     )
+
+
+def test_unsupported_video_source_type() -> None:
+    with pytest.raises(InvalidInputError, match="unsupported video source"):
+        fetch_video({"video": 12345})

@@ -14,14 +14,21 @@ import logging
 import os
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, BinaryIO, cast
 
 import numpy as np
 import torch
 
 from vlprep._prefetch import prefetched
 from vlprep.decode.image import ImageOptions
-from vlprep.decode.video import BackendChoice, VideoMetadata, VideoOptions, open_video
+from vlprep.decode.video import (
+    BackendChoice,
+    BackendName,
+    VideoInput,
+    VideoMetadata,
+    VideoOptions,
+    open_video,
+)
 from vlprep.errors import DecodeError, InvalidInputError, ResourceLimitError, VlprepError
 from vlprep.image import load_image
 from vlprep.sampling import (
@@ -42,7 +49,11 @@ logger = logging.getLogger(__name__)
 
 MAX_LOAD_WORKERS = 8
 _DEFAULT_OPTIONS = VideoOptions()
-_QWEN_BACKENDS = {"decord": "decord", "torchcodec": "torchcodec", "torchvision": "pyav"}
+_QWEN_BACKENDS: dict[str, BackendName] = {
+    "decord": "decord",
+    "torchcodec": "torchcodec",
+    "torchvision": "pyav",  # qwen-vl-utils' torchvision reader decoded with PyAV
+}
 
 VideoResult = tuple[torch.Tensor, dict[str, Any], float]
 
@@ -64,7 +75,7 @@ def video_target_size(
     return smart_resize(height, width, factor, low, high)
 
 
-def _backend(options: VideoOptions) -> str | None:
+def _backend(options: VideoOptions) -> BackendName | None:
     """The backend to ask for: the options, else qwen-vl-utils' env override (read now)."""
     if options.backend != "auto":
         return options.backend
@@ -79,20 +90,25 @@ def _backend(options: VideoOptions) -> str | None:
     return _QWEN_BACKENDS[forced]
 
 
-def _container(source: object, policy: FetchPolicy | None) -> object:
+def _container(source: object, policy: FetchPolicy | None) -> VideoInput:
     if isinstance(source, str):
         path = local_path(source, policy, "video")
         return path if path is not None else fetch(source, policy, "video").data
     if isinstance(source, (bytes, bytearray, memoryview)):
         return fetch(source, policy, "video").data
-    return source  # a binary file object
+    if callable(getattr(source, "read", None)):
+        return cast(BinaryIO, source)
+    raise InvalidInputError(
+        f"unsupported video source of type {type(source).__name__}: give a path, URL, data "
+        "URI, bytes, a binary file object, a uint8 array/tensor or a list of frames"
+    )
 
 
 def _from_container(
     spec: VideoSpec, factor: int, policy: FetchPolicy | None, options: VideoOptions
 ) -> VideoResult:
     handle = _container(spec.source, policy)
-    with open_video(handle, options, backend=_backend(options)) as reader:  # type: ignore[arg-type]
+    with open_video(handle, options, backend=_backend(options)) as reader:
         meta: VideoMetadata = reader.metadata
         plan = plan_frames(
             meta.total_frames,

@@ -35,6 +35,7 @@ __all__ = [
     "BackendChoice",
     "BackendName",
     "FrameResize",
+    "VideoInput",
     "VideoMetadata",
     "VideoOptions",
     "VideoReader",
