@@ -8,11 +8,13 @@ resized as it arrives (``tensors.resize_frame``) into a preallocated output.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import dataclasses
+import itertools
 import logging
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Generator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, BinaryIO, cast
 
@@ -162,17 +164,33 @@ def _frames_from_array(value: Any) -> list[np.ndarray]:
     return list(arr)
 
 
-def _load_frames(
+def _loaded_frames(
     items: Sequence[object], policy: FetchPolicy | None, image_options: ImageOptions | None
-) -> list[np.ndarray]:
+) -> Generator[np.ndarray, None, None]:
+    """Load frame-list items on a thread pool, in order, at most ``2 * workers`` in flight.
+
+    The window keeps network loads overlapping while holding only a few decoded frames
+    (each is resized by the caller before the next is taken).
+    """
+
     def load(index: int) -> np.ndarray:
         try:
             return np.asarray(load_image(items[index], policy=policy, options=image_options))
         except VlprepError as exc:
             raise type(exc)(f"frame {index} of the frame list: {exc}") from exc
 
-    with ThreadPoolExecutor(max_workers=min(MAX_LOAD_WORKERS, len(items))) as pool:
-        return list(pool.map(load, range(len(items))))
+    workers = min(MAX_LOAD_WORKERS, len(items))
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        queued = iter(range(len(items)))
+        pending = collections.deque(
+            pool.submit(load, i) for i in itertools.islice(queued, 2 * workers)
+        )
+        while pending:
+            frame = pending.popleft().result()
+            following = next(queued, None)
+            if following is not None:
+                pending.append(pool.submit(load, following))
+            yield frame
 
 
 def _from_frames(
@@ -183,32 +201,34 @@ def _from_frames(
     image_options: ImageOptions | None,
 ) -> VideoResult:
     source = spec.source
-    if isinstance(source, (list, tuple)):
-        if not source:
-            raise InvalidInputError("a frame-list video needs at least one frame")
-        if len(source) > options.max_list_frames:
-            raise ResourceLimitError(
-                f"the frame list has {len(source)} frames, above the limit of "
-                f"{options.max_list_frames} (VideoOptions.max_list_frames); subsample it first"
-            )
-        frames = _load_frames(source, policy, image_options)
-    else:
-        frames = _frames_from_array(source)
-        if len(frames) > options.max_list_frames:
-            raise ResourceLimitError(
-                f"the video array has {len(frames)} frames, above the limit of "
-                f"{options.max_list_frames} (VideoOptions.max_list_frames)"
-            )
-    total = ceil_by_factor(len(frames), FRAME_FACTOR)
-    frames += [frames[-1]] * (total - len(frames))
+    arrays: Sequence[object] = source if isinstance(source, (list, tuple)) else []
+    if not isinstance(source, (list, tuple)):
+        arrays = _frames_from_array(source)
+    count = len(arrays)
+    if not count:
+        raise InvalidInputError("a frame-list video needs at least one frame")
+    if count > options.max_list_frames:
+        raise ResourceLimitError(
+            f"the video has {count} frames, above the limit of "
+            f"{options.max_list_frames} (VideoOptions.max_list_frames); subsample it first"
+        )
+    frames: Generator[np.ndarray, None, None] = (
+        _loaded_frames(source, policy, image_options)
+        if isinstance(source, (list, tuple))
+        else (np.asarray(a) for a in arrays)
+    )
+    total = ceil_by_factor(count, FRAME_FACTOR)
     sample_fps = spec.sample_fps if spec.sample_fps is not None else 2.0
     raw_fps = spec.raw_fps if spec.raw_fps is not None else sample_fps
-    first_height, first_width = frames[0].shape[:2]
-    height, width = video_target_size(spec, first_height, first_width, total, factor)
-    video = torch.empty((total, 3, height, width), dtype=torch.float32)
-    resize = FrameResizer(height, width, options.resize)
-    for k, frame in enumerate(frames):
-        resize(frame, video[k])
+    with contextlib.closing(frames):
+        first = next(frames)
+        height, width = video_target_size(spec, first.shape[0], first.shape[1], total, factor)
+        video = torch.empty((total, 3, height, width), dtype=torch.float32)
+        resize = FrameResizer(height, width, options.resize)
+        resize(first, video[0])
+        for k, frame in enumerate(frames, start=1):
+            resize(frame, video[k])  # other sizes go to the first frame's target
+    video[count:] = video[count - 1]  # pad to an even count with the last frame
     metadata = {
         "fps": raw_fps,
         "frames_indices": list(range(total)),
