@@ -1,9 +1,11 @@
-"""Resized RGB images -> ``pixel_values`` and ``image_grid_thw``, as transformers computes them.
+"""Resized RGB images and video frames -> ``pixel_values`` and grids, as transformers computes them.
 
-One pass from uint8: the blocks are reordered while still uint8, then every value goes
-through a 256-entry table per channel that holds exactly the float32 result of
-transformers' PIL-backend rescale and normalise (``float32(v * (1/255))`` then
-``(x - mean) / std`` in float32), so the output is bit-identical without float64 arrays.
+One pass per output element from uint8 (or integer-valued float) pixels: the patches are
+copied into the merge-blocked layout of the preallocated float32 output, then normalised in
+place with ``(x / 255 - mean) / std`` in float32. For every level 0..255, ``float32(x) / 255``
+equals transformers' PIL-backend ``float32(float64(x) * (1/255))`` (checked by a test), so
+the result is bit-identical to that backend without float64 arrays; torch runs both steps on
+all cores.
 """
 
 from __future__ import annotations
@@ -20,22 +22,15 @@ from vlprep.presets import Preset
 
 __all__ = [
     "ResizeMode",
-    "normalization_table",
+    "FrameResizer",
     "patchify_image",
     "patchify_images",
-    "FrameResizer",
+    "patchify_video",
+    "patchify_videos",
     "resize_frame",
 ]
 
 ResizeMode = Literal["exact", "fast"]
-
-
-def normalization_table(preset: Preset) -> np.ndarray:
-    """``(3, 256)`` float32: the normalised value of each uint8 level per channel."""
-    levels = (np.arange(256, dtype=np.float64) * (1 / 255)).astype(np.float32)
-    mean = np.asarray(preset.image_mean, dtype=np.float32)[:, None]
-    std = np.asarray(preset.image_std, dtype=np.float32)[:, None]
-    return ((levels[None, :] - mean) / std).astype(np.float32)
 
 
 def _as_rgb_array(image: Image.Image | np.ndarray, preset: Preset) -> np.ndarray:
@@ -54,15 +49,29 @@ def _as_rgb_array(image: Image.Image | np.ndarray, preset: Preset) -> np.ndarray
     return arr
 
 
-def _patchify_into(arr: np.ndarray, preset: Preset, table: np.ndarray, out: np.ndarray) -> None:
+def _normalise_(blocks: torch.Tensor, preset: Preset, channel_dim: int) -> None:
+    """In place: ``(x / 255 - mean) / std`` along ``channel_dim`` of ``blocks`` (float32)."""
+    shape = [1] * blocks.ndim
+    shape[channel_dim] = 3
+    mean = torch.tensor(preset.image_mean, dtype=torch.float32).view(shape)
+    std = torch.tensor(preset.image_std, dtype=torch.float32).view(shape)
+    blocks.div_(255.0).sub_(mean).div_(std)
+
+
+def _patchify_image_into(arr: np.ndarray, preset: Preset, out: torch.Tensor) -> None:
     """Write the patches of ``arr`` into ``out`` (``(gh * gw, 3 * T * P * P)`` float32)."""
     p, m, t = preset.patch_size, preset.merge_size, preset.temporal_patch_size
     gh, gw = arr.shape[0] // p, arr.shape[1] // p
+    # Reorder while still uint8 (numpy's copy also makes the array writable, which
+    # ``torch.from_numpy`` wants; PIL hands out read-only buffers).
     blocks = arr.reshape(gh // m, m, p, gw // m, m, p, 3).transpose(0, 3, 1, 4, 6, 2, 5)
-    blocks = np.ascontiguousarray(blocks)  # (gh/m, gw/m, m, m, C, P, P) uint8
-    view = out.reshape(gh // m, gw // m, m, m, 3, t, p, p)
-    for c in range(3):
-        view[:, :, :, :, c] = table[c][blocks[:, :, :, :, c]][:, :, :, :, None]
+    pixels = torch.from_numpy(np.ascontiguousarray(blocks))  # (gh/m, gw/m, m, m, C, P, P)
+    view = out.view(gh // m, gw // m, m, m, 3, t, p, p)
+    first = view[:, :, :, :, :, 0]
+    first.copy_(pixels)
+    _normalise_(first, preset, channel_dim=4)
+    for k in range(1, t):  # a still image fills every temporal slot
+        view[:, :, :, :, :, k].copy_(first)
 
 
 def patchify_image(
@@ -93,7 +102,7 @@ def patchify_images(
     Returns:
         ``pixel_values`` float32 ``(sum gh*gw, 3*T*P*P)`` and ``image_grid_thw`` int64
         ``(n_images, 3)`` rows ``[1, gh, gw]``, equal to transformers' Qwen2-VL image
-        processor (PIL backend) called with ``do_resize=False``.
+        processor (PIL backend) called with ``do_resize=False``, bit for bit.
     """
     if not images:
         raise InvalidInputError("patchify_images needs at least one image")
@@ -101,13 +110,91 @@ def patchify_images(
     p = preset.patch_size
     grids = [(1, a.shape[0] // p, a.shape[1] // p) for a in arrays]
     rows = [gh * gw for _, gh, gw in grids]
-    out = np.empty((sum(rows), 3 * preset.temporal_patch_size * p * p), dtype=np.float32)
-    table = normalization_table(preset)
+    out = torch.empty((sum(rows), 3 * preset.temporal_patch_size * p * p), dtype=torch.float32)
     start = 0
     for arr, n in zip(arrays, rows, strict=True):
-        _patchify_into(arr, preset, table, out[start : start + n])
+        _patchify_image_into(arr, preset, out[start : start + n])
         start += n
-    return torch.from_numpy(out), torch.tensor(grids, dtype=torch.int64)
+    return out, torch.tensor(grids, dtype=torch.int64)
+
+
+def _video_frames(video: torch.Tensor | np.ndarray, preset: Preset) -> torch.Tensor:
+    frames = torch.from_numpy(np.asarray(video)) if isinstance(video, np.ndarray) else video
+    if not isinstance(frames, torch.Tensor) or frames.ndim != 4 or frames.shape[1] != 3:
+        shape = tuple(getattr(video, "shape", ()))
+        raise InvalidInputError(f"expected video frames (T, 3, H, W), got shape {shape}")
+    if frames.shape[0] < 1:
+        raise InvalidInputError("a video needs at least one frame")
+    height, width = frames.shape[2], frames.shape[3]
+    if height % preset.factor or width % preset.factor:
+        raise InvalidInputError(
+            f"frame size {height}x{width} is not a multiple of {preset.factor}; resize it first"
+        )
+    if frames.dtype != torch.uint8 and not frames.is_floating_point():
+        raise InvalidInputError(f"video frames must be uint8 or float, got {frames.dtype}")
+    return frames.detach().cpu()
+
+
+def _patchify_clip_into(frames: torch.Tensor, preset: Preset, out: torch.Tensor) -> None:
+    p, m, t = preset.patch_size, preset.merge_size, preset.temporal_patch_size
+    n, _, height, width = frames.shape
+    gh, gw = height // p, width // p
+    gt = -(-n // t)
+    view = out.view(gt, gh // m, gw // m, m, m, 3, t, p, p)
+    full = n // t
+    order = (0, 3, 6, 4, 7, 2, 1, 5, 8)  # -> (gt, gh/m, gw/m, m, m, C, T, P, P)
+    if full:
+        source = frames[: full * t].reshape(full, t, 3, gh // m, m, p, gw // m, m, p)
+        view[:full].copy_(source.permute(order))
+    if full < gt:  # pad the last temporal patch by repeating the last frame
+        index = [min(full * t + k, n - 1) for k in range(t)]
+        last = frames[index].reshape(1, t, 3, gh // m, m, p, gw // m, m, p)
+        view[full:].copy_(last.permute(order))
+    _normalise_(view, preset, channel_dim=5)
+
+
+def patchify_videos(
+    videos: Sequence[torch.Tensor | np.ndarray], preset: Preset
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Patchify video clips into ``pixel_values_videos`` and ``video_grid_thw``.
+
+    Args:
+        videos: each ``(T, 3, H, W)`` uint8 or float levels 0..255 (what
+            :func:`vlprep.fetch_video` returns); H and W multiples of ``preset.factor``.
+        preset: patch, merge and temporal sizes, mean and std.
+
+    Returns:
+        ``pixel_values_videos`` float32 ``(sum t*gh*gw, 3*T*P*P)`` and ``video_grid_thw``
+        int64 ``(n_videos, 3)`` rows ``[ceil(frames / T), gh, gw]``. A clip whose frame count
+        is not a multiple of ``T`` gets its last frame repeated, as transformers' video
+        processors do. Rows are temporal-patch major, then the merge-blocked spatial order;
+        columns ``(channel, t, dy, dx)``. Within 1e-6 of transformers' video processor (its
+        fused ``(x - 255·mean) / (255·std)`` rounds differently by at most an ulp or two).
+
+    Raises:
+        InvalidInputError: no videos, a wrong shape or dtype, or a size off the grid.
+    """
+    if not videos:
+        raise InvalidInputError("patchify_videos needs at least one video")
+    clips = [_video_frames(video, preset) for video in videos]
+    p, tp = preset.patch_size, preset.temporal_patch_size
+    grids = [(-(-c.shape[0] // tp), c.shape[2] // p, c.shape[3] // p) for c in clips]
+    rows = [gt * gh * gw for gt, gh, gw in grids]
+    out = torch.empty((sum(rows), 3 * tp * p * p), dtype=torch.float32)
+    start = 0
+    for clip, n in zip(clips, rows, strict=True):
+        _patchify_clip_into(clip, preset, out[start : start + n])
+        start += n
+    return out, torch.tensor(grids, dtype=torch.int64)
+
+
+def patchify_video(
+    video: torch.Tensor | np.ndarray, preset: Preset
+) -> tuple[torch.Tensor, tuple[int, int, int]]:
+    """One clip: ``(pixel_values_videos, (t, gh, gw))``; see :func:`patchify_videos`."""
+    pixel_values, grid = patchify_videos([video], preset)
+    t, gh, gw = (int(v) for v in grid[0])
+    return pixel_values, (t, gh, gw)
 
 
 class FrameResizer:
