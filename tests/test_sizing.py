@@ -169,3 +169,24 @@ def test_properties(h: int, w: int, factor: int, lo: int, hi: int) -> None:
     # Grid rounding moves the area at most one factor-wide strip per side beyond the bound.
     if rh > factor and rw > factor:
         assert rh * rw <= max(hi, factor * factor) + factor * (rh + rw) + factor * factor
+
+
+def test_count_tokens_and_estimates() -> None:
+    from vlprep.sizing import count_tokens, estimate_image, estimate_video
+
+    assert count_tokens((1, 40, 72)) == 720
+    assert count_tokens((3, 4, 6)) == 18
+    with pytest.raises(InvalidInputError):
+        count_tokens((1, 3, 4))
+    est = estimate_image(1080, 1920)
+    assert (est.height, est.width) == smart_resize(1080, 1920, factor=28)
+    assert est.grid == (1, est.height // 14, est.width // 14)
+    assert est.tokens == est.height * est.width // 28**2
+    qwen3 = estimate_image(3024, 4032, patch_size=16, min_pixels=65_536, max_pixels=16_777_216)
+    assert (qwen3.height, qwen3.width, qwen3.tokens) == (3008, 4032, 11844)  # reference §1.4
+    video = estimate_video(7, 224, 448)
+    assert video.grid == (4, 16, 32) and video.tokens == 4 * 16 * 32 // 4
+    with pytest.raises(InvalidInputError, match="nframes"):
+        estimate_video(0, 224, 448)
+    with pytest.raises(InvalidInputError, match="multiple of 28"):
+        estimate_video(2, 225, 448)

@@ -8,6 +8,7 @@ errors instead of ``assert`` / ``ZeroDivisionError``.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 from vlprep.errors import InvalidInputError
 
@@ -16,7 +17,11 @@ __all__ = [
     "IMAGE_MIN_TOKEN_NUM",
     "MAX_RATIO",
     "SPATIAL_MERGE_SIZE",
+    "TokenEstimate",
     "ceil_by_factor",
+    "count_tokens",
+    "estimate_image",
+    "estimate_video",
     "floor_by_factor",
     "image_pixel_bounds",
     "round_by_factor",
@@ -124,3 +129,96 @@ def tokens_for_size(height: int, width: int, factor: int) -> int:
             f"size {height}x{width} is not a multiple of factor {factor}; run smart_resize first"
         )
     return (height // factor) * (width // factor)
+
+
+def count_tokens(grid_thw: tuple[int, int, int], merge_size: int = SPATIAL_MERGE_SIZE) -> int:
+    """Placeholder tokens of one image or video with patch grid ``(t, gh, gw)``.
+
+    ``t * gh * gw // merge_size**2``: what the processors expand ``<|image_pad|>`` /
+    ``<|video_pad|>`` to (Qwen3-VL videos add a timestamp and a vision start/end pair per
+    temporal step around these, see :func:`vlprep.inputs.build_inputs`).
+    """
+    t, gh, gw = grid_thw
+    if min(t, gh, gw) < 1 or gh % merge_size or gw % merge_size:
+        raise InvalidInputError(
+            f"grid {grid_thw} is not a valid patch grid for merge size {merge_size}"
+        )
+    return t * gh * gw // (merge_size * merge_size)
+
+
+@dataclass(frozen=True, slots=True)
+class TokenEstimate:
+    """Size and token count of one image or video, computed without pixels.
+
+    Attributes:
+        height / width: the resized size (per frame for videos), multiples of the factor.
+        grid: ``(t, gh, gw)`` patch grid; ``t`` is 1 for images, ``ceil(frames / T)`` for
+            videos, as in ``image_grid_thw`` / ``video_grid_thw``.
+        tokens: placeholder tokens, :func:`count_tokens` of ``grid``.
+    """
+
+    height: int
+    width: int
+    grid: tuple[int, int, int]
+    tokens: int
+
+
+def estimate_image(
+    height: int,
+    width: int,
+    *,
+    patch_size: int = 14,
+    merge_size: int = SPATIAL_MERGE_SIZE,
+    min_pixels: float | None = None,
+    max_pixels: float | None = None,
+) -> TokenEstimate:
+    """Resized size, grid and tokens of a ``height x width`` (h x w) image.
+
+    Bounds default to qwen-vl-utils' ``4·f²`` .. ``16384·f²`` for ``f = patch_size *
+    merge_size``; pass a preset's bounds to match a processor configuration.
+
+    Raises:
+        InvalidInputError: see :func:`smart_resize`.
+    """
+    factor = patch_size * merge_size
+    default_min, default_max = image_pixel_bounds(factor)
+    h, w = smart_resize(
+        height,
+        width,
+        factor=factor,
+        min_pixels=default_min if min_pixels is None else min_pixels,
+        max_pixels=default_max if max_pixels is None else max_pixels,
+    )
+    grid = (1, h // patch_size, w // patch_size)
+    return TokenEstimate(h, w, grid, count_tokens(grid, merge_size))
+
+
+def estimate_video(
+    nframes: int,
+    height: int,
+    width: int,
+    *,
+    patch_size: int = 14,
+    merge_size: int = SPATIAL_MERGE_SIZE,
+    temporal_patch_size: int = 2,
+) -> TokenEstimate:
+    """Grid and tokens of ``nframes`` frames already sized to ``height x width``.
+
+    The frame count is padded to a multiple of ``temporal_patch_size`` (the processors
+    repeat the last frame). Use :func:`vlprep.sampling.video_frame_pixels` and
+    :func:`smart_resize` for the frame size, :func:`vlprep.sampling.smart_nframes` for
+    ``nframes``.
+
+    Raises:
+        InvalidInputError: ``nframes < 1`` or a size off the ``patch_size * merge_size`` grid.
+    """
+    if isinstance(nframes, bool) or not isinstance(nframes, int) or nframes < 1:
+        raise InvalidInputError(f"nframes must be an int >= 1, got {nframes!r}")
+    factor = patch_size * merge_size
+    if height % factor or width % factor or height < 1 or width < 1:
+        raise InvalidInputError(
+            f"frame size {height}x{width} is not a multiple of {factor}; run smart_resize first"
+        )
+    t = -(-nframes // temporal_patch_size)
+    grid = (t, height // patch_size, width // patch_size)
+    return TokenEstimate(height, width, grid, count_tokens(grid, merge_size))
