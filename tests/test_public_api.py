@@ -24,15 +24,22 @@ EXPECTED = [
     "ResourceLimitError",
     "SourceNotAllowedError",
     "SourceNotFoundError",
+    "TokenEstimate",
     "UnsupportedFormatError",
     "VideoOptions",
     "VlprepError",
     "__version__",
+    "build_inputs",
+    "count_tokens",
+    "estimate_image",
+    "estimate_video",
     "extract_vision_info",
     "fetch_image",
     "fetch_video",
     "get_preset",
+    "preset_from_processor",
     "process_vision_info",
+    "rope_index",
     "smart_nframes",
     "smart_resize",
 ]
@@ -94,6 +101,15 @@ def test_signatures_match_qwen_vl_utils() -> None:
         ("return_video_sample_fps", False),
         ("return_video_metadata", False),
     ]
+    assert params(vlprep.build_inputs)[:2] == [
+        ("conversations", inspect.Parameter.empty),
+        ("processor", inspect.Parameter.empty),
+    ]
+    build = inspect.signature(vlprep.build_inputs).parameters
+    assert all(build[name].kind is inspect.Parameter.KEYWORD_ONLY for name in list(build)[2:])
+    assert build["padding_side"].default == "left"
+    assert build["add_generation_prompt"].default is True
+    assert params(vlprep.count_tokens) == [("grid_thw", inspect.Parameter.empty), ("merge_size", 2)]
 
 
 def test_error_tree() -> None:

@@ -85,3 +85,68 @@ def test_resize_frame_exact_equals_qwen_video_resize(
     assert diff.float().mean() < 0.3 and diff.max() <= 6
     with pytest.raises(InvalidInputError, match="'exact' or 'fast'"):
         resize_frame(frame, *dst, mode="slow")  # type: ignore[arg-type]
+
+
+def test_level_division_equals_float64_rescale() -> None:
+    # The claim the fused pass rests on: float32(x) / 255 == float32(float64(x) * (1/255)).
+    levels = np.arange(256)
+    reference = (levels.astype(np.float64) * (1 / 255)).astype(np.float32)
+    assert np.array_equal((torch.arange(256, dtype=torch.float32) / 255.0).numpy(), reference)
+
+
+@pytest.mark.parametrize("frames", [1, 4, 7])
+@pytest.mark.parametrize("preset", [QWEN2_VL, QWEN3_VL], ids=lambda p: p.name)
+def test_patchify_videos_equals_transformers(preset: Preset, frames: int) -> None:
+    from transformers import Qwen2VLVideoProcessor
+    from transformers.video_utils import VideoMetadata
+
+    from vlprep.tensors import patchify_videos
+
+    f = preset.factor
+    gen = torch.Generator().manual_seed(frames)
+    clips = [
+        torch.randint(0, 256, (frames, 3, 2 * f, 3 * f), generator=gen).float(),
+        torch.randint(0, 256, (frames + 2, 3, 4 * f, 2 * f), generator=gen).float(),
+    ]
+    video_processor = Qwen2VLVideoProcessor(
+        patch_size=preset.patch_size,
+        image_mean=list(preset.image_mean),
+        image_std=list(preset.image_std),
+    )
+    metadata = [
+        VideoMetadata(total_num_frames=c.shape[0], fps=2.0, frames_indices=list(range(c.shape[0])))
+        for c in clips
+    ]
+    ref = video_processor(
+        videos=clips,
+        video_metadata=metadata,
+        do_resize=False,
+        do_sample_frames=False,
+        return_tensors="pt",
+    )
+    pixel_values, grid = patchify_videos(clips, preset)
+    assert torch.equal(grid, ref["video_grid_thw"])
+    # odd frame counts: the last frame is repeated, as the processor pads
+    assert grid[0, 0].item() == -(-frames // 2)
+    assert pixel_values.dtype == torch.float32
+    assert (pixel_values - ref["pixel_values_videos"]).abs().max().item() <= 1e-6
+    # uint8 input gives the same values as integer-valued float input
+    as_uint8, _ = patchify_videos([c.to(torch.uint8) for c in clips], preset)
+    assert torch.equal(as_uint8, pixel_values)
+
+
+def test_patchify_videos_rejects_bad_input() -> None:
+    from vlprep.tensors import patchify_video, patchify_videos
+
+    with pytest.raises(InvalidInputError, match="at least one video"):
+        patchify_videos([], QWEN2_VL)
+    with pytest.raises(InvalidInputError, match=r"\(T, 3, H, W\)"):
+        patchify_video(torch.zeros(2, 28, 28, 3), QWEN2_VL)
+    with pytest.raises(InvalidInputError, match="not a multiple of 28"):
+        patchify_video(torch.zeros(2, 3, 30, 28), QWEN2_VL)
+    with pytest.raises(InvalidInputError, match="uint8 or float"):
+        patchify_video(torch.zeros(2, 3, 28, 28, dtype=torch.int32), QWEN2_VL)
+    with pytest.raises(InvalidInputError, match="at least one frame"):
+        patchify_video(torch.zeros(0, 3, 28, 28), QWEN2_VL)
+    values, grid = patchify_video(np.zeros((3, 3, 56, 28), dtype=np.uint8), QWEN2_VL)
+    assert grid == (2, 4, 2) and values.shape == (16, 1176)

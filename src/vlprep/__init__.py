@@ -21,10 +21,25 @@ from vlprep.errors import (
     VlprepError,
 )
 from vlprep.image import fetch_image
+from vlprep.inputs import build_inputs
 from vlprep.messages import extract_vision_info, process_vision_info
-from vlprep.presets import QWEN2_5_VL, QWEN2_VL, QWEN3_VL, Preset, get_preset
+from vlprep.positions import rope_index
+from vlprep.presets import (
+    QWEN2_5_VL,
+    QWEN2_VL,
+    QWEN3_VL,
+    Preset,
+    get_preset,
+    preset_from_processor,
+)
 from vlprep.sampling import smart_nframes
-from vlprep.sizing import smart_resize
+from vlprep.sizing import (
+    TokenEstimate,
+    count_tokens,
+    estimate_image,
+    estimate_video,
+    smart_resize,
+)
 from vlprep.sources import FetchPolicy
 from vlprep.video import fetch_video
 
@@ -46,15 +61,22 @@ __all__ = [
     "ResourceLimitError",
     "SourceNotAllowedError",
     "SourceNotFoundError",
+    "TokenEstimate",
     "UnsupportedFormatError",
     "VideoOptions",
     "VlprepError",
     "__version__",
+    "build_inputs",
+    "count_tokens",
+    "estimate_image",
+    "estimate_video",
     "extract_vision_info",
     "fetch_image",
     "fetch_video",
     "get_preset",
+    "preset_from_processor",
     "process_vision_info",
+    "rope_index",
     "smart_nframes",
     "smart_resize",
 ]

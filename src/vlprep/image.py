@@ -10,11 +10,12 @@ from PIL import Image
 
 from vlprep.decode.image import ImageOptions, decode_image, orient_and_convert, to_rgb
 from vlprep.errors import InvalidInputError
+from vlprep.presets import Preset
 from vlprep.sizing import image_pixel_bounds, smart_resize
 from vlprep.sources import FetchPolicy, fetch
 from vlprep.specs import ImageSpec, parse_image_element
 
-__all__ = ["fetch_image", "image_target_size", "load_image"]
+__all__ = ["fetch_image", "fetch_image_for", "image_target_size", "load_image"]
 
 _DEFAULT_OPTIONS = ImageOptions()
 
@@ -77,14 +78,21 @@ def load_image(
     )
 
 
-def image_target_size(spec: ImageSpec, height: int, width: int, factor: int) -> tuple[int, int]:
+def image_target_size(
+    spec: ImageSpec,
+    height: int,
+    width: int,
+    factor: int,
+    bounds: tuple[float, float] | None = None,
+) -> tuple[int, int]:
     """The ``(height, width)`` a ``height x width`` image is resized to, as qwen-vl-utils does.
 
     With both ``resized_height`` and ``resized_width``, those are snapped to the grid with
     the default image bounds (element bounds ignored); otherwise the element's
-    ``min_pixels``/``max_pixels`` (default ``4·f²`` / ``16384·f²``) bound the source size.
+    ``min_pixels``/``max_pixels`` bound the source size. The defaults are ``bounds``
+    (``(min_pixels, max_pixels)``), else qwen-vl-utils' ``4·f²`` / ``16384·f²``.
     """
-    default_min, default_max = image_pixel_bounds(factor)
+    default_min, default_max = bounds if bounds is not None else image_pixel_bounds(factor)
     if spec.resized_height is not None and spec.resized_width is not None:
         return smart_resize(
             spec.resized_height,
@@ -93,13 +101,17 @@ def image_target_size(spec: ImageSpec, height: int, width: int, factor: int) -> 
             min_pixels=default_min,
             max_pixels=default_max,
         )
-    return smart_resize(
-        height,
-        width,
-        factor=factor,
-        min_pixels=spec.min_pixels if spec.min_pixels is not None else default_min,
-        max_pixels=spec.max_pixels if spec.max_pixels is not None else default_max,
-    )
+    low = spec.min_pixels if spec.min_pixels is not None else default_min
+    high = spec.max_pixels if spec.max_pixels is not None else default_max
+    if bounds is not None:
+        # A bound from the element wins over a configured default it contradicts
+        # (e.g. max_pixels below a processor's 65,536 minimum); qwen-vl-utils' own
+        # defaults are low and high enough that this never arises there.
+        if spec.min_pixels is None:
+            low = min(low, high)
+        if spec.max_pixels is None:
+            high = max(high, low)
+    return smart_resize(height, width, factor=factor, min_pixels=low, max_pixels=high)
 
 
 def fetch_image(
@@ -135,4 +147,29 @@ def fetch_image(
     spec = parse_image_element(ele)
     image = load_image(spec.source, policy=policy, options=options)
     height, width = image_target_size(spec, image.height, image.width, image_patch_size * 2)
+    return image.resize((width, height), Image.Resampling.BICUBIC)
+
+
+def fetch_image_for(
+    ele: Mapping[str, Any],
+    preset: Preset,
+    *,
+    policy: FetchPolicy | None = None,
+    options: ImageOptions | None = None,
+) -> Image.Image:
+    """:func:`fetch_image` sized for a model configuration instead of qwen-vl-utils' defaults.
+
+    The grid is ``preset.factor`` and the default bounds are ``preset.image_min_pixels`` /
+    ``preset.image_max_pixels`` (a processor's ``size``); ``min_pixels`` / ``max_pixels`` /
+    ``resized_height`` / ``resized_width`` in the element still take precedence.
+
+    Returns:
+        RGB ``PIL.Image.Image`` with sides multiples of ``preset.factor``.
+    """
+    spec = parse_image_element(ele)
+    image = load_image(spec.source, policy=policy, options=options)
+    bounds = (preset.image_min_pixels, preset.image_max_pixels)
+    height, width = image_target_size(spec, image.height, image.width, preset.factor, bounds)
+    if (height, width) == (image.height, image.width):
+        return image
     return image.resize((width, height), Image.Resampling.BICUBIC)

@@ -14,7 +14,7 @@ from vlprep.image import fetch_image
 from vlprep.sources import FetchPolicy
 from vlprep.video import fetch_video
 
-__all__ = ["extract_vision_info", "process_vision_info"]
+__all__ = ["as_conversations", "extract_vision_info", "process_vision_info"]
 
 _VISION_KEYS = ("image", "image_url", "video", "video_url")
 _VIDEO_KEYS = ("video", "video_url")
@@ -22,7 +22,12 @@ _VIDEO_KEYS = ("video", "video_url")
 Conversation = Sequence[Mapping[str, Any]]
 
 
-def _conversations(conversations: Conversation | Sequence[Conversation]) -> list[Conversation]:
+def as_conversations(conversations: Conversation | Sequence[Conversation]) -> list[Conversation]:
+    """One conversation or a batch -> a list of conversations (an empty input -> ``[]``).
+
+    Raises:
+        InvalidInputError: not a list of messages or a list of such lists.
+    """
     if isinstance(conversations, (str, bytes, Mapping)) or not isinstance(conversations, Sequence):
         raise InvalidInputError(
             "conversations must be a list of messages or a list of such lists, "
@@ -48,7 +53,7 @@ def extract_vision_info(
             message is not a dict.
     """
     found: list[Mapping[str, Any]] = []
-    for conversation in _conversations(conversations):
+    for conversation in as_conversations(conversations):
         for message in conversation:
             if not isinstance(message, Mapping):
                 raise InvalidInputError(

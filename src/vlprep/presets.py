@@ -7,7 +7,15 @@ from dataclasses import dataclass
 
 from vlprep.errors import InvalidInputError
 
-__all__ = ["QWEN2_5_VL", "QWEN2_VL", "QWEN3_VL", "Preset", "get_preset"]
+__all__ = [
+    "QWEN2_5_VL",
+    "QWEN2_VL",
+    "QWEN3_VL",
+    "Preset",
+    "family_of",
+    "get_preset",
+    "preset_from_processor",
+]
 
 OPENAI_CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 OPENAI_CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
@@ -131,3 +139,106 @@ def get_preset(name: str | Preset) -> Preset:
             f"unknown preset {name[:40]!r}; valid: 'qwen2-vl', 'qwen2.5-vl', 'qwen3-vl'"
         )
     return preset
+
+
+_PROCESSOR_FAMILIES = (
+    ("Qwen3VL", "qwen3-vl"),
+    ("Qwen2_5_VL", "qwen2.5-vl"),
+    ("Qwen2VL", "qwen2-vl"),
+)
+
+
+def family_of(preset: Preset) -> str:
+    """``"qwen2-vl"``, ``"qwen2.5-vl"`` or ``"qwen3-vl"``: the family a preset belongs to.
+
+    Read from ``preset.name`` (any alias :func:`get_preset` knows, or a name that starts
+    with one); a custom name falls back to the patch size (16 -> Qwen3-VL, else Qwen2-VL).
+    """
+    try:
+        return get_preset(preset.name).name
+    except InvalidInputError:
+        pass
+    for alias, known in sorted(_ALIASES.items(), key=lambda kv: -len(kv[0])):
+        if preset.name.lower().startswith(alias):
+            return known.name
+    return QWEN3_VL.name if preset.patch_size == 16 else QWEN2_VL.name
+
+
+def _processor_family(processor: object) -> str:
+    for cls in type(processor).__mro__:
+        for marker, family in _PROCESSOR_FAMILIES:
+            if cls.__name__.startswith(marker):
+                return family
+    raise InvalidInputError(
+        f"{type(processor).__name__} is not a Qwen-VL processor (Qwen2VLProcessor, "
+        "Qwen2_5_VLProcessor or Qwen3VLProcessor); pass preset= explicitly or load the "
+        "checkpoint's processor with AutoProcessor.from_pretrained"
+    )
+
+
+def _size_bounds(image_processor: object) -> tuple[int | None, int | None]:
+    low = getattr(image_processor, "min_pixels", None)
+    high = getattr(image_processor, "max_pixels", None)
+    size = getattr(image_processor, "size", None)
+    if size is not None:
+        if low is None:
+            low = (
+                size.get("shortest_edge")
+                if isinstance(size, dict)
+                else getattr(size, "shortest_edge", None)
+            )
+        if high is None:
+            high = (
+                size.get("longest_edge")
+                if isinstance(size, dict)
+                else getattr(size, "longest_edge", None)
+            )
+    return (int(low) if low else None), (int(high) if high else None)
+
+
+def preset_from_processor(processor: object) -> Preset:
+    """The :class:`Preset` a transformers Qwen-VL processor is configured with.
+
+    The family comes from the processor class; patch, merge and temporal sizes, mean, std
+    and the image pixel bounds (``size["shortest_edge"/"longest_edge"]``, or legacy
+    ``min_pixels``/``max_pixels``) from its image processor. Video bounds keep
+    qwen-vl-utils' per-frame defaults for the factor (``128·f²`` .. ``768·f²``, clip budget
+    ``128000·f²·0.9``), which is how vlprep samples and sizes videos.
+
+    Raises:
+        InvalidInputError: not a Qwen-VL processor, or inconsistent image/video settings.
+    """
+    family = _processor_family(processor)
+    base = get_preset(family)
+    image = getattr(processor, "image_processor", None)
+    if image is None:
+        return base
+    changes: dict[str, object] = {}
+    sizes = {
+        field: int(getattr(image, field, None) or getattr(base, field))
+        for field in ("patch_size", "merge_size", "temporal_patch_size")
+    }
+    changes.update(sizes)
+    for field in ("image_mean", "image_std"):
+        value = getattr(image, field, None)
+        if value is not None:
+            values = value if isinstance(value, (list, tuple)) else [value] * 3
+            changes[field] = tuple(float(v) for v in values)
+    low, high = _size_bounds(image)
+    if low is not None:
+        changes["image_min_pixels"] = low
+    if high is not None:
+        changes["image_max_pixels"] = high
+    video = getattr(processor, "video_processor", None)
+    for field, value in sizes.items():
+        other = getattr(video, field, None)
+        if other is not None and int(other) != value:
+            raise InvalidInputError(
+                f"the image processor's {field} ({value}) differs from the video "
+                f"processor's ({other}); vlprep needs one value for both"
+            )
+    factor = sizes["patch_size"] * sizes["merge_size"]
+    changes["video_min_pixels"] = 128 * factor * factor
+    changes["video_max_pixels"] = 768 * factor * factor
+    changes["video_total_pixels"] = int(128000 * factor * factor * 0.9)
+    return base.replace(**changes)

@@ -1,0 +1,266 @@
+"""``build_inputs``: conversations + a transformers processor -> the model's whole input.
+
+The chat template is rendered by the processor, every image and video is loaded and sized
+once by vlprep, patchified by :mod:`vlprep.tensors`, and each placeholder is expanded to its
+token count in token-id space (:mod:`vlprep.expansion`). transformers is needed only for the
+processor the caller passes and the ``BatchFeature`` returned.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal
+
+import torch
+from PIL import Image
+
+from vlprep.decode.image import ImageOptions
+from vlprep.decode.video import VideoOptions
+from vlprep.errors import BackendUnavailableError, InvalidInputError, ResourceLimitError
+from vlprep.expansion import (
+    SpecialTokens,
+    expand_placeholders,
+    mm_token_type_ids,
+    pad_batch,
+    qwen3_video_text,
+    video_timestamps,
+)
+from vlprep.image import fetch_image_for
+from vlprep.messages import Conversation, as_conversations, extract_vision_info
+from vlprep.presets import Preset, family_of, get_preset, preset_from_processor
+from vlprep.sizing import count_tokens
+from vlprep.sources import FetchPolicy
+from vlprep.tensors import patchify_images, patchify_videos
+from vlprep.video import fetch_video
+
+__all__ = ["LoadedVideo", "Qwen3VideoText", "build_inputs"]
+
+Qwen3VideoText = Literal["transformers", "unwrapped"]
+"""How Qwen3-VL video placeholders are written.
+
+``"transformers"`` (default): as transformers 5.x's ``Qwen3VLProcessor``, the template's
+``<|vision_start|>`` / ``<|vision_end|>`` pair stays around the per-frame blocks.
+``"unwrapped"``: as transformers 4.57 and vLLM, the per-frame blocks replace the whole
+``<|vision_start|><|video_pad|><|vision_end|>`` (two tokens fewer per video).
+"""
+
+LoadedVideo = tuple[torch.Tensor, dict[str, Any], float]
+"""A loaded clip: float32 ``(T, 3, H, W)`` frames, qwen-vl-utils metadata, sample fps."""
+
+
+def _render(
+    conversations: Sequence[Conversation],
+    processor: Any,
+    add_generation_prompt: bool,
+    template_kwargs: Mapping[str, Any],
+) -> list[str]:
+    render = getattr(processor, "apply_chat_template", None)
+    if render is None:
+        render = processor.tokenizer.apply_chat_template
+    texts = []
+    for conversation in conversations:
+        text = render(
+            [dict(message) for message in conversation],
+            tokenize=False,
+            add_generation_prompt=add_generation_prompt,
+            **template_kwargs,
+        )
+        if isinstance(text, list) and len(text) == 1:
+            text = text[0]
+        if not isinstance(text, str):
+            raise InvalidInputError(
+                f"the chat template rendered {type(text).__name__}, expected a string"
+            )
+        texts.append(text)
+    return texts
+
+
+def _load(
+    elements: Sequence[Mapping[str, Any]],
+    preset: Preset,
+    policy: FetchPolicy | None,
+    image_options: ImageOptions | None,
+    video_options: VideoOptions | None,
+) -> tuple[list[Image.Image], list[LoadedVideo]]:
+    images: list[Image.Image] = []
+    videos: list[LoadedVideo] = []
+    for ele in elements:
+        if any(ele.get(k) is not None for k in ("image", "image_url")):
+            images.append(fetch_image_for(ele, preset, policy=policy, options=image_options))
+        elif any(ele.get(k) is not None for k in ("video", "video_url")):
+            (video, metadata), sample_fps = fetch_video(
+                ele,
+                preset.patch_size,
+                return_video_sample_fps=True,
+                return_video_metadata=True,
+                policy=policy,
+                options=video_options,
+                image_options=image_options,
+            )
+            videos.append((video, dict(metadata), float(sample_fps)))
+        else:
+            raise InvalidInputError(
+                "a vision element needs an 'image', 'image_url', 'video' or 'video_url' "
+                f"source, got keys {sorted(str(k) for k in ele)[:8]}"
+            )
+    return images, videos
+
+
+def _qwen3_texts(
+    texts: list[str],
+    videos: Sequence[LoadedVideo],
+    grids: torch.Tensor,
+    tokens: SpecialTokens,
+    *,
+    preset: Preset,
+    mode: Qwen3VideoText,
+) -> tuple[list[str], list[int]]:
+    """Write each video's per-frame blocks into the text; return the per-block token counts."""
+    pieces: list[str] = []
+    counts: list[int] = []
+    for video, grid in zip(videos, grids.tolist(), strict=True):
+        metadata = video[1]
+        stamps = video_timestamps(
+            metadata["frames_indices"], float(metadata["fps"]), preset.temporal_patch_size
+        )
+        t, gh, gw = grid
+        pieces.append(qwen3_video_text(stamps[:t], tokens))
+        counts.extend([count_tokens((1, gh, gw), preset.merge_size)] * t)
+    wrapped = tokens.vision_start + tokens.video + tokens.vision_end
+    marker = wrapped if mode == "unwrapped" else tokens.video
+    replacements = iter(pieces)
+    out = []
+    for text in texts:
+        parts = text.split(marker)
+        if mode == "unwrapped" and text.count(tokens.video) != len(parts) - 1:
+            raise InvalidInputError(
+                "qwen3_video_text='unwrapped' needs every video placeholder written as "
+                f"{wrapped!r} by the chat template"
+            )
+        rebuilt = parts[0]
+        for part in parts[1:]:
+            rebuilt += next(replacements, marker) + part
+        out.append(rebuilt)
+    return out, counts
+
+
+def _batch_feature(data: dict[str, Any]) -> Any:
+    try:
+        from transformers import BatchFeature
+    except ImportError as exc:  # pragma: no cover - a processor object implies transformers
+        raise BackendUnavailableError(
+            "build_inputs returns a transformers.BatchFeature; pip install 'vlprep[runner]'"
+        ) from exc
+    return BatchFeature(data)
+
+
+def build_inputs(
+    conversations: Conversation | Sequence[Conversation],
+    processor: Any,
+    *,
+    preset: Preset | str | None = None,
+    add_generation_prompt: bool = True,
+    padding_side: Literal["left", "right"] = "left",
+    max_length: int | None = None,
+    chat_template_kwargs: Mapping[str, Any] | None = None,
+    qwen3_video_text: Qwen3VideoText = "transformers",
+    policy: FetchPolicy | None = None,
+    image_options: ImageOptions | None = None,
+    video_options: VideoOptions | None = None,
+) -> Any:
+    """Build a Qwen-VL model's inputs for one conversation or a batch.
+
+    Equivalent to rendering the chat template, loading the media with qwen-vl-utils and
+    calling the transformers processor with ``do_resize=False`` and the videos' metadata,
+    but each image and video is decoded and resized once, normalised in one pass, and
+    placeholders are expanded without re-tokenising long strings.
+
+    Args:
+        conversations: a list of messages (``{"role", "content"}``) or a list of such lists.
+            Image and video elements take the same keys as :func:`vlprep.process_vision_info`.
+        processor: a transformers Qwen2-VL, Qwen2.5-VL or Qwen3-VL processor (its chat
+            template, tokenizer and configuration are used; its image and video processors
+            are not run).
+        preset: model constants and default image bounds; read from ``processor`` when
+            ``None``. Element ``min_pixels``/``max_pixels`` override the bounds.
+        add_generation_prompt: end with the assistant turn's opening.
+        padding_side: where a batch is padded (``"left"`` for generation).
+        max_length: refuse (never truncate) a sequence longer than this many tokens;
+            truncating would cut vision tokens and break the model's count check.
+        chat_template_kwargs: extra template variables (``add_vision_id=True``, ...).
+        qwen3_video_text: see :data:`Qwen3VideoText`.
+        policy, image_options, video_options: fetch and decode rules for every item.
+
+    Returns:
+        ``transformers.BatchFeature`` with ``input_ids`` and ``attention_mask`` (int64
+        ``(B, L)``), ``mm_token_type_ids`` (int64 ``(B, L)``: 0 text, 1 image, 2 video);
+        with images ``pixel_values`` (float32 ``(sum gh*gw, 3*2*P*P)``) and
+        ``image_grid_thw`` (int64 ``(n, 3)``); with videos ``pixel_values_videos``,
+        ``video_grid_thw`` and, for Qwen2.5-VL, ``second_per_grid_ts`` (float32 ``(n,)``,
+        ``temporal_patch_size / sample_fps`` with the real sample fps).
+
+    Raises:
+        InvalidInputError: malformed messages, a processor that is not Qwen-VL, a placeholder
+            count that does not match the media.
+        ResourceLimitError: a sequence longer than ``max_length``.
+        FetchError, DecodeError, ...: from loading the media, typed as everywhere in vlprep.
+    """
+    if qwen3_video_text not in ("transformers", "unwrapped"):
+        raise InvalidInputError(
+            f"qwen3_video_text must be 'transformers' or 'unwrapped', got {qwen3_video_text!r}"
+        )
+    batch = as_conversations(conversations)
+    if not batch:
+        raise InvalidInputError("build_inputs needs at least one conversation")
+    if preset is None:
+        preset = preset_from_processor(processor)
+    preset = get_preset(preset)
+    family = family_of(preset)
+    tokens = SpecialTokens.from_processor(processor)
+
+    texts = _render(batch, processor, add_generation_prompt, chat_template_kwargs or {})
+    images, videos = _load(extract_vision_info(batch), preset, policy, image_options, video_options)
+    data: dict[str, Any] = {}
+    image_counts: list[int] = []
+    video_counts: list[int] = []
+    if images:
+        pixel_values, image_grid = patchify_images(images, preset)
+        data["pixel_values"], data["image_grid_thw"] = pixel_values, image_grid
+        image_counts = [count_tokens(tuple(g), preset.merge_size) for g in image_grid.tolist()]
+    if videos:
+        pixel_values_videos, video_grid = patchify_videos([v[0] for v in videos], preset)
+        data["pixel_values_videos"], data["video_grid_thw"] = pixel_values_videos, video_grid
+        if family == "qwen3-vl":
+            placeholders = sum(text.count(tokens.video) for text in texts)
+            if placeholders != len(videos):
+                raise InvalidInputError(
+                    f"the rendered prompt has {placeholders} video placeholders for "
+                    f"{len(videos)} videos; check the elements' 'type'"
+                )
+            texts, video_counts = _qwen3_texts(
+                texts, videos, video_grid, tokens, preset=preset, mode=qwen3_video_text
+            )
+        else:
+            video_counts = [count_tokens(tuple(g), preset.merge_size) for g in video_grid.tolist()]
+        if family == "qwen2.5-vl":
+            data["second_per_grid_ts"] = torch.tensor(
+                [preset.temporal_patch_size / v[2] for v in videos], dtype=torch.float32
+            )
+
+    encoded = processor.tokenizer(texts, padding=False, return_attention_mask=False)["input_ids"]
+    sequences = expand_placeholders(encoded, tokens, image_counts, video_counts)
+    if max_length is not None:
+        longest = max(len(s) for s in sequences)
+        if longest > max_length:
+            raise ResourceLimitError(
+                f"a conversation needs {longest} tokens, above max_length={max_length}; "
+                "lower max_pixels / fps / total_pixels or raise the limit (vlprep never "
+                "truncates: a cut vision span breaks the model)"
+            )
+    input_ids, attention_mask = pad_batch(sequences, tokens.pad_id, padding_side)
+    text_data = {
+        "input_ids": input_ids,
+        "attention_mask": attention_mask,
+        "mm_token_type_ids": mm_token_type_ids(input_ids, tokens),
+    }
+    return _batch_feature({**text_data, **data})
