@@ -98,7 +98,7 @@ def _reference(conversations: list[Any], processor: Any, **render: Any) -> Any:
     from vlprep.inputs import _load
 
     preset = preset_from_processor(processor)
-    images, videos = _load(extract_vision_info(conversations), preset, None, None, None)
+    images, videos = _load(extract_vision_info(conversations), preset, None, None)
     texts = [
         processor.apply_chat_template(c, tokenize=False, add_generation_prompt=True, **render)
         for c in conversations
@@ -269,3 +269,27 @@ def test_tiny_model_forward_and_generate(family: Family, root: Path, clip: Path)
         generated = model.generate(**inputs, max_new_tokens=4, do_sample=False)
     assert generated.shape == (2, inputs["input_ids"].shape[1] + 4)
     assert torch.equal(generated[:, : inputs["input_ids"].shape[1]], inputs["input_ids"])
+
+
+def test_concurrent_loading_keeps_order_and_attributes_errors(root: Path, clip: Path) -> None:
+    processor = load_processor("qwen2.5-vl", root, backend="pil")
+    conversations = _cases(clip)["mixed"] + _cases(clip)["several images"]
+    serial = build_inputs(conversations, processor, workers=1)
+    parallel = build_inputs(conversations, processor, workers=3)
+    assert sorted(serial.keys()) == sorted(parallel.keys())
+    for key in serial:
+        assert torch.equal(serial[key], parallel[key]), key
+    broken = [
+        _user(
+            _image(photo(64, 64)),
+            _image(str(IMAGES / "missing-file.jpg")),
+            _video(str(clip), nframes=4),
+        )
+    ]
+    from vlprep import SourceNotFoundError
+
+    with pytest.raises(SourceNotFoundError) as info:
+        build_inputs(broken, processor, workers=3)
+    assert "while loading vision item 2 of 3" in "\n".join(info.value.__notes__)
+    with pytest.raises(InvalidInputError, match="workers"):
+        build_inputs(conversations, processor, workers=0)

@@ -8,7 +8,9 @@ processor the caller passes and the ``BatchFeature`` returned.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Literal
 
 import torch
@@ -16,7 +18,12 @@ from PIL import Image
 
 from vlprep.decode.image import ImageOptions
 from vlprep.decode.video import VideoOptions
-from vlprep.errors import BackendUnavailableError, InvalidInputError, ResourceLimitError
+from vlprep.errors import (
+    BackendUnavailableError,
+    InvalidInputError,
+    ResourceLimitError,
+    VlprepError,
+)
 from vlprep.expansion import (
     SpecialTokens,
     expand_placeholders,
@@ -75,34 +82,66 @@ def _render(
     return texts
 
 
+def _load_one(
+    ele: Mapping[str, Any],
+    preset: Preset,
+    policy: FetchPolicy | None,
+    image_options: ImageOptions | None,
+    video_options: VideoOptions | None,
+) -> Image.Image | LoadedVideo:
+    if any(ele.get(k) is not None for k in ("image", "image_url")):
+        return fetch_image_for(ele, preset, policy=policy, options=image_options)
+    if any(ele.get(k) is not None for k in ("video", "video_url")):
+        (video, metadata), sample_fps = fetch_video(
+            ele,
+            preset.patch_size,
+            return_video_sample_fps=True,
+            return_video_metadata=True,
+            policy=policy,
+            options=video_options,
+            image_options=image_options,
+        )
+        return video, dict(metadata), float(sample_fps)
+    raise InvalidInputError(
+        "a vision element needs an 'image', 'image_url', 'video' or 'video_url' "
+        f"source, got keys {sorted(str(k) for k in ele)[:8]}"
+    )
+
+
 def _load(
     elements: Sequence[Mapping[str, Any]],
     preset: Preset,
     policy: FetchPolicy | None,
     image_options: ImageOptions | None,
-    video_options: VideoOptions | None,
+    *,
+    video_options: VideoOptions | None = None,
+    workers: int = 1,
 ) -> tuple[list[Image.Image], list[LoadedVideo]]:
-    images: list[Image.Image] = []
-    videos: list[LoadedVideo] = []
-    for ele in elements:
-        if any(ele.get(k) is not None for k in ("image", "image_url")):
-            images.append(fetch_image_for(ele, preset, policy=policy, options=image_options))
-        elif any(ele.get(k) is not None for k in ("video", "video_url")):
-            (video, metadata), sample_fps = fetch_video(
-                ele,
-                preset.patch_size,
-                return_video_sample_fps=True,
-                return_video_metadata=True,
-                policy=policy,
-                options=video_options,
-                image_options=image_options,
-            )
-            videos.append((video, dict(metadata), float(sample_fps)))
-        else:
-            raise InvalidInputError(
-                "a vision element needs an 'image', 'image_url', 'video' or 'video_url' "
-                f"source, got keys {sorted(str(k) for k in ele)[:8]}"
-            )
+    """Load every element, ``workers`` at a time, keeping prompt order.
+
+    Decoding and resizing release the GIL (Pillow, FFmpeg, torch), so items overlap on
+    several cores. The first failing item (in prompt order) raises, with a note naming it.
+    """
+
+    def load(index: int) -> Image.Image | LoadedVideo:
+        try:
+            return _load_one(elements[index], preset, policy, image_options, video_options)
+        except VlprepError as exc:
+            exc.add_note(f"while loading vision item {index + 1} of {len(elements)}")
+            raise
+
+    if workers > 1 and len(elements) > 1:
+        with ThreadPoolExecutor(max_workers=min(workers, len(elements))) as pool:
+            futures = [pool.submit(load, i) for i in range(len(elements))]
+            try:
+                loaded = [future.result() for future in futures]
+            finally:
+                for future in futures:
+                    future.cancel()
+    else:
+        loaded = [load(i) for i in range(len(elements))]
+    images = [item for item in loaded if isinstance(item, Image.Image)]
+    videos = [item for item in loaded if not isinstance(item, Image.Image)]
     return images, videos
 
 
@@ -167,6 +206,7 @@ def build_inputs(
     policy: FetchPolicy | None = None,
     image_options: ImageOptions | None = None,
     video_options: VideoOptions | None = None,
+    workers: int | None = None,
 ) -> Any:
     """Build a Qwen-VL model's inputs for one conversation or a batch.
 
@@ -190,6 +230,8 @@ def build_inputs(
         chat_template_kwargs: extra template variables (``add_vision_id=True``, ...).
         qwen3_video_text: see :data:`Qwen3VideoText`.
         policy, image_options, video_options: fetch and decode rules for every item.
+        workers: items loaded at once (default ``min(4, CPU count)``; 1 = one after the
+            other). Order is kept; each item keeps its own fetch deadline.
 
     Returns:
         ``transformers.BatchFeature`` with ``input_ids`` and ``attention_mask`` (int64
@@ -219,7 +261,18 @@ def build_inputs(
     tokens = SpecialTokens.from_processor(processor)
 
     texts = _render(batch, processor, add_generation_prompt, chat_template_kwargs or {})
-    images, videos = _load(extract_vision_info(batch), preset, policy, image_options, video_options)
+    if workers is None:
+        workers = min(4, os.cpu_count() or 1)
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise InvalidInputError(f"workers must be an int >= 1, got {workers!r}")
+    images, videos = _load(
+        extract_vision_info(batch),
+        preset,
+        policy,
+        image_options,
+        video_options=video_options,
+        workers=workers,
+    )
     data: dict[str, Any] = {}
     image_counts: list[int] = []
     video_counts: list[int] = []
