@@ -164,6 +164,10 @@ def test_qwen2_truncated_box() -> None:
     assert [i.raw for i in g.parse(cut, "qwen2-vl")] == [(1, 2, 3, 4)]
     ended = "<|box_start|>(1,2),(3,4)<|im_end|>"  # box_end missing but the box is complete
     assert [i.raw for i in g.parse(ended, "qwen2-vl")] == [(1, 2, 3, 4)]
+    padded = "<|box_start|>(1,2),(3,4),(5,6)<|im_end|>\n<|endoftext|><|endoftext|>"
+    assert [i.raw for i in g.parse(padded, "qwen2-vl")] == [(1, 2, 3, 4)]
+    with pytest.raises(GroundingParseError):  # not at the end: not a truncation
+        g.parse("<|box_start|>(1,2),(3,4),(5,6)<|im_end|> more text", "qwen2-vl")
 
 
 def test_legacy_token_form_follows_the_family_space() -> None:
@@ -225,6 +229,7 @@ def test_skip_keeps_the_good_items(caplog: pytest.LogCaptureFixture) -> None:
         '```json\n{"answer": "no objects", "count": 0}\n```',
         "See [1] and {braces} and (1, 2) alone.",
         "[[[[[[[[[[" * 50,
+        "<|box_start|>" * 2000,  # every box cut off before its numbers
         '[{"bbox_2d": [1, 2,',  # the only item was cut off
     ],
 )

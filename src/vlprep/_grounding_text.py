@@ -49,7 +49,21 @@ _TOKENS = re.compile(
     re.DOTALL,
 )
 _NUMBER = re.compile(_NUM)
-_TAIL = re.compile(r"(?:\s|<\|[a-z_]+\|>)*")  # what may follow the last item of an answer
+_TOKEN = re.compile(r"<\|[a-z_]+\|>")
+
+
+def _tail_start(text: str) -> int:
+    """Where the trailing run of whitespace and special tokens (``<|im_end|>``) begins."""
+    end = len(text)
+    while True:
+        while end and text[end - 1].isspace():
+            end -= 1
+        start = text.rfind("<|", 0, end) if text.endswith("|>", 0, end) else -1
+        if start < 0 or not _TOKEN.fullmatch(text, start, end):
+            return end
+        end = start
+
+
 # What may separate a ref from the boxes it labels: spaces, punctuation, "and".
 _JOIN = re.compile(r"[\s,;:&]*(?:and[\s,]*)?", re.IGNORECASE)
 _PAIRS = re.compile(rf"\(\s*({_NUM})\s*,\s*({_NUM})\s*\)\s*,\s*\(\s*({_NUM})\s*,\s*({_NUM})\s*\)")
@@ -60,6 +74,7 @@ def parse_tokens(text: str, on_error: str) -> list[RawItem]:
     items: list[RawItem] = []
     label: str | None = None
     last_end = 0
+    tail = _tail_start(text)
     for match in _TOKENS.finditer(text):
         if match.group("ref") is not None:
             label = " ".join(match.group("ref").split()) or None
@@ -69,7 +84,7 @@ def parse_tokens(text: str, on_error: str) -> list[RawItem]:
             label = None
         last_end = match.end()
         numbers = [float(n) for n in _NUMBER.findall(match.group("box"))]
-        truncated = not match.group("end") and _TAIL.fullmatch(text, match.end())
+        truncated = not match.group("end") and match.end() >= tail
         if truncated:  # unclosed at the end of the output: keep the complete boxes
             usable = len(numbers) - len(numbers) % 4
         elif not numbers or len(numbers) % 4:
