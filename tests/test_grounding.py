@@ -350,12 +350,16 @@ def _late_exif_png(upright: Image.Image) -> bytes:
     return data[:8] + b"".join(rest[:-1]) + late[0] + rest[-1]
 
 
-@pytest.mark.parametrize("kind", ["jpeg-6", "jpeg-8", "png-late-exif", "pil-6"])
+@pytest.mark.parametrize(
+    "kind", ["jpeg-6", "jpeg-8", "png-late-exif", "pil-6", "pil-png-late-exif"]
+)
 def test_rotated_image_maps_to_the_upright_picture(kind: str) -> None:
     upright = photo(300, 200, seed=3)  # 300 wide, 200 tall as displayed
     data: object
     if kind == "png-late-exif":
         data = _late_exif_png(upright)
+    elif kind == "pil-png-late-exif":
+        data = Image.open(io.BytesIO(_late_exif_png(upright)))
     elif kind == "pil-6":
         data = Image.open(io.BytesIO(_rotated_jpeg(upright)))
     else:

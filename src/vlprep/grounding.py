@@ -278,6 +278,8 @@ def _upright_size(
     source: object, policy: FetchPolicy | None, options: ImageOptions
 ) -> tuple[int, int]:
     if isinstance(source, Image.Image):
+        if options.exif_transpose and source.format == "PNG":
+            source.load()  # a late eXIf chunk is read with the pixels, as load_image does
         swap = options.exif_transpose and orientation_of(source) in (5, 6, 7, 8)
         return (source.width, source.height) if swap else (source.height, source.width)
     if isinstance(source, (str, bytes, bytearray, memoryview)):
