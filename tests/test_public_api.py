@@ -116,6 +116,7 @@ def test_error_tree() -> None:
     e = vlprep
     assert issubclass(e.InvalidInputError, (e.VlprepError, ValueError))
     assert issubclass(e.SourceNotAllowedError, e.InvalidInputError)
+    assert issubclass(vlprep.errors.GroundingParseError, e.InvalidInputError)
     assert issubclass(e.FetchError, OSError) and issubclass(e.FetchError, e.VlprepError)
     assert issubclass(e.FetchTimeoutError, (e.FetchError, TimeoutError))
     assert issubclass(e.FetchTimeoutError, TimeoutError)

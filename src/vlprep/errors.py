@@ -4,7 +4,8 @@
 
     VlprepError                                  base of everything vlprep raises on purpose
     ├── InvalidInputError       (ValueError)     a message element, argument or source is malformed
-    │   └── SourceNotAllowedError                the source is refused by the FetchPolicy
+    │   ├── SourceNotAllowedError                the source is refused by the FetchPolicy
+    │   └── GroundingParseError                  model text has a malformed box or point
     ├── FetchError              (OSError)        the bytes could not be obtained
     │   ├── SourceNotFoundError (FileNotFoundError) a local file does not exist
     │   ├── FetchTimeoutError   (TimeoutError)   a connect/read timeout or the deadline passed
@@ -27,6 +28,7 @@ __all__ = [
     "FetchError",
     "FetchTimeoutError",
     "FetchTooLargeError",
+    "GroundingParseError",
     "InvalidInputError",
     "ResourceLimitError",
     "SourceNotAllowedError",
@@ -47,6 +49,13 @@ class InvalidInputError(VlprepError, ValueError):
 
 class SourceNotAllowedError(InvalidInputError):
     """The source (scheme, host, address or local path) is refused by the fetch policy."""
+
+
+class GroundingParseError(InvalidInputError):
+    """Model text holds a box or point that cannot be read (wrong arity, not a number).
+
+    Raised by :mod:`vlprep.grounding`; text with no grounding at all is not an error.
+    """
 
 
 class FetchError(VlprepError, OSError):

@@ -1,0 +1,392 @@
+"""Boxes and points in Qwen-VL answers: parse them, map them to the original image, draw them.
+
+Coordinate spaces (``Box.space`` / ``Point.space``):
+
+- ``"norm1000"``: relative to the image, 0 .. 1000 on each axis (Qwen2-VL, Qwen3-VL).
+- ``"resized"``: absolute pixels of the resized model input, i.e. the ``smart_resize``
+  size vlprep produced (Qwen2.5-VL).
+- ``"original"``: pixels of the upright original image (EXIF orientation applied, as
+  vlprep loads it). Coordinates are continuous: the image spans ``[0, W] x [0, H]``, so a
+  box covering the whole image is ``(0, 0, W, H)``.
+
+:func:`parse` returns items in the family's model space; :func:`to_original` maps them;
+:func:`locate` does both for one message element; :func:`draw` renders original-space items.
+See ``docs/grounding.md`` for the formats and the rules for malformed answers.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from types import MappingProxyType
+from typing import Any, Literal, TypeAlias
+
+from PIL import Image
+
+from vlprep._draw import draw_items
+from vlprep._grounding_text import parse_json, parse_plain, parse_tokens
+from vlprep.decode.image import ImageOptions, decode_image, orientation_of, probe_header
+from vlprep.errors import GroundingParseError, InvalidInputError
+from vlprep.image import image_target_size, load_image
+from vlprep.presets import Preset, family_of, get_preset
+from vlprep.sources import FetchPolicy, fetch
+from vlprep.specs import parse_image_element
+
+__all__ = [
+    "Box",
+    "Family",
+    "GroundingParseError",
+    "Item",
+    "OnError",
+    "Point",
+    "Space",
+    "TextFormat",
+    "draw",
+    "image_sizes",
+    "locate",
+    "model_space",
+    "parse",
+    "resized_size_from_grid",
+    "to_original",
+]
+
+Family: TypeAlias = Literal["qwen2-vl", "qwen2.5-vl", "qwen3-vl"]
+Space: TypeAlias = Literal["norm1000", "resized", "original"]
+TextFormat: TypeAlias = Literal["auto", "json", "tokens", "plain"]
+"""``"json"``: ``bbox_2d``/``point_2d`` objects; ``"tokens"``: ``<|box_start|>(x1,y1),(x2,y2)
+<|box_end|>``; ``"plain"``: ``(x1,y1),(x2,y2)`` left after ``skip_special_tokens=True``;
+``"auto"``: tokens if a grounding token is present, else JSON if a key is, else plain."""
+OnError: TypeAlias = Literal["raise", "skip"]
+
+_EMPTY: Mapping[str, Any] = MappingProxyType({})
+
+
+@dataclass(frozen=True, slots=True)
+class Box:
+    """An axis-aligned box ``(x1, y1)``-``(x2, y2)`` in coordinate space ``space``.
+
+    Attributes:
+        x1, y1, x2, y2: corners, in ``space`` units (see the module docstring). After
+            :func:`to_original`, clamped to the image and ordered (``x1 <= x2``, ``y1 <= y2``).
+        label: the ``label`` key (JSON) or the ``<|object_ref_start|>`` text; ``None`` if absent.
+        space: ``"norm1000"``, ``"resized"`` or ``"original"``.
+        raw: the four numbers exactly as the model wrote them (model space, unclamped).
+        extra: other keys of the JSON object (e.g. ``text_content``), read-only.
+    """
+
+    x1: float
+    y1: float
+    x2: float
+    y2: float
+    label: str | None = None
+    space: Space = "original"
+    raw: tuple[float, ...] = ()
+    extra: Mapping[str, Any] = field(default_factory=lambda: _EMPTY, hash=False)
+
+    @property
+    def width(self) -> float:
+        """``x2 - x1`` in ``space`` units."""
+        return self.x2 - self.x1
+
+    @property
+    def height(self) -> float:
+        """``y2 - y1`` in ``space`` units."""
+        return self.y2 - self.y1
+
+    @property
+    def center(self) -> tuple[float, float]:
+        """``(x, y)`` of the centre, in ``space`` units."""
+        return (self.x1 + self.x2) / 2, (self.y1 + self.y2) / 2
+
+
+@dataclass(frozen=True, slots=True)
+class Point:
+    """A point ``(x, y)`` in coordinate space ``space`` (fields as in :class:`Box`)."""
+
+    x: float
+    y: float
+    label: str | None = None
+    space: Space = "original"
+    raw: tuple[float, ...] = ()
+    extra: Mapping[str, Any] = field(default_factory=lambda: _EMPTY, hash=False)
+
+
+Item: TypeAlias = Box | Point
+
+_MODEL_SPACE: dict[str, Space] = {
+    "qwen2-vl": "norm1000",
+    "qwen2.5-vl": "resized",
+    "qwen3-vl": "norm1000",
+}
+
+
+def _family(family: str | Preset) -> Family:
+    name = family_of(family) if isinstance(family, Preset) else get_preset(family).name
+    if name not in _MODEL_SPACE:
+        raise InvalidInputError(f"unknown family {name!r}; valid: {sorted(_MODEL_SPACE)}")
+    return name  # type: ignore[return-value]
+
+
+def model_space(family: str | Preset) -> Space:
+    """The space a family writes coordinates in: ``"norm1000"`` or ``"resized"``."""
+    return _MODEL_SPACE[_family(family)]
+
+
+# ------------------------------------------------------------------------- public API
+
+_GROUNDING_TOKEN = re.compile(r"<\|(?:box_start|object_ref_start)\|>")
+_JSON_KEY = re.compile(r"\b(?:bbox_2d|point_2d)\b")
+
+
+def parse(
+    text: str,
+    family: str | Preset,
+    *,
+    format: TextFormat = "auto",
+    on_error: OnError = "raise",
+) -> list[Item]:
+    """Boxes and points in a model answer, in the family's model space.
+
+    Args:
+        text: the decoded answer. Decode with ``skip_special_tokens=False`` for Qwen2-VL
+            (or keep the grounding tokens); without them only unlabelled ``(x1,y1),(x2,y2)``
+            boxes can be found.
+        family: ``"qwen2-vl"``, ``"qwen2.5-vl"``, ``"qwen3-vl"`` (any alias of
+            :func:`vlprep.presets.get_preset`) or a :class:`Preset`. It decides the space
+            (``"norm1000"`` for Qwen2/Qwen3-VL, ``"resized"`` for Qwen2.5-VL), not the format.
+        format: ``"auto"`` (default), ``"json"``, ``"tokens"`` or ``"plain"``.
+        on_error: ``"raise"`` a :class:`GroundingParseError` on a malformed item, or
+            ``"skip"`` it (logged at WARNING) and keep the rest.
+
+    Returns:
+        :class:`Box` and :class:`Point` items in order of appearance, coordinates as
+        written (not clamped, not reordered); empty when the text holds no grounding.
+
+    Raises:
+        GroundingParseError: a malformed item (see ``docs/grounding.md``) with ``"raise"``.
+        InvalidInputError: ``text`` not a str, unknown family, format or on_error.
+    """
+    if not isinstance(text, str):
+        raise InvalidInputError(f"text must be a str, got {type(text).__name__}")
+    if format not in ("auto", "json", "tokens", "plain"):
+        raise InvalidInputError(
+            f"format must be 'auto', 'json', 'tokens' or 'plain', got {format!r}"
+        )
+    if on_error not in ("raise", "skip"):
+        raise InvalidInputError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
+    space = model_space(family)
+    if format == "auto":
+        if _GROUNDING_TOKEN.search(text):
+            format = "tokens"
+        elif _JSON_KEY.search(text):
+            format = "json"
+        else:
+            format = "plain"
+    if format == "tokens":
+        raw_items = parse_tokens(text, on_error)
+    elif format == "json":
+        raw_items = parse_json(text, on_error)
+    else:
+        raw_items = parse_plain(text)
+    return [
+        Box(v[0], v[1], v[2], v[3], label, space, v, extra)
+        if kind == "box"
+        else Point(v[0], v[1], label, space, v, extra)
+        for kind, v, label, extra in raw_items
+    ]
+
+
+def _size(value: object, name: str) -> tuple[int, int]:
+    if (
+        not isinstance(value, Sequence)
+        or len(value) != 2
+        or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value)
+    ):
+        raise InvalidInputError(f"{name} must be (height, width) positive ints, got {value!r}")
+    return value[0], value[1]
+
+
+def resized_size_from_grid(grid_thw: Sequence[Any], patch_size: int) -> tuple[int, int]:
+    """``(height, width)`` of the model input from an ``image_grid_thw`` row.
+
+    ``(grid[1] * patch_size, grid[2] * patch_size)``: the size vlprep (or a processor)
+    resized the image to. ``grid_thw`` may be a list, tuple or 1-D tensor of 3 ints.
+    """
+    values = [int(v) for v in grid_thw]
+    if len(values) != 3 or min(values) < 1 or patch_size < 1:
+        raise InvalidInputError(
+            f"grid_thw must be 3 positive ints and patch_size >= 1, got {values}, {patch_size}"
+        )
+    return values[1] * patch_size, values[2] * patch_size
+
+
+def _clamp(value: float, high: int) -> float:
+    return min(max(value, 0.0), float(high))
+
+
+def to_original(
+    items: Iterable[Item],
+    original_size: tuple[int, int],
+    resized_size: tuple[int, int] | None = None,
+) -> list[Item]:
+    """Map items to pixels of the upright original image.
+
+    ``"norm1000"``: ``x = v * W / 1000``; ``"resized"``: ``x = v * W / W_resized`` (same
+    for y with heights). Results are clamped to ``[0, W] x [0, H]`` and box corners are
+    ordered; ``raw`` keeps the model's numbers. Items already ``"original"`` are returned
+    unchanged.
+
+    Args:
+        items: output of :func:`parse`.
+        original_size: ``(height, width)`` of the upright original image (as
+            :func:`vlprep.image.load_image` returns it).
+        resized_size: ``(height, width)`` vlprep resized the image to; needed for
+            ``"resized"`` items. Take it from :func:`image_sizes` or
+            :func:`resized_size_from_grid`: other bounds give shifted boxes.
+
+    Raises:
+        InvalidInputError: bad sizes, or a ``"resized"`` item without ``resized_size``.
+    """
+    height, width = _size(original_size, "original_size")
+    resized = None if resized_size is None else _size(resized_size, "resized_size")
+    out: list[Item] = []
+    for item in items:
+        if item.space == "original":
+            out.append(item)
+            continue
+        if item.space == "norm1000":
+            sx, sy = width / 1000, height / 1000
+        elif resized is None:
+            raise InvalidInputError(
+                "Qwen2.5-VL coordinates are pixels of the resized input: pass resized_size="
+                "(height, width) as vlprep sized the image (image_sizes or image_grid_thw)"
+            )
+        else:
+            sx, sy = width / resized[1], height / resized[0]
+        if isinstance(item, Box):
+            xs = sorted((_clamp(item.x1 * sx, width), _clamp(item.x2 * sx, width)))
+            ys = sorted((_clamp(item.y1 * sy, height), _clamp(item.y2 * sy, height)))
+            out.append(replace(item, x1=xs[0], y1=ys[0], x2=xs[1], y2=ys[1], space="original"))
+        else:
+            x, y = _clamp(item.x * sx, width), _clamp(item.y * sy, height)
+            out.append(replace(item, x=x, y=y, space="original"))
+    return out
+
+
+def _upright_size(
+    source: object, policy: FetchPolicy | None, options: ImageOptions
+) -> tuple[int, int]:
+    if isinstance(source, Image.Image):
+        if options.exif_transpose and source.format == "PNG":
+            source.load()  # a late eXIf chunk is read with the pixels, as load_image does
+        swap = options.exif_transpose and orientation_of(source) in (5, 6, 7, 8)
+        return (source.width, source.height) if swap else (source.height, source.width)
+    if isinstance(source, (str, bytes, bytearray, memoryview)):
+        data = fetch(source, policy, "image").data
+        header = probe_header(data, options)
+        if header.format != "PNG" or not options.exif_transpose:
+            return header.display_size
+        # A PNG may carry its eXIf chunk after the pixels: only a decode sees it.
+        image = decode_image(data, options)
+        return image.height, image.width
+    image = load_image(source, policy=policy, options=options)
+    return image.height, image.width
+
+
+def image_sizes(
+    element: Mapping[str, Any],
+    preset: Preset,
+    *,
+    image: Image.Image | None = None,
+    policy: FetchPolicy | None = None,
+    options: ImageOptions | None = None,
+) -> tuple[tuple[int, int], tuple[int, int]]:
+    """``(original, resized)`` sizes, each ``(height, width)``, as ``build_inputs`` sizes them.
+
+    The original size is upright (EXIF orientation applied unless
+    ``options.exif_transpose`` is off), read from the header when possible. The resized size
+    uses ``preset.factor``, ``preset.image_min_pixels``/``image_max_pixels`` and the
+    element's ``min_pixels``/``max_pixels``/``resized_height``/``resized_width``, exactly as
+    :func:`vlprep.image.fetch_image_for` does.
+
+    Args:
+        element: the image element of the message (``{"image": ..., "max_pixels": ...}``).
+        preset: the model's preset (e.g. from :func:`vlprep.presets.preset_from_processor`).
+        image: the upright original image if already loaded (no source is read then).
+        policy, options: as for :func:`vlprep.image.load_image`; use the ones the inputs
+            were built with.
+    """
+    spec = parse_image_element(element)
+    options = options or ImageOptions()
+    if image is not None:
+        original = (image.height, image.width)
+    else:
+        original = _upright_size(spec.source, policy, options)
+    bounds = (preset.image_min_pixels, preset.image_max_pixels)
+    resized = image_target_size(spec, original[0], original[1], preset.factor, bounds)
+    return original, resized
+
+
+def locate(
+    text: str,
+    element: Mapping[str, Any],
+    preset: Preset,
+    *,
+    family: str | None = None,
+    image: Image.Image | None = None,
+    format: TextFormat = "auto",
+    on_error: OnError = "raise",
+    policy: FetchPolicy | None = None,
+    options: ImageOptions | None = None,
+) -> list[Item]:
+    """:func:`parse` + :func:`to_original` for the answer about one image element.
+
+    Args:
+        text, format, on_error: as for :func:`parse`.
+        element, preset, image, policy, options: as for :func:`image_sizes`.
+        family: the model family; default :func:`vlprep.presets.family_of` ``(preset)``.
+            Pass it when the preset has a custom name: Qwen2-VL and Qwen2.5-VL have the
+            same numbers, and only the family says whether coordinates are 0-1000 or pixels.
+
+    Returns:
+        Items in ``"original"`` space (pixels of the upright image), in answer order.
+    """
+    items = parse(text, preset if family is None else family, format=format, on_error=on_error)
+    if not items:
+        return []
+    original, resized = image_sizes(element, preset, image=image, policy=policy, options=options)
+    return to_original(items, original, resized)
+
+
+def draw(
+    image: Image.Image,
+    items: Iterable[Item],
+    *,
+    line_width: int | None = None,
+    font_size: int | None = None,
+) -> Image.Image:
+    """Draw ``"original"``-space boxes and points on a copy of ``image``.
+
+    Items with the same label share a colour (unlabelled items get one each, in the order
+    of :data:`vlprep._draw.PALETTE`); labels are written on a tag filled with that colour,
+    above the box (inside it at the top edge). Line width defaults to
+    ``max(2, round(min(W, H) / 250))``, the font size to ``max(12, round(min(W, H) / 40))``.
+
+    Args:
+        image: the upright original image (any mode; it is not modified).
+        items: boxes and points in ``"original"`` space (from :func:`to_original`).
+
+    Returns:
+        A new RGB ``PIL.Image.Image`` of the same size. Saving it is the caller's job.
+
+    Raises:
+        InvalidInputError: an item not in ``"original"`` space, or a width/size below 1.
+    """
+    items = list(items)
+    for item in items:
+        if item.space != "original":
+            raise InvalidInputError(
+                f"draw needs items in 'original' space, got {item.space!r}; call to_original"
+            )
+    return draw_items(image, items, line_width=line_width, font_size=font_size)
