@@ -262,3 +262,14 @@ def tiny_model(family: Family, processor: Any) -> Any:
     }
     config = Qwen2_5_VLConfig(text_config=text, vision_config=vision, **ids)
     return Qwen2_5_VLForConditionalGeneration(config).eval()
+
+
+def save_checkpoint(family: Family, directory: Path) -> Path:
+    """A loadable tiny checkpoint: random-weight model + offline processor in ``directory``."""
+    directory.mkdir(parents=True, exist_ok=True)
+    processor = _processor(family)
+    processor.save_pretrained(str(directory))
+    model = tiny_model(family, processor)
+    model.generation_config.eos_token_id = processor.tokenizer.convert_tokens_to_ids("<|im_end|>")
+    model.save_pretrained(str(directory))
+    return directory

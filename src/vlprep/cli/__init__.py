@@ -1,0 +1,1 @@
+"""Command-line entry points: ``vlprep-run`` (and ``vlprep-inspect``)."""
