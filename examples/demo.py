@@ -2,16 +2,21 @@
 
 Run with ``make demo`` (or ``python examples/demo.py [FOLDER ...]``). Reads ``fixtures/``
 and, when present, ``../shared/media/images``. Prints one row per image; errors are
-printed as the typed vlprep error each input produced.
+printed as the typed vlprep error each input produced. Ends with ``vlprep-inspect`` on
+``fixtures/`` and on a small chat dataset that points at it.
 """
 
 from __future__ import annotations
 
+import json
+import os
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 from vlprep import QWEN2_5_VL, QWEN3_VL, VlprepError, fetch_image, process_vision_info
+from vlprep.cli.inspect import main as inspect_main
 from vlprep.decode.image import probe_header
 from vlprep.decode.video import probe_video
 from vlprep.sampling import plan_frames
@@ -77,7 +82,47 @@ def main(argv: list[str]) -> int:
     print(f"  videos: {videos}")
     print("Sizes are (width x height) as displayed; 'or' is the EXIF orientation (applied).")
     video_demo(REPO / "fixtures" / "nasa_13013.mp4")
-    return 0
+    return inspect_demo(REPO / "fixtures")
+
+
+def inspect_demo(folder: Path) -> int:
+    """``vlprep-inspect`` on the bundled media, then on a two-conversation JSONL dataset."""
+    folder = Path(os.path.relpath(folder))  # shorter rows; datasets resolve paths from here
+    argv = [str(folder), "--model", "qwen2.5-vl", "--max-tokens", "2048"]
+    print(f"\n$ vlprep-inspect {' '.join(argv)}")
+    status = inspect_main(argv)
+    with tempfile.TemporaryDirectory(prefix="vlprep-demo-") as tmp:
+        dataset = Path(tmp) / "chat.jsonl"
+        conversations = [
+            [
+                {
+                    "role": "user",
+                    "content": [
+                        {"type": "image", "image": str(folder / "hopper.jpg")},
+                        {
+                            "type": "image",
+                            "image": str(folder / "flower2.jpg"),
+                            "max_pixels": 50176,
+                        },
+                        {"type": "text", "text": "Compare the two pictures."},
+                    ],
+                }
+            ],
+            [
+                {
+                    "role": "user",
+                    "content": [
+                        {"type": "video", "video": str(folder / "nasa_13013.mp4"), "fps": 1.0},
+                        {"type": "text", "text": "What happens in this clip?"},
+                    ],
+                }
+            ],
+        ]
+        dataset.write_text("".join(json.dumps(c) + "\n" for c in conversations))
+        argv = [str(dataset), "--model", "qwen3-vl", "--max-tokens", "1024"]
+        print(f"\n$ vlprep-inspect {' '.join(argv)}")
+        status = max(status, inspect_main(argv))
+    return status
 
 
 def video_demo(path: Path) -> None:

@@ -20,6 +20,7 @@ from vlprep.errors import (
     UnsupportedFormatError,
     VlprepError,
 )
+from vlprep.estimates import MediaEstimate, inspect
 from vlprep.image import fetch_image
 from vlprep.inputs import build_inputs
 from vlprep.messages import extract_vision_info, process_vision_info
@@ -54,6 +55,7 @@ __all__ = [
     "FetchTooLargeError",
     "ImageOptions",
     "InvalidInputError",
+    "MediaEstimate",
     "Preset",
     "QWEN2_5_VL",
     "QWEN2_VL",
@@ -74,6 +76,7 @@ __all__ = [
     "fetch_image",
     "fetch_video",
     "get_preset",
+    "inspect",
     "preset_from_processor",
     "process_vision_info",
     "rope_index",

@@ -29,6 +29,8 @@ def fetch(
     source: str | bytes | bytearray | memoryview,
     policy: FetchPolicy | None = None,
     modality: Modality = "image",
+    *,
+    prefix: int | None = None,
 ) -> Payload:
     """Obtain the encoded bytes of ``source`` under ``policy``.
 
@@ -37,6 +39,11 @@ def fetch(
             ``data:`` URI, a ``file://`` URL or a local path.
         policy: the rules; :data:`DEFAULT_POLICY` when ``None``.
         modality: ``"image"`` or ``"video"``, selecting the deadline and byte cap.
+        prefix: when given, only the first ``prefix`` bytes are wanted: a local file is
+            read that far, an http(s) body is read that far and the connection closed.
+            Every policy check still applies to the whole source (a file or declared
+            ``Content-Length`` above the cap is refused as in a full fetch). Fewer bytes
+            than ``prefix`` means the payload is complete.
 
     Raises:
         SourceNotAllowedError: scheme, host, address or path refused by the policy.
@@ -44,7 +51,22 @@ def fetch(
         FetchError: HTTP status, connection or read failure, missing file
             (:class:`FetchTimeoutError`, :class:`FetchTooLargeError`, :class:`SourceNotFoundError`).
     """
-    policy = DEFAULT_POLICY if policy is None else policy
+    if prefix is not None and (
+        isinstance(prefix, bool) or not isinstance(prefix, int) or prefix < 1
+    ):
+        raise InvalidInputError(f"prefix must be a positive int, got {prefix!r}")
+    payload = _fetch(source, DEFAULT_POLICY if policy is None else policy, modality, prefix)
+    if prefix is not None and len(payload.data) > prefix:
+        return Payload(payload.data[:prefix], payload.origin, payload.media_type)
+    return payload
+
+
+def _fetch(
+    source: str | bytes | bytearray | memoryview,
+    policy: FetchPolicy,
+    modality: Modality,
+    prefix: int | None,
+) -> Payload:
     if isinstance(source, (bytes, bytearray, memoryview)):
         data = bytes(source)
         cap = policy.max_bytes(modality)
@@ -68,7 +90,7 @@ def fetch(
             )
         from vlprep.sources._http import fetch_http
 
-        return fetch_http(source, policy, modality)
+        return fetch_http(source, policy, modality, prefix)
     if scheme == "data":
         return decode_data_uri(source, policy, modality)
     if scheme == "file":
@@ -76,13 +98,13 @@ def fetch(
             raise InvalidInputError(
                 f"malformed file URL {describe_source(source)}; use file:///path"
             )
-        return read_local(path_from_file_url(source), policy, modality)
+        return read_local(path_from_file_url(source), policy, modality, prefix)
     if scheme is not None:
         raise SourceNotAllowedError(
             f"scheme {scheme[:16]!r} of {describe_source(source)} is not supported; "
             f"allowed: {sorted(policy.allowed_schemes)} or a local path"
         )
-    return read_local(source, policy, modality)
+    return read_local(source, policy, modality, prefix)
 
 
 def local_path(

@@ -255,8 +255,14 @@ class _Inflater:
         return b"".join(out)
 
 
-def _read_body(response: http.client.HTTPResponse, cap: int, shown: str, what: str) -> bytes:
-    """Read the body, counting received and decoded bytes against ``cap``."""
+def _read_body(
+    response: http.client.HTTPResponse, cap: int, shown: str, what: str, limit: int | None = None
+) -> bytes:
+    """Read the body, counting received and decoded bytes against ``cap``.
+
+    With ``limit``, stop once ``limit`` decoded bytes are in and return only those (the
+    connection is then closed by the caller; the rest is never read).
+    """
     declared = response.length
     fix = f"(raise FetchPolicy.max_{what}_bytes or use a smaller file)"
     if declared is not None and declared > cap:
@@ -286,6 +292,8 @@ def _read_body(response: http.client.HTTPResponse, cap: int, shown: str, what: s
                 f"{shown} sent more than the {what} cap of {cap} bytes ({counted}) {fix}"
             )
         chunks.append(chunk)
+        if limit is not None and size >= limit:
+            return b"".join(chunks)[:limit]
     if declared is not None and received < declared:
         raise FetchError(
             f"incomplete body: got {received} of {declared} bytes from {shown}; "
@@ -296,7 +304,13 @@ def _read_body(response: http.client.HTTPResponse, cap: int, shown: str, what: s
     return b"".join(chunks)
 
 
-def _hop(target: _Target, policy: FetchPolicy, clock: _Clock, modality: Modality) -> Payload | str:
+def _hop(
+    target: _Target,
+    policy: FetchPolicy,
+    clock: _Clock,
+    modality: Modality,
+    limit: int | None = None,
+) -> Payload | str:
     """One request: the payload, or the absolute URL a redirect points to."""
     shown = describe_source(target.url)
     conn: _PinnedConnection | None = None
@@ -324,7 +338,7 @@ def _hop(target: _Target, policy: FetchPolicy, clock: _Clock, modality: Modality
                 return urljoin(target.url, location.strip())
             if not 200 <= status < 300:
                 raise FetchError(f"HTTP {status} from {shown}; expected 2xx (check the URL)")
-            data = _read_body(response, policy.max_bytes(modality), shown, modality)
+            data = _read_body(response, policy.max_bytes(modality), shown, modality, limit)
             media_type = (response.getheader("Content-Type") or "").split(";")[0].strip().lower()
             return Payload(data=data, origin=shown, media_type=media_type or None)
         finally:
@@ -344,13 +358,17 @@ def _hop(target: _Target, policy: FetchPolicy, clock: _Clock, modality: Modality
             conn.close()
 
 
-def fetch_http(url: str, policy: FetchPolicy, modality: Modality) -> Payload:
+def fetch_http(
+    url: str, policy: FetchPolicy, modality: Modality, limit: int | None = None
+) -> Payload:
     """Fetch an ``http(s)://`` URL under ``policy``, validating every redirect hop.
 
     Args:
         url: the URL; parsed once, and never re-parsed from another string.
         policy: schemes, hosts, private networks, timeouts, total deadline and byte caps.
         modality: ``"image"`` or ``"video"``, selecting the deadline and the byte cap.
+        limit: return only the first ``limit`` bytes of the body and stop reading there
+            (a declared ``Content-Length`` above the cap is still refused).
 
     Returns:
         The body, with ``origin`` the truncated URL and ``media_type`` the bare Content-Type.
@@ -367,7 +385,7 @@ def fetch_http(url: str, policy: FetchPolicy, modality: Modality) -> Payload:
     clock = _Clock(policy, modality)
     target = _parse(url, policy)
     for hop in range(policy.max_redirects + 1):
-        result = _hop(target, policy, clock, modality)
+        result = _hop(target, policy, clock, modality, limit)
         if isinstance(result, Payload):
             return result
         if hop == policy.max_redirects:

@@ -72,8 +72,13 @@ def check_local(path: str, policy: FetchPolicy, modality: Modality) -> tuple[str
     return real, st.st_size
 
 
-def read_local(path: str, policy: FetchPolicy, modality: Modality) -> Payload:
-    """Read a regular local file within the policy.
+def read_local(
+    path: str, policy: FetchPolicy, modality: Modality, limit: int | None = None
+) -> Payload:
+    """Read a regular local file within the policy (only its first ``limit`` bytes if given).
+
+    The byte cap applies to the whole file even when only a prefix is read, so a prefix
+    read fails exactly where a full read would.
 
     Raises:
         SourceNotAllowedError: local files are disabled, or the real path leaves ``local_root``.
@@ -83,6 +88,12 @@ def read_local(path: str, policy: FetchPolicy, modality: Modality) -> Payload:
     """
     real, size = check_local(path, policy, modality)
     shown, cap = describe_source(path), policy.max_bytes(modality)
+    if limit is not None:
+        try:
+            with open(real, "rb") as fh:
+                return Payload(data=fh.read(limit), origin=shown)
+        except OSError as exc:
+            raise FetchError(f"cannot read {shown}: {exc.strerror}") from exc
     try:
         with open(real, "rb") as fh:
             # Sized from stat, not cap + 1: no cap-sized buffer for every small file.

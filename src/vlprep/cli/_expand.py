@@ -1,0 +1,207 @@
+"""Command-line arguments -> the list of things to estimate, in a stable order.
+
+Files, folders (recursive, by extension), globs, URLs, ``data:`` URIs and chat datasets
+(``.json``: one conversation or a list of them; ``.jsonl``: one conversation per line).
+Nothing here reads media bytes: that happens later, in the worker threads.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import re
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from vlprep.errors import (
+    FetchError,
+    InvalidInputError,
+    SourceNotFoundError,
+    VlprepError,
+    describe_source,
+)
+from vlprep.estimates import IMAGE_SUFFIXES, VIDEO_SUFFIXES
+from vlprep.messages import extract_vision_info
+
+__all__ = ["DATASET_SUFFIXES", "Item", "Plan", "expand", "label_of"]
+
+DATASET_SUFFIXES = frozenset({".json", ".jsonl"})
+_MEDIA_SUFFIXES = IMAGE_SUFFIXES | VIDEO_SUFFIXES
+_URL = re.compile(r"^(https?|data|file):", re.IGNORECASE)
+_SOURCE_KEYS = ("image", "image_url", "video", "video_url")
+
+
+@dataclass(frozen=True, slots=True)
+class Item:
+    """One thing to estimate: a bare source or a message element, or an error found early.
+
+    Attributes:
+        label: how the source is shown (paths and URLs as given, payloads shortened).
+        source: a bare source string (its kind is found when it is estimated).
+        element: a message element from a dataset (keys honoured as the loader does).
+        conversation: the dataset conversation it belongs to (``file:line`` for JSONL,
+            ``file#index`` for a JSON list, ``file`` for a single conversation).
+        error: a failure found while expanding (unreadable dataset, no glob match).
+    """
+
+    label: str
+    source: str | None = None
+    element: Mapping[str, Any] | None = None
+    conversation: str | None = None
+    error: VlprepError | None = None
+
+
+@dataclass(slots=True)
+class Plan:
+    """The items in order, and the dataset conversations (ids in order of appearance)."""
+
+    items: list[Item] = field(default_factory=list)
+    conversations: list[str] = field(default_factory=list)
+
+
+def label_of(source: object) -> str:
+    """A source as shown in the output: strings as given, ``data:`` URIs and bytes shortened."""
+    if isinstance(source, str) and source[:5].lower() != "data:":
+        return source
+    if isinstance(source, (list, tuple)):
+        return f"<{len(source)} frames>"
+    return describe_source(source)
+
+
+def _walk(folder: str) -> Iterator[str]:
+    """Media files under ``folder``, recursively, sorted per directory (no symlinked dirs)."""
+    for root, dirs, files in os.walk(folder):
+        dirs.sort()
+        for name in sorted(files):
+            if os.path.splitext(name)[1].lower() in _MEDIA_SUFFIXES:
+                yield os.path.join(root, name)
+
+
+def _records(path: str) -> Iterator[tuple[str, object]]:
+    """``(conversation id, record)`` of a dataset file; a bad line yields an error record."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            if path.lower().endswith(".jsonl"):
+                for number, line in enumerate(fh, start=1):
+                    if not line.strip():
+                        continue
+                    try:
+                        yield f"{path}:{number}", json.loads(line)
+                    except json.JSONDecodeError as exc:
+                        yield (
+                            f"{path}:{number}",
+                            InvalidInputError(
+                                f"line {number} of {describe_source(path)} is not valid JSON "
+                                f"(column {exc.colno}: {exc.msg})"
+                            ),
+                        )
+                return
+            try:
+                data = json.load(fh)
+            except json.JSONDecodeError as exc:
+                yield (
+                    path,
+                    InvalidInputError(
+                        f"{describe_source(path)} is not valid JSON "
+                        f"(line {exc.lineno}, column {exc.colno}: {exc.msg})"
+                    ),
+                )
+                return
+    except UnicodeDecodeError:
+        yield path, InvalidInputError(f"{describe_source(path)} is not UTF-8 text")
+        return
+    except OSError as exc:
+        yield path, FetchError(f"cannot read {describe_source(path)}: {exc.strerror}")
+        return
+    if _is_conversation(data) or isinstance(data, Mapping):
+        yield path, data
+    elif isinstance(data, list):
+        for index, record in enumerate(data):
+            yield f"{path}#{index}", record
+    else:
+        yield path, data
+
+
+def _is_conversation(value: object) -> bool:
+    """A list of message dicts (not a list of records with a ``messages`` key)."""
+    return (
+        isinstance(value, list)
+        and bool(value)
+        and all(isinstance(m, Mapping) and "messages" not in m for m in value)
+    )
+
+
+def _messages(record: object) -> object:
+    if isinstance(record, Mapping):
+        if "messages" in record:
+            return record["messages"]
+        raise InvalidInputError(
+            "a dataset record must be a list of messages or a dict with a 'messages' key, "
+            f"got a dict with keys {sorted(str(k) for k in record)[:8]}"
+        )
+    return record
+
+
+def _dataset(path: str, plan: Plan) -> None:
+    for conversation, record in _records(path):
+        plan.conversations.append(conversation)
+        if isinstance(record, VlprepError):
+            plan.items.append(Item(label=path, conversation=conversation, error=record))
+            continue
+        try:
+            elements = extract_vision_info(_messages(record))  # type: ignore[arg-type]
+        except VlprepError as exc:
+            plan.items.append(Item(label=path, conversation=conversation, error=exc))
+            continue
+        for ele in elements:
+            source = next((ele[k] for k in _SOURCE_KEYS if ele.get(k) is not None), None)
+            if isinstance(source, Mapping):  # OpenAI style {"url": ...}
+                source = source.get("url")
+            plan.items.append(Item(label=label_of(source), element=ele, conversation=conversation))
+
+
+def _add_path(path: str, plan: Plan) -> None:
+    if os.path.isdir(path):
+        plan.items.extend(Item(label=p, source=p) for p in _walk(path))
+    elif os.path.isfile(path) and os.path.splitext(path)[1].lower() in DATASET_SUFFIXES:
+        _dataset(path, plan)
+    else:
+        plan.items.append(Item(label=path, source=path))
+
+
+def _glob(pattern: str, plan: Plan) -> None:
+    """Matches of ``pattern``: folders walked, files kept when they have a media or dataset
+    extension, each path once (``**`` matches a folder and its files)."""
+    files: dict[str, None] = {}
+    for match in sorted(glob.glob(pattern, recursive=True)):
+        if os.path.isdir(match):
+            files.update(dict.fromkeys(_walk(match)))
+        elif os.path.splitext(match)[1].lower() in _MEDIA_SUFFIXES | DATASET_SUFFIXES:
+            files[match] = None
+    if not files:
+        error = SourceNotFoundError(f"no image, video or dataset files match {pattern!r:.80}")
+        plan.items.append(Item(label=pattern, error=error))
+    for path in files:
+        _add_path(path, plan)
+
+
+def expand(arguments: Sequence[str]) -> Plan:
+    """Turn the command's positional arguments into items, in argument order.
+
+    A folder contributes its image and video files (by extension, recursively, sorted);
+    a glob its matching media and dataset files (folders it matches are walked; ``**``
+    recurses); a ``.json``/``.jsonl`` file its conversations'
+    image and video elements; anything else one source (a path that does not exist fails
+    later with :class:`SourceNotFoundError`, as the loader would).
+    """
+    plan = Plan()
+    for argument in arguments:
+        if _URL.match(argument):
+            plan.items.append(Item(label=label_of(argument), source=argument))
+        elif not os.path.exists(argument) and glob.has_magic(argument):
+            _glob(argument, plan)
+        else:
+            _add_path(argument, plan)
+    return plan

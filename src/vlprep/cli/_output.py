@@ -1,0 +1,338 @@
+"""Rows, the summary and the four output formats of ``vlprep-inspect``."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, TextIO
+
+from vlprep.cli._expand import Item
+from vlprep.estimates import MediaEstimate
+
+__all__ = ["CSV_FIELDS", "ConversationRow", "Row", "Summary", "conversations", "summarize", "write"]
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    """The outcome for one item: an estimate, or a typed error (or both when drawing failed)."""
+
+    index: int
+    item: Item
+    estimate: MediaEstimate | None
+    error_type: str | None = None
+    error: str | None = None
+    picture: str | None = None
+    over_limit: bool = False
+
+    @property
+    def ok(self) -> bool:
+        """No error for this item."""
+        return self.error_type is None
+
+    def as_dict(self) -> dict[str, Any]:
+        """The row as JSON-ready values; estimate fields are ``None`` when it failed."""
+        est = self.estimate.as_dict() if self.estimate is not None else {}
+        est.pop("source", None)
+        kind = est.pop("kind", None)
+        if kind is None and self.item.element is not None:
+            kind = (
+                "video"
+                if any(self.item.element.get(k) for k in ("video", "video_url"))
+                else "image"
+            )
+        out: dict[str, Any] = {
+            "index": self.index,
+            "source": self.item.label,
+            "conversation": self.item.conversation,
+            "kind": kind,
+            "status": "ok" if self.ok else "error",
+            "error_type": self.error_type,
+            "error": self.error,
+        }
+        for name in MediaEstimate.__dataclass_fields__:
+            if name not in ("source", "kind"):
+                out[name] = est.get(name)
+        out["over_limit"] = self.over_limit
+        out["picture"] = self.picture
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class ConversationRow:
+    """One dataset conversation: its items' tokens added up."""
+
+    conversation: str
+    images: int
+    videos: int
+    tokens: int
+    failures: int
+    over_limit: bool
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready values."""
+        return {
+            "conversation": self.conversation,
+            "images": self.images,
+            "videos": self.videos,
+            "tokens": self.tokens,
+            "status": "ok" if not self.failures else "error",
+            "failures": self.failures,
+            "over_limit": self.over_limit,
+        }
+
+
+def conversations(
+    rows: Sequence[Row], ids: Sequence[str], max_tokens: int | None
+) -> list[ConversationRow]:
+    """Per conversation (in ``ids`` order): counts, summed tokens, failures, the flag."""
+    grouped: dict[str, list[Row]] = {cid: [] for cid in ids}
+    for row in rows:
+        if row.item.conversation is not None:
+            grouped.setdefault(row.item.conversation, []).append(row)
+    out = []
+    for cid, members in grouped.items():
+        ests = [r.estimate for r in members if r.estimate is not None]
+        tokens = sum(e.tokens for e in ests)
+        out.append(
+            ConversationRow(
+                conversation=cid,
+                images=sum(e.kind == "image" for e in ests),
+                videos=sum(e.kind == "video" for e in ests),
+                tokens=tokens,
+                failures=sum(not r.ok for r in members),
+                over_limit=max_tokens is not None and tokens > max_tokens,
+            )
+        )
+    return out
+
+
+def _nearest_rank(values: Sequence[int], q: float) -> int:
+    return values[max(0, math.ceil(q * len(values)) - 1)]
+
+
+def _stats(tokens: list[int]) -> dict[str, Any]:
+    tokens = sorted(tokens)
+    if not tokens:
+        return {"total": 0, "mean": None, "p50": None, "p95": None, "max": None}
+    return {
+        "total": sum(tokens),
+        "mean": round(sum(tokens) / len(tokens), 1),
+        "p50": _nearest_rank(tokens, 0.50),
+        "p95": _nearest_rank(tokens, 0.95),
+        "max": tokens[-1],
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class Summary:
+    """Counts and token statistics (nearest-rank percentiles over the successful ones)."""
+
+    items: dict[str, Any]
+    conversations: dict[str, Any] | None
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready values."""
+        return {"items": self.items, "conversations": self.conversations}
+
+
+def summarize(rows: Sequence[Row], convs: Sequence[ConversationRow], has_datasets: bool) -> Summary:
+    """Item and (for datasets) conversation statistics."""
+    items = {
+        "count": len(rows),
+        "ok": sum(r.ok for r in rows),
+        "failures": sum(not r.ok for r in rows),
+        "over_limit": sum(r.over_limit for r in rows),
+        **_stats([r.estimate.tokens for r in rows if r.estimate is not None and r.ok]),
+    }
+    conv = None
+    if has_datasets:
+        conv = {
+            "count": len(convs),
+            "ok": sum(not c.failures for c in convs),
+            "failures": sum(bool(c.failures) for c in convs),
+            "over_limit": sum(c.over_limit for c in convs),
+            **_stats([c.tokens for c in convs if not c.failures]),
+        }
+    return Summary(items, conv)
+
+
+# --------------------------------------------------------------------------- formats
+
+CSV_FIELDS = [
+    "index",
+    "source",
+    "conversation",
+    "kind",
+    "status",
+    "error_type",
+    "error",
+    "format",
+    "original_height",
+    "original_width",
+    "height",
+    "width",
+    "grid_t",
+    "grid_h",
+    "grid_w",
+    "tokens",
+    "duration",
+    "native_fps",
+    "frames",
+    "sample_fps",
+    "frame_indices",
+    "over_limit",
+    "picture",
+]
+
+
+def _csv_row(row: Row) -> dict[str, Any]:
+    data = row.as_dict()
+    grid = data.pop("grid") or [None, None, None]
+    data["grid_t"], data["grid_h"], data["grid_w"] = grid
+    indices = data.pop("frame_indices") or []
+    data["frame_indices"] = " ".join(str(i) for i in indices)
+    return {key: "" if data.get(key) is None else data[key] for key in CSV_FIELDS}
+
+
+def _size(height: int, width: int) -> str:
+    return f"{width}x{height}"
+
+
+def _short(text: str, width: int = 48) -> str:
+    return text if len(text) <= width else "..." + text[-(width - 3) :]
+
+
+def _table(headers: list[str], body: list[list[str]], right: set[int]) -> list[str]:
+    widths = [
+        max(len(h), *(len(r[i]) for r in body)) if body else len(h) for i, h in enumerate(headers)
+    ]
+
+    def line(cells: list[str]) -> str:
+        out = [
+            c.rjust(w) if i in right else c.ljust(w)
+            for i, (c, w) in enumerate(zip(cells, widths, strict=True))
+        ]
+        return "  ".join(out).rstrip()
+
+    return [line(headers), line(["-" * w for w in widths]), *(line(r) for r in body)]
+
+
+def _item_cells(row: Row, with_conv: bool) -> list[str]:
+    est = row.estimate
+    cells = [str(row.index), _short(row.item.label)]
+    if with_conv:
+        cells.append(_short(row.item.conversation or "", 32))
+    if est is None:
+        cells += ["", "", "", "", "", ""]
+    else:
+        frames = "" if est.frames is None else f"{est.frames} @ {est.sample_fps:.2f}"
+        cells += [
+            est.kind,
+            _size(est.original_height, est.original_width),
+            _size(est.height, est.width),
+            "x".join(str(g) for g in est.grid),
+            str(est.tokens),
+            frames,
+        ]
+    notes = []
+    if row.over_limit:
+        notes.append("OVER LIMIT")
+    if row.error_type is not None:
+        notes.append(row.error_type)
+    cells.append(", ".join(notes))
+    return cells
+
+
+def _stats_line(name: str, stats: dict[str, Any]) -> str:
+    parts = [f"{stats['count']} {name}", f"{stats['failures']} failed"]
+    if stats["mean"] is not None:
+        parts += [
+            f"tokens total {stats['total']:,}",
+            f"mean {stats['mean']:,}",
+            f"p50 {stats['p50']:,}",
+            f"p95 {stats['p95']:,}",
+            f"max {stats['max']:,}",
+        ]
+    parts.append(f"{stats['over_limit']} over the limit")
+    return ", ".join(parts)
+
+
+def write_table(
+    out: TextIO, rows: Sequence[Row], convs: Sequence[ConversationRow], summary: Summary
+) -> None:
+    """A readable table of items, then conversations (datasets only), then the summary."""
+    with_conv = summary.conversations is not None
+    headers = ["#", "source", *(["conversation"] if with_conv else [])]
+    headers += ["kind", "original", "resized", "grid", "tokens", "frames @ fps", "note"]
+    shift = 1 if with_conv else 0
+    right = {0, 6 + shift, 7 + shift}
+    for line in _table(headers, [_item_cells(r, with_conv) for r in rows], right):
+        print(line, file=out)
+    if with_conv:
+        body = [
+            [
+                _short(c.conversation, 48),
+                str(c.images),
+                str(c.videos),
+                str(c.tokens),
+                ", ".join(
+                    (["OVER LIMIT"] if c.over_limit else [])
+                    + ([f"{c.failures} failed"] if c.failures else [])
+                ),
+            ]
+            for c in convs
+        ]
+        print(file=out)
+        headers = ["conversation", "images", "videos", "tokens", "note"]
+        for line in _table(headers, body, {1, 2, 3}):
+            print(line, file=out)
+    print(file=out)
+    print("summary: " + _stats_line("items", summary.items), file=out)
+    if summary.conversations is not None:
+        print("         " + _stats_line("conversations", summary.conversations), file=out)
+
+
+def write(
+    fmt: str,
+    *,
+    out: TextIO,
+    err: TextIO,
+    rows: Sequence[Row],
+    convs: Sequence[ConversationRow],
+    summary: Summary,
+    settings: dict[str, Any],
+) -> None:
+    """Write ``rows`` in ``fmt`` to ``out`` (csv: the summary goes to ``err``)."""
+    if fmt == "table":
+        write_table(out, rows, convs, summary)
+    elif fmt == "json":
+        document = {
+            "settings": settings,
+            "items": [r.as_dict() for r in rows],
+            "conversations": [c.as_dict() for c in convs]
+            if summary.conversations is not None
+            else None,
+            "summary": summary.as_dict(),
+        }
+        json.dump(document, out, indent=2)
+        out.write("\n")
+    elif fmt == "jsonl":
+        for row in rows:
+            out.write(json.dumps({"record": "item", **row.as_dict()}) + "\n")
+        if summary.conversations is not None:
+            for conv in convs:
+                out.write(json.dumps({"record": "conversation", **conv.as_dict()}) + "\n")
+        out.write(
+            json.dumps({"record": "summary", "settings": settings, **summary.as_dict()}) + "\n"
+        )
+    else:
+        writer = csv.DictWriter(out, fieldnames=CSV_FIELDS, lineterminator="\n")
+        writer.writeheader()
+        for row in rows:
+            writer.writerow(_csv_row(row))
+        print("summary: " + _stats_line("items", summary.items), file=err)
+        if summary.conversations is not None:
+            print("summary: " + _stats_line("conversations", summary.conversations), file=err)

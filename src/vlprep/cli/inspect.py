@@ -1,0 +1,288 @@
+"""``vlprep-inspect``: token counts for files, folders, globs, URLs and chat datasets.
+
+Sizes images from their headers and videos from their container metadata; decodes pixels
+only for ``--draw``. Exit status: 0 when every input was estimated, 1 when some failed
+(each reported on stderr with its typed error), 2 for a usage error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import contextlib
+import itertools
+import math
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TextIO
+
+import vlprep
+from vlprep.cli._draw import draw, picture_name
+from vlprep.cli._expand import Item, expand
+from vlprep.cli._output import Row, conversations, summarize, write
+from vlprep.errors import VlprepError
+from vlprep.estimates import element_for, inspect
+from vlprep.presets import Preset, get_preset
+
+__all__ = ["MODELS", "Settings", "build_parser", "main", "run"]
+
+MODELS = ("qwen2-vl", "qwen2.5-vl", "qwen3-vl")
+DEFAULT_MODEL = "qwen2.5-vl"
+DEFAULT_WORKERS = 4
+MAX_WORKERS = 256
+_PROG = "vlprep-inspect"
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Everything a run needs, from the command line."""
+
+    preset: Preset
+    defaults: dict[str, Any]
+    max_tokens: int | None = None
+    workers: int = DEFAULT_WORKERS
+    draw_dir: Path | None = None
+
+
+# --------------------------------------------------------------------------- arguments
+
+
+def _positive_number(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text[:20]!r}") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text[:20]!r}")
+    return int(value) if value.is_integer() else value
+
+
+def _count(low: int, high: int | None = None) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text[:20]!r}") from None
+        if value < low or (high is not None and value > high):
+            limit = f">= {low}" if high is None else f"in [{low}, {high}]"
+            raise argparse.ArgumentTypeError(f"expected an integer {limit}, got {value}")
+        return value
+
+    return parse
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``vlprep-inspect`` argument parser."""
+    parser = argparse.ArgumentParser(
+        prog=_PROG,
+        description=(
+            "Estimate the resized size, patch grid and vision tokens of images and videos "
+            "for Qwen-VL models, from headers and container metadata (no pixels decoded)."
+        ),
+        epilog=(
+            "Exit status: 0 all inputs estimated, 1 some inputs failed (reported on stderr "
+            "with their typed error), 2 usage error. Element keys in datasets win over the "
+            "bound options, which only fill in keys an element does not set."
+        ),
+    )
+    parser.add_argument(
+        "inputs",
+        nargs="+",
+        metavar="INPUT",
+        help="image or video file, folder (recursive), glob, http(s) URL, data: URI, or a "
+        "chat dataset (.json: one conversation or a list; .jsonl: one per line)",
+    )
+    parser.add_argument(
+        "--model",
+        choices=MODELS,
+        default=DEFAULT_MODEL,
+        help=f"model family: patch size and default image bounds (default {DEFAULT_MODEL})",
+    )
+    parser.add_argument("--min-pixels", type=_positive_number, metavar="N", help="min pixels")
+    parser.add_argument("--max-pixels", type=_positive_number, metavar="N", help="max pixels")
+    parser.add_argument(
+        "--total-pixels",
+        type=_positive_number,
+        metavar="N",
+        help="pixel budget of a whole video (spread over its frames)",
+    )
+    rate = parser.add_mutually_exclusive_group()
+    rate.add_argument("--fps", type=_positive_number, help="video sampling rate (default 2)")
+    rate.add_argument("--nframes", type=_positive_number, metavar="N", help="frames per video")
+    parser.add_argument(
+        "--max-tokens",
+        type=_count(1),
+        metavar="N",
+        help="flag every item and conversation with more than N vision tokens",
+    )
+    parser.add_argument(
+        "--workers",
+        type=_count(1, MAX_WORKERS),
+        default=DEFAULT_WORKERS,
+        metavar="N",
+        help=f"threads estimating at once; output order is kept (default {DEFAULT_WORKERS})",
+    )
+    parser.add_argument(
+        "--format",
+        choices=("table", "json", "jsonl", "csv"),
+        default="table",
+        help="output on stdout (default table)",
+    )
+    parser.add_argument(
+        "--draw",
+        type=Path,
+        metavar="DIR",
+        help="write a picture per item into DIR: images with the patch grid and token "
+        "blocks, videos as a contact sheet of the sampled frames (decodes pixels)",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {vlprep.__version__}")
+    return parser
+
+
+# --------------------------------------------------------------------------- running
+
+
+def _estimate(index: int, item: Item, settings: Settings) -> Row:
+    if item.error is not None:
+        return Row(index, item, None, type(item.error).__name__, str(item.error))
+    source = item.element if item.element is not None else item.source
+    try:
+        element = element_for(source, **settings.defaults)
+        estimate = inspect(element, settings.preset)
+    except VlprepError as exc:
+        return Row(index, item, None, type(exc).__name__, str(exc))
+    except Exception as exc:  # a bug: report it as one failed input, not a crashed run
+        return Row(index, item, None, type(exc).__name__, _UNEXPECTED)
+    limit = settings.max_tokens
+    over = limit is not None and estimate.tokens > limit
+    if settings.draw_dir is None:
+        return Row(index, item, estimate, over_limit=over)
+    path = settings.draw_dir / picture_name(index, item.label)
+    try:
+        draw(element, estimate, settings.preset, path)
+    except VlprepError as exc:
+        return Row(index, item, estimate, type(exc).__name__, f"drawing: {exc}", None, over)
+    except OSError as exc:
+        message = f"cannot write the picture {path}: {exc.strerror or type(exc).__name__}"
+        return Row(index, item, estimate, "OSError", message, None, over)
+    return Row(index, item, estimate, picture=str(path), over_limit=over)
+
+
+_UNEXPECTED = "unexpected error inside vlprep (a bug: please report it with the input's format)"
+
+
+def run(items: Sequence[Item], settings: Settings, progress: Callable[[int], None]) -> list[Row]:
+    """Estimate ``items`` on ``settings.workers`` threads; rows come back in input order.
+
+    At most ``4 * workers`` items are in flight, so memory stays flat on huge datasets.
+    """
+    rows: list[Row] = []
+    numbered = iter(enumerate(items, start=1))
+    window = 4 * settings.workers
+    with ThreadPoolExecutor(max_workers=settings.workers) as pool:
+        pending: collections.deque[Future[Row]] = collections.deque(
+            pool.submit(_estimate, i, item, settings)
+            for i, item in itertools.islice(numbered, window)
+        )
+        while pending:
+            rows.append(pending.popleft().result())
+            following = next(numbered, None)
+            if following is not None:
+                pending.append(pool.submit(_estimate, following[0], following[1], settings))
+            progress(len(rows))
+    return rows
+
+
+class _Progress:
+    """``[#####.....] 50/100`` on a terminal's stderr, redrawn at most every 1/200 of the run."""
+
+    WIDTH = 30
+
+    def __init__(self, stream: TextIO, total: int) -> None:
+        isatty = getattr(stream, "isatty", None)
+        self.enabled = total > 1 and callable(isatty) and bool(isatty())
+        self.stream, self.total = stream, total
+        self.step = max(1, total // 200)
+
+    def __call__(self, done: int) -> None:
+        if not self.enabled or (done % self.step and done != self.total):
+            return
+        filled = self.WIDTH * done // self.total
+        bar = "#" * filled + "." * (self.WIDTH - filled)
+        self.stream.write(f"\r{_PROG}: [{bar}] {done}/{self.total}")
+        self.stream.flush()
+
+    def close(self) -> None:
+        if self.enabled:
+            self.stream.write("\r" + " " * (self.WIDTH + len(_PROG) + 30) + "\r")
+            self.stream.flush()
+
+
+@contextlib.contextmanager
+def _streams(out: TextIO, err: TextIO) -> Iterator[None]:
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        yield
+
+
+def _parse(argv: Sequence[str] | None, out: TextIO, err: TextIO) -> argparse.Namespace | int:
+    parser = build_parser()
+    try:
+        with _streams(out, err):
+            args = parser.parse_args(argv)
+            if args.draw is not None:
+                try:
+                    args.draw.mkdir(parents=True, exist_ok=True)
+                except OSError as exc:
+                    parser.error(f"--draw: cannot create {args.draw}: {exc.strerror}")
+    except SystemExit as exc:  # --help, --version (0) or a usage error (2)
+        return exc.code if isinstance(exc.code, int) else 2
+    return args
+
+
+def main(
+    argv: Sequence[str] | None = None, *, stdout: TextIO | None = None, stderr: TextIO | None = None
+) -> int:
+    """Run ``vlprep-inspect`` with ``argv`` (default ``sys.argv[1:]``); return the exit status."""
+    out = stdout if stdout is not None else sys.stdout
+    err = stderr if stderr is not None else sys.stderr
+    parsed = _parse(argv, out, err)
+    if isinstance(parsed, int):
+        return parsed
+    args = parsed
+    defaults: dict[str, Any] = {
+        "min_pixels": args.min_pixels,
+        "max_pixels": args.max_pixels,
+        "total_pixels": args.total_pixels,
+        "fps": args.fps,
+        "nframes": args.nframes,
+    }
+    settings = Settings(
+        preset=get_preset(args.model),
+        defaults=defaults,
+        max_tokens=args.max_tokens,
+        workers=args.workers,
+        draw_dir=args.draw,
+    )
+    plan = expand(args.inputs)
+    progress = _Progress(err, len(plan.items))
+    try:
+        rows = run(plan.items, settings, progress)
+    finally:
+        progress.close()
+    convs = conversations(rows, plan.conversations, settings.max_tokens)
+    summary = summarize(rows, convs, has_datasets=bool(plan.conversations))
+    info = {"model": args.model, **{k: v for k, v in defaults.items() if v is not None}}
+    if args.max_tokens is not None:
+        info["max_tokens"] = args.max_tokens
+    write(args.format, out=out, err=err, rows=rows, convs=convs, summary=summary, settings=info)
+    for row in rows:
+        if not row.ok:
+            print(f"{_PROG}: {row.item.label}: {row.error_type}: {row.error}", file=err)
+    return 0 if all(row.ok for row in rows) else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
