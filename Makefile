@@ -23,7 +23,7 @@ $(TEST_VENV)/.ready: pyproject.toml
 $(DEMO_VENV)/.ready: pyproject.toml
 	test -x $(DEMO_VENV)/bin/python || $(PYTHON) -m venv $(DEMO_VENV)
 	$(DEMO_VENV)/bin/pip install $(PIP_FLAGS) $(DEMO_TORCH)
-	$(DEMO_VENV)/bin/pip install $(PIP_FLAGS) -e '.[heif,video]'
+	$(DEMO_VENV)/bin/pip install $(PIP_FLAGS) -e '.[heif,video,runner]'
 	touch $@
 
 demo: $(DEMO_VENV)/.ready

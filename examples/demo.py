@@ -2,8 +2,11 @@
 
 Run with ``make demo`` (or ``python examples/demo.py [FOLDER ...]``). Reads ``fixtures/``
 and, when present, ``../shared/media/images``. Prints one row per image; errors are
-printed as the typed vlprep error each input produced. Ends with ``vlprep-inspect`` on
-``fixtures/`` and on a small chat dataset that points at it.
+printed as the typed vlprep error each input produced. Then ``vlprep-inspect`` on
+``fixtures/`` and on a small chat dataset that points at it, and finally the model side:
+``build_inputs`` for each family with an offline processor, and ``vlprep-run`` on a tiny
+random-weight Qwen2.5-VL checkpoint (its answer is noise; the inputs, counts and timings
+are real). Nothing is downloaded.
 """
 
 from __future__ import annotations
@@ -82,7 +85,68 @@ def main(argv: list[str]) -> int:
     print(f"  videos: {videos}")
     print("Sizes are (width x height) as displayed; 'or' is the EXIF orientation (applied).")
     video_demo(REPO / "fixtures" / "nasa_13013.mp4")
-    return inspect_demo(REPO / "fixtures")
+    status = inspect_demo(REPO / "fixtures")
+    return max(status, model_demo(REPO / "fixtures"))
+
+
+def model_demo(folder: Path) -> int:
+    """``build_inputs`` per family, then ``vlprep-run`` on a tiny offline checkpoint."""
+    from vlprep import build_inputs
+    from vlprep.cli.run import main as run_main
+    from vlprep.testing import FAMILIES, load_processor, save_checkpoint
+
+    conversations = [
+        [
+            {
+                "role": "user",
+                "content": [
+                    {"type": "image", "image": str(folder / "hopper_orientation_6.jpg")},
+                    {"type": "text", "text": "What is in the picture?"},
+                ],
+            }
+        ],
+        [
+            {
+                "role": "user",
+                "content": [
+                    {"type": "video", "video": str(folder / "nasa_13013.mp4"), "nframes": 8},
+                    {"type": "image", "image": str(folder / "flower2.jpg"), "max_pixels": 200_000},
+                    {"type": "text", "text": "Describe both."},
+                ],
+            }
+        ],
+    ]
+    print("\nbuild_inputs: a left-padded batch of 2 conversations per family (offline processors)")
+    with tempfile.TemporaryDirectory(prefix="vlprep-demo-model-") as tmp:
+        for family in FAMILIES:
+            processor = load_processor(family, Path(tmp) / "processors")
+            start = time.perf_counter()
+            inputs = build_inputs(conversations, processor)
+            took = (time.perf_counter() - start) * 1000
+            shapes = ", ".join(
+                f"{key} {tuple(value.shape)}"
+                for key, value in inputs.items()
+                if key != "attention_mask"
+            )
+            print(f"  {family:11} {took:6.0f} ms  {shapes}")
+        checkpoint = save_checkpoint("qwen2.5-vl", Path(tmp) / "tiny-qwen2.5-vl")
+        argv = [
+            "--model",
+            str(checkpoint),
+            "--image",
+            str(folder / "hopper.jpg"),
+            "--max-new-tokens",
+            "8",
+            "--device",
+            "cpu",
+            "--json",
+            "Describe the picture.",
+        ]
+        print(
+            "\n$ vlprep-run --model tiny-qwen2.5-vl --image fixtures/hopper.jpg "
+            "--max-new-tokens 8 --device cpu --json 'Describe the picture.'"
+        )
+        return run_main(argv)
 
 
 def inspect_demo(folder: Path) -> int:
