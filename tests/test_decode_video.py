@@ -31,6 +31,7 @@ import pytest
 import torch
 
 from tests.conftest import shared_media
+from tests.videos import band_level, write_clip
 from vlprep.decode.video import (
     VideoMetadata,
     VideoOptions,
@@ -426,6 +427,28 @@ def test_dense_plan_is_one_sequential_pass() -> None:
         assert reader.frames_decoded == 119  # type: ignore[attr-defined]
 
 
+def test_one_decoder_thread_seeks_past_the_tail_of_each_gop(tmp_path: Path) -> None:
+    # Two targets per 12-frame GOP (x264 ultrafast: no scene-cut keyframes), the last at
+    # offset 5: with one decoder thread the reader seeks to the next keyframe (a seek
+    # costs it nothing) instead of decoding offsets 6..11; FFmpeg's automatic frame
+    # threads keep the wider margin (one pass).
+    path = write_clip(tmp_path / "gop12.mp4", frames=48, gop=12)
+    plan = [1, 5, 13, 17, 25, 29, 37, 41]
+    levels = [(i * 7) % 256 for i in plan]
+    with open_video(path, VideoOptions(decode_threads=1)) as reader:
+        assert [abs(band_level(f) - v) <= 3 for f, v in zip(reader.frames(plan), levels)] == [
+            True
+        ] * len(plan)
+        assert reader.frames_decoded == 4 * 6  # type: ignore[attr-defined]  # offsets 0..5
+    with open_video(path) as reader:
+        assert len(list(reader.frames(plan))) == len(plan)
+        assert reader.frames_decoded == 42  # type: ignore[attr-defined]
+    # a gap below the margin stays one pass: offsets 10 and 11 are decoded, not skipped
+    with open_video(path, VideoOptions(decode_threads=1)) as reader:
+        assert len(list(reader.frames([4, 9, 13]))) == 3
+        assert reader.frames_decoded == 14  # type: ignore[attr-defined]
+
+
 def test_reader_goes_back_across_calls_and_stops_early() -> None:
     with open_video(clip(gop=12, n=120)) as reader:
         it = reader.frames([100, 101, 102])
@@ -680,6 +703,9 @@ def test_frames_decoded_limit() -> None:
         {"max_frames_decoded": True},
         {"max_list_frames": 0},
         {"resize": "bilinear"},
+        {"decode_threads": -1},
+        {"decode_threads": True},
+        {"decode_threads": 1.0},
     ],
 )
 def test_options_validated(kwargs: dict[str, Any]) -> None:

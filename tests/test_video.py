@@ -376,3 +376,67 @@ def test_frame_lists_hold_only_a_window_of_decoded_frames(monkeypatch: pytest.Mo
     assert video.shape[0] == 100 and state["resized"] == 100
     assert state["ahead"] <= 2 * 8 + 1  # never the whole list in memory
     assert [int(video[i, 0, 0, 0]) for i in (0, 50, 99)] == [0, 50, 99]
+
+
+def test_decoder_and_resize_share_the_torch_threads(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import vlprep.video as vv
+
+    path = write_clip(tmp_path / "clip.mp4", frames=30, gop=12)
+    expected, _, _ = ours(path, 14, {"nframes": 6})
+    opened: list[VideoOptions] = []
+    during: list[int] = []
+    real_open, real_resizer = vv.open_video, vv.FrameResizer
+
+    def spy_open(handle: Any, options: VideoOptions, **kw: Any) -> Any:
+        opened.append(options)
+        return real_open(handle, options, **kw)
+
+    class SpyResizer(real_resizer):  # type: ignore[misc,valid-type]
+        def __call__(self, frame: np.ndarray, out: torch.Tensor) -> None:
+            during.append(torch.get_num_threads())
+            super().__call__(frame, out)
+
+    monkeypatch.setattr(vv, "open_video", spy_open)
+    monkeypatch.setattr(vv, "FrameResizer", SpyResizer)
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(4)
+        video = fetch_video({"video": str(path), "nframes": 6})
+        assert torch.get_num_threads() == 4
+        assert opened[-1].decode_threads == 2 and set(during) == {2}
+        fetch_video({"video": str(path), "nframes": 6}, options=VideoOptions(decode_threads=3))
+        assert opened[-1].decode_threads == 3 and during[-1] == 1
+        assert torch.get_num_threads() == 4
+    finally:
+        torch.set_num_threads(before)
+    assert torch.equal(video, expected)  # the thread counts do not change a value
+
+
+def test_concurrent_calls_restore_the_torch_threads(tmp_path: Path) -> None:
+    import threading
+
+    path = write_clip(tmp_path / "clip.mp4", frames=30, gop=12)
+    before = torch.get_num_threads()
+    results: list[torch.Tensor] = []
+
+    def work() -> None:
+        results.append(fetch_video({"video": str(path), "nframes": 8}))
+
+    try:
+        torch.set_num_threads(2)
+        workers = [threading.Thread(target=work) for _ in range(4)]
+        for w in workers:
+            w.start()
+        for w in workers:
+            w.join()
+        assert torch.get_num_threads() == 2
+        fresh: list[int] = []
+        probe = threading.Thread(target=lambda: fresh.append(torch.get_num_threads()))
+        probe.start()
+        probe.join()
+        assert fresh == [2]  # a thread started afterwards sees the caller's setting
+    finally:
+        torch.set_num_threads(before)
+    assert len(results) == 4 and all(torch.equal(r, results[0]) for r in results)

@@ -58,6 +58,10 @@ class VideoOptions:
             decoders ignore it.
         max_list_frames: most items in a frame-list video, checked by
             :func:`vlprep.video.fetch_video`; the decoders ignore it.
+        decode_threads: FFmpeg decoder threads for the PyAV backend; ``0`` = automatic
+            (FFmpeg's choice when reading frames directly; :func:`vlprep.video.fetch_video`
+            gives the decoder half of ``torch.get_num_threads()`` and the resize the rest,
+            since the two run at the same time). decord and torchcodec ignore it.
     """
 
     backend: BackendChoice = "auto"
@@ -67,6 +71,7 @@ class VideoOptions:
     max_frames_decoded: int = 36_000
     resize: FrameResize = "exact"
     max_list_frames: int = 768
+    decode_threads: int = 0
 
     def __post_init__(self) -> None:
         if self.backend not in _CHOICES:
@@ -101,6 +106,11 @@ class VideoOptions:
                 raise InvalidInputError(
                     f"VideoOptions.{name} must be a positive int, got {value!r:.32}"
                 )
+        threads = self.decode_threads
+        if isinstance(threads, bool) or not isinstance(threads, int) or threads < 0:
+            raise InvalidInputError(
+                f"VideoOptions.decode_threads must be an int >= 0, got {threads!r:.32}"
+            )
 
 
 @dataclass(frozen=True, slots=True)
