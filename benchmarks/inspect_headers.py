@@ -2,7 +2,7 @@
 
 Usage::
 
-    python benchmarks/inspect.py [--count 2000] [--workers 2] [--repeat 3] [--out docs/performance.md]
+    python benchmarks/inspect_headers.py [--count 2000] [--workers 2] [--repeat 3] [--out docs/performance.md]
 
 Generates (once, cached under ``benchmarks/out/inspect/``) ``--count`` JPEGs of mixed
 sizes, 1 to 12 megapixels, with a cheap synthetic pattern (a smooth colour field plus a
@@ -50,7 +50,7 @@ OUT = HERE / "out" / "inspect"
 CANVAS = 4620  # fits 12 MP at every aspect ratio used (4619 x 2598 for 16:9)
 ASPECTS = (4 / 3, 3 / 2, 16 / 9, 1.0, 3 / 4, 2 / 3, 9 / 16)
 TARGET = 20.0
-COMMAND = ".venv/bin/python benchmarks/inspect.py --out docs/performance.md"
+COMMAND = ".venv/bin/python benchmarks/inspect_headers.py --out docs/performance.md"
 
 
 def sizes(count: int, seed: int = 0) -> list[tuple[int, int]]:
