@@ -1,5 +1,6 @@
 # Two entry points that work on a fresh machine:
-#   make demo  - own venv (.venv-demo, CPU torch 2.13.0), runs the main job on bundled media
+#   make demo  - own venv (.venv-demo, CPU torch 2.14.1 + torchvision 0.29.1: transformers'
+#                Qwen-VL processors need torchvision), runs the main job on bundled media
 #   make test  - own venv (.venv, torch 2.14.1 + torchvision 0.29.1 for the qwen-vl-utils oracle),
 #                runs lint, type checks and the test suite
 # torch is always pinned and installed first, so pip never resolves a bare "torch" into a
@@ -9,7 +10,7 @@ PYTHON ?= python3
 TEST_VENV := .venv
 DEMO_VENV := .venv-demo
 TEST_TORCH := torch==2.14.1 torchvision==0.29.1
-DEMO_TORCH := torch==2.13.0
+DEMO_TORCH := torch==2.14.1 torchvision==0.29.1
 PIP_FLAGS := --quiet --disable-pip-version-check
 
 .PHONY: demo test lint typecheck pytest bench clean

@@ -293,3 +293,16 @@ def test_cli_boxes(checkpoints: dict[str, Path], tmp_path: Path, capsys: Any) ->
         assert a.getpixel((1, 100)) != b.getpixel((1, 100))  # the box's left edge
         assert a.getpixel((59, 100)) != b.getpixel((59, 100))  # its right edge, x = 60
         assert a.getpixel((90, 100)) == b.getpixel((90, 100))  # outside the box: untouched
+
+
+def test_processor_without_torchvision_is_a_typed_error(
+    checkpoints: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import transformers
+
+    def no_torchvision(*args: Any, **kwargs: Any) -> Any:
+        raise ImportError("\nQwen2VLVideoProcessor requires the Torchvision library")
+
+    monkeypatch.setattr(transformers.AutoProcessor, "from_pretrained", no_torchvision)
+    with pytest.raises(BackendUnavailableError, match="need torchvision"):
+        Runner.from_pretrained(checkpoints["qwen2-vl"], device="cpu")

@@ -139,7 +139,16 @@ def load_checkpoint(
             f"{location[:120]!r} is a {getattr(config, 'model_type', 'unknown')!r} model, not "
             f"Qwen-VL; the runner supports model types {sorted(FAMILY_BY_MODEL_TYPE)}"
         )
-    processor = transformers.AutoProcessor.from_pretrained(location)
+    try:
+        processor = transformers.AutoProcessor.from_pretrained(location)
+    except ImportError as exc:
+        # transformers 5.x builds every Qwen-VL processor with its torchvision video
+        # processor, even though vlprep never runs it.
+        raise BackendUnavailableError(
+            "transformers could not build the checkpoint's processor "
+            f"({str(exc).strip().splitlines()[0][:120]}); its Qwen-VL processors need "
+            "torchvision: pip install the torchvision release that matches your torch"
+        ) from exc
     kwargs: dict[str, Any] = {"dtype": dtype}
     if attn_implementation is not None:
         kwargs["attn_implementation"] = attn_implementation
