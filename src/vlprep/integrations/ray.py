@@ -505,28 +505,25 @@ class _ItemEstimator:
         self.settings = settings
 
     def __call__(self, batch: Any) -> Any:
-        from vlprep.cli.inspect import _estimate
-
         pa = pyarrow()
         table = to_table(batch)
-        results = []
-        for index, label, source, element in zip(
-            *(column_values(table, n) for n in ("index", "label", "source", "element")),
-            strict=True,
-        ):
-            ele = None if element is None else json.loads(element)
-            item = Item(label=label, source=source, element=ele)
-            row = _estimate(index, item, self.settings)
-            estimate = None if row.estimate is None else json.dumps(row.estimate.as_dict())
-            results.append(
-                {
-                    "index": index,
-                    "estimate": estimate,
-                    "error_type": row.error_type,
-                    "error": row.error,
-                    "over_limit": row.over_limit,
-                }
-            )
+        columns = [column_values(table, n) for n in ("index", "label", "source", "element")]
+        items = [
+            Item(label=label, source=source, element=None if ele is None else json.loads(ele))
+            for _index, label, source, ele in zip(*columns, strict=True)
+        ]
+        # vlprep-inspect's own thread pool (settings.workers threads) over this batch
+        rows = run(items, self.settings, lambda _done: None)
+        results = [
+            {
+                "index": index,
+                "estimate": None if row.estimate is None else json.dumps(row.estimate.as_dict()),
+                "error_type": row.error_type,
+                "error": row.error,
+                "over_limit": row.over_limit,
+            }
+            for index, row in zip(columns[0], rows, strict=True)
+        ]
         return pa.Table.from_pylist(
             results,
             schema=pa.schema(
