@@ -220,7 +220,7 @@ def run(items: Sequence[Item], settings: Settings, progress: Callable[[int], Non
 def _run_on_ray(
     items: Sequence[Item], settings: Settings, address: str | None, progress: Callable[[int], None]
 ) -> list[Row]:
-    from vlprep.integrations.ray import inspect_items
+    from vlprep.integrations._inspect_cli import inspect_items
 
     return inspect_items(items, settings, address, progress)
 

@@ -1,7 +1,8 @@
-"""The output schemas of the Ray callables, and batches in and out of Arrow.
+"""The output schemas of the Ray callables, batches in and out of Arrow, and Ray itself.
 
-pyarrow (a dependency of ``ray[data]``) is imported inside the functions, so importing
-this module costs nothing.
+pyarrow (a dependency of ``ray[data]``) and Ray are imported inside the functions, so
+importing this module costs nothing; a missing one raises :class:`BackendUnavailableError`
+naming the extra.
 """
 
 from __future__ import annotations
@@ -15,15 +16,18 @@ from vlprep.errors import BackendUnavailableError, InvalidInputError
 
 __all__ = [
     "AUDIT_COLUMNS",
+    "INSTALL_HINT",
     "ITEM_FIELDS",
     "MEDIA_FIELDS",
     "PARAM_FIELDS",
     "PREPROCESS_COLUMNS",
+    "actor_pool",
     "append_columns",
     "audit_schema",
     "column_values",
     "preprocess_schema",
     "pyarrow",
+    "ray_module",
     "to_table",
 ]
 
@@ -133,6 +137,29 @@ def pyarrow() -> Any:
             f"the Ray integration needs pyarrow (installed with Ray Data): {INSTALL_HINT}"
         ) from exc
     return pa
+
+
+def ray_module() -> Any:
+    """The ``ray`` module with Ray Data, or :class:`BackendUnavailableError` naming the extra."""
+    try:
+        import ray
+        import ray.data
+    except ImportError as exc:
+        raise BackendUnavailableError(f"Ray Data is not installed: {INSTALL_HINT}") from exc
+    return ray
+
+
+def actor_pool(concurrency: int | tuple[int, int] | None) -> Any:
+    """An actor pool: ``concurrency`` actors (``(min, max)`` autoscales), by default from one
+    up to one per cluster CPU. A fixed pool of one actor per CPU would hold every CPU and
+    starve the read tasks that feed it (a hang, seen with ``num_cpus=2``)."""
+    ray = ray_module()
+    if concurrency is None:
+        cpus = int(ray.cluster_resources().get("CPU", 1))
+        concurrency = (1, max(1, cpus))
+    if isinstance(concurrency, tuple):
+        return ray.data.ActorPoolStrategy(min_size=concurrency[0], max_size=concurrency[1])
+    return ray.data.ActorPoolStrategy(size=concurrency)
 
 
 def _type(name: str) -> Any:

@@ -10,16 +10,54 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from vlprep.errors import InvalidInputError
+from vlprep.errors import InvalidInputError, VlprepError
 from vlprep.estimates import element_for
 from vlprep.messages import Conversation, extract_vision_info
 
-__all__ = ["BOUND_KEYS", "conversation_of", "plain", "with_defaults"]
+__all__ = [
+    "BOUND_KEYS",
+    "UNEXPECTED",
+    "bound_defaults",
+    "conversation_of",
+    "failure",
+    "plain",
+    "with_defaults",
+]
 
 BOUND_KEYS = ("min_pixels", "max_pixels", "total_pixels", "fps", "nframes")
 """The library's bound options, as element-key defaults (``vlprep.inspect``'s keywords)."""
 
 _VISION_KEYS = ("image", "image_url", "video", "video_url")
+
+UNEXPECTED = "unexpected error inside vlprep (a bug: please report it with the input's format)"
+"""The message recorded for an exception that is not a :class:`VlprepError` (as the CLI's)."""
+
+
+def bound_defaults(
+    min_pixels: float | None,
+    max_pixels: float | None,
+    total_pixels: float | None,
+    fps: float | None,
+    nframes: float | None,
+) -> dict[str, Any]:
+    """The bound options as element-key defaults, validated as :func:`element_for` does.
+
+    Raises:
+        InvalidInputError: a value that is not a finite number > 0, both fps and nframes.
+    """
+    values: dict[str, Any] = dict(
+        zip(BOUND_KEYS, (min_pixels, max_pixels, total_pixels, fps, nframes), strict=True)
+    )
+    element_for({"video": "check.mp4"}, **values)  # validates the values, reads nothing
+    return values
+
+
+def failure(exc: BaseException) -> tuple[str, str]:
+    """``(error_type, error)`` for a row: the class name, and vlprep's message or
+    :data:`UNEXPECTED` (a foreign exception's text may quote the payload)."""
+    if isinstance(exc, VlprepError):
+        return type(exc).__name__, str(exc)
+    return type(exc).__name__, UNEXPECTED
 
 
 def plain(value: object) -> Any:
