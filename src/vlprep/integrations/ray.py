@@ -55,10 +55,10 @@ def read_conversations(
 ) -> Any:
     """A Ray Dataset of conversations from JSONL or Parquet files, through Ray's readers.
 
-    JSONL is read with ``ray.data.read_text`` (one row per non-empty line, the line's JSON
-    text in ``column``, parsed on the workers): a heterogeneous chat file does not have to
-    fit one Arrow type, and an invalid line becomes that row's error instead of failing
-    the read. Parquet is read with ``ray.data.read_parquet``; ``column`` must hold the
+    JSONL is read with ``ray.data.read_text`` (one row per non-blank line, the line's JSON
+    text in ``column``, parsed on the workers): lines that are bare lists of messages, or
+    whose element keys change type between lines, would fail ``ray.data.read_json`` for the
+    whole file; here an invalid line becomes that row's error. Parquet is read with ``ray.data.read_parquet``; ``column`` must hold the
     conversations (nested lists of structs or JSON text). ``file_format`` defaults to the
     first path's extension; ``read_kwargs`` go to the Ray reader (``include_paths=True``,
     ``filesystem=...``, ``override_num_blocks=...``).
