@@ -58,10 +58,11 @@ def read_conversations(
     JSONL is read with ``ray.data.read_text`` (one row per non-blank line, the line's JSON
     text in ``column``, parsed on the workers): lines that are bare lists of messages, or
     whose element keys change type between lines, would fail ``ray.data.read_json`` for the
-    whole file; here an invalid line becomes that row's error. Parquet is read with ``ray.data.read_parquet``; ``column`` must hold the
-    conversations (nested lists of structs or JSON text). ``file_format`` defaults to the
-    first path's extension; ``read_kwargs`` go to the Ray reader (``include_paths=True``,
-    ``filesystem=...``, ``override_num_blocks=...``).
+    whole file; here an invalid line becomes that row's error. Parquet is read with
+    ``ray.data.read_parquet``; ``column`` must hold the conversations (nested lists of
+    structs or JSON text). ``file_format`` defaults to the first path's extension;
+    ``read_kwargs`` go to the Ray reader (``include_paths=True``, ``filesystem=...``,
+    ``override_num_blocks=...``).
     """
     ray = ray_module()
     first = paths if isinstance(paths, str) else (paths[0] if paths else "")
