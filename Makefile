@@ -18,7 +18,7 @@ PIP_FLAGS := --quiet --disable-pip-version-check
 $(TEST_VENV)/.ready: pyproject.toml
 	test -x $(TEST_VENV)/bin/python || $(PYTHON) -m venv $(TEST_VENV)
 	$(TEST_VENV)/bin/pip install $(PIP_FLAGS) $(TEST_TORCH)
-	$(TEST_VENV)/bin/pip install $(PIP_FLAGS) -e '.[dev,heif,video]'
+	$(TEST_VENV)/bin/pip install $(PIP_FLAGS) -e '.[dev,heif,video,ray]'
 	touch $@
 
 $(DEMO_VENV)/.ready: pyproject.toml

@@ -137,7 +137,7 @@ def test_import_is_light_and_reads_no_environment() -> None:
         "    def __getitem__(self, k): raise SystemExit('env read at import: ' + k)\n"
         "    def get(self, k, d=None): raise SystemExit('env read at import: ' + k)\n"
         "import vlprep\n"
-        "heavy = [m for m in ('transformers', 'av', 'decord', 'torchvision', 'pillow_heif', 'requests') if m in sys.modules]\n"
+        "heavy = [m for m in ('transformers', 'av', 'decord', 'torchvision', 'pillow_heif', 'requests', 'ray', 'pyarrow') if m in sys.modules]\n"
         "assert not heavy, heavy\n"
     )
     out = subprocess.run(

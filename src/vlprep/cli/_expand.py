@@ -25,7 +25,7 @@ from vlprep.errors import (
 from vlprep.estimates import IMAGE_SUFFIXES, VIDEO_SUFFIXES
 from vlprep.messages import extract_vision_info
 
-__all__ = ["DATASET_SUFFIXES", "Item", "Plan", "expand", "label_of"]
+__all__ = ["DATASET_SUFFIXES", "Item", "Plan", "element_label", "expand", "label_of"]
 
 DATASET_SUFFIXES = frozenset({".json", ".jsonl"})
 _MEDIA_SUFFIXES = IMAGE_SUFFIXES | VIDEO_SUFFIXES
@@ -68,6 +68,14 @@ def label_of(source: object) -> str:
     if isinstance(source, (list, tuple)):
         return f"<{len(source)} frames>"
     return describe_source(source)
+
+
+def element_label(ele: Mapping[str, Any]) -> str:
+    """How a message element's source is shown (OpenAI-style ``{"url": ...}`` unwrapped)."""
+    source = next((ele[k] for k in _SOURCE_KEYS if ele.get(k) is not None), None)
+    if isinstance(source, Mapping):  # OpenAI style {"url": ...}
+        source = source.get("url")
+    return label_of(source)
 
 
 def _walk(folder: str) -> Iterator[str]:
@@ -156,10 +164,9 @@ def _dataset(path: str, plan: Plan) -> None:
             plan.items.append(Item(label=path, conversation=conversation, error=exc))
             continue
         for ele in elements:
-            source = next((ele[k] for k in _SOURCE_KEYS if ele.get(k) is not None), None)
-            if isinstance(source, Mapping):  # OpenAI style {"url": ...}
-                source = source.get("url")
-            plan.items.append(Item(label=label_of(source), element=ele, conversation=conversation))
+            plan.items.append(
+                Item(label=element_label(ele), element=ele, conversation=conversation)
+            )
 
 
 def _add_path(path: str, plan: Plan) -> None:

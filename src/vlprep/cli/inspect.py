@@ -12,6 +12,7 @@ import collections
 import contextlib
 import itertools
 import math
+import re
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -23,9 +24,12 @@ import vlprep
 from vlprep.cli._draw import draw, picture_name
 from vlprep.cli._expand import Item, expand
 from vlprep.cli._output import Row, conversations, summarize, write
+from vlprep.decode.image import ImageOptions
+from vlprep.decode.video import VideoOptions
 from vlprep.errors import VlprepError
 from vlprep.estimates import element_for, inspect
 from vlprep.presets import Preset, get_preset
+from vlprep.sources import FetchPolicy
 
 __all__ = ["MODELS", "Settings", "build_parser", "main", "run"]
 
@@ -45,6 +49,9 @@ class Settings:
     max_tokens: int | None = None
     workers: int = DEFAULT_WORKERS
     draw_dir: Path | None = None
+    policy: FetchPolicy | None = None
+    image_options: ImageOptions | None = None
+    video_options: VideoOptions | None = None
 
 
 # --------------------------------------------------------------------------- arguments
@@ -138,6 +145,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="write a picture per item into DIR: images with the patch grid and token "
         "blocks, videos as a contact sheet of the sampled frames (decodes pixels)",
     )
+    parser.add_argument(
+        "--ray",
+        nargs="?",
+        const="",
+        metavar="ADDRESS",
+        help="estimate on a Ray cluster (auto, ray://HOST:PORT, HOST:PORT; a new local "
+        "instance without ADDRESS) and print the same output; needs pip install 'vlprep[ray]'",
+    )
     parser.add_argument("--version", action="version", version=f"%(prog)s {vlprep.__version__}")
     return parser
 
@@ -150,8 +165,14 @@ def _estimate(index: int, item: Item, settings: Settings) -> Row:
         return Row(index, item, None, type(item.error).__name__, str(item.error))
     source = item.element if item.element is not None else item.source
     try:
-        element = element_for(source, **settings.defaults)
-        estimate = inspect(element, settings.preset)
+        element = element_for(source, **settings.defaults, policy=settings.policy)
+        estimate = inspect(
+            element,
+            settings.preset,
+            policy=settings.policy,
+            image_options=settings.image_options,
+            video_options=settings.video_options,
+        )
     except VlprepError as exc:
         return Row(index, item, None, type(exc).__name__, str(exc))
     except Exception as exc:  # a bug: report it as one failed input, not a crashed run
@@ -196,6 +217,14 @@ def run(items: Sequence[Item], settings: Settings, progress: Callable[[int], Non
     return rows
 
 
+def _run_on_ray(
+    items: Sequence[Item], settings: Settings, address: str | None, progress: Callable[[int], None]
+) -> list[Row]:
+    from vlprep.integrations._inspect_cli import inspect_items
+
+    return inspect_items(items, settings, address, progress)
+
+
 class _Progress:
     """``[#####.....] 50/100`` on a terminal's stderr, redrawn at most every 1/200 of the run."""
 
@@ -227,11 +256,33 @@ def _streams(out: TextIO, err: TextIO) -> Iterator[None]:
         yield
 
 
+_ADDRESS = re.compile(r"^(auto|local|[a-z][a-z0-9+.-]*://.+|[\w.\-\[\]:]+:\d+)$", re.IGNORECASE)
+
+
+def is_address(text: str) -> bool:
+    """Whether ``text`` reads as a Ray address (``auto``, ``ray://host:port``, ``host:port``)."""
+    return bool(_ADDRESS.match(text))
+
+
+def _ray_argv(argv: Sequence[str]) -> list[str]:
+    """``--ray INPUT`` -> ``--ray= INPUT``: the value after ``--ray`` is an ADDRESS only
+    when it reads as one (``auto``, ``ray://...``, ``HOST:PORT``), else the first input."""
+    out = list(argv)
+    for i, arg in enumerate(out[:-1]):
+        if arg == "--":
+            break
+        if arg == "--ray" and not out[i + 1].startswith("-") and not is_address(out[i + 1]):
+            out[i] = "--ray="
+    return out
+
+
 def _parse(argv: Sequence[str] | None, out: TextIO, err: TextIO) -> argparse.Namespace | int:
     parser = build_parser()
     try:
         with _streams(out, err):
-            args = parser.parse_args(argv)
+            args = parser.parse_args(_ray_argv(sys.argv[1:] if argv is None else argv))
+            if args.ray is not None and args.draw is not None:
+                parser.error("--draw writes pictures locally; it cannot be used with --ray")
             if args.draw is not None:
                 try:
                     args.draw.mkdir(parents=True, exist_ok=True)
@@ -269,7 +320,14 @@ def main(
     plan = expand(args.inputs)
     progress = _Progress(err, len(plan.items))
     try:
-        rows = run(plan.items, settings, progress)
+        if args.ray is None:
+            rows = run(plan.items, settings, progress)
+        else:
+            try:
+                rows = _run_on_ray(plan.items, settings, args.ray or None, progress)
+            except VlprepError as exc:  # Ray missing, or the cluster could not be reached
+                print(f"{_PROG}: --ray: {type(exc).__name__}: {exc}", file=err)
+                return 2
     finally:
         progress.close()
     convs = conversations(rows, plan.conversations, settings.max_tokens)
