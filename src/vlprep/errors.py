@@ -103,7 +103,8 @@ def describe_source(value: object) -> str:
         return f"<{len(value)} bytes>"
     if isinstance(value, str):
         if value[:5].lower() == "data:":
-            head = value[5:].split(",", 1)[0][:40]
+            # Escaped: a header is attacker text and must not inject control characters.
+            head = value[5:].split(",", 1)[0][:40].encode("unicode_escape").decode("ascii")
             return f"data:{head},<{len(value)} chars>"
         if len(value) <= _MAX_SHOWN:
             return repr(value)
