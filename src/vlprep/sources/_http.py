@@ -18,7 +18,7 @@ import threading
 import time
 import zlib
 from functools import cache
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 from urllib.parse import quote, urljoin, urlsplit
 
 import vlprep
@@ -154,7 +154,7 @@ def _resolve(target: _Target, policy: FetchPolicy, clock: _Clock) -> list[str]:
     return [str(ip) for ip in answers]
 
 
-def _getaddrinfo(host: str, port: int, seconds: float) -> list[tuple[object, ...]]:
+def _getaddrinfo(host: str, port: int, seconds: float) -> list[tuple[Any, ...]]:
     """``socket.getaddrinfo`` bounded by ``seconds`` (it cannot be interrupted itself).
 
     The lookup runs in a daemon thread; when the time is up the caller gets
