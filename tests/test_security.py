@@ -20,6 +20,7 @@ import zlib
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from PIL import GifImagePlugin, Image
 
@@ -356,3 +357,62 @@ def test_aspect_ratio_from_the_header_of_a_fetched_source() -> None:
     uri = "data:image/png;base64," + base64.b64encode(png_header(100_000, 1)).decode()
     with pytest.raises(ResourceLimitError, match="aspect ratio"):
         fetch_image({"image": uri})
+
+
+def test_row12_adobe_inverted_cmyk_jpeg_gives_the_right_colours() -> None:
+    rgb = photo(64, 48)
+    data = encode(rgb.convert("CMYK"), "JPEG", quality=95)
+    assert b"Adobe" in data[:200]  # Pillow writes the Adobe APP14 marker (inverted CMYK)
+    out = decode_image(data)
+    diff = np.abs(np.asarray(out, dtype=int) - np.asarray(rgb, dtype=int))
+    assert out.mode == "RGB" and diff.mean() < 6
+
+
+# ----------------------------------------------------------------- docs/security.md stays true
+
+DOC = ROOT / "docs" / "security.md"
+
+
+def test_catalogue_table_names_real_tests() -> None:
+    text = DOC.read_text()
+    table = text[text.index("## Catalogue → tests") : text.index("Row notes")]
+    rows = re.findall(r"^\| (\d+) \|[^|]*\|(.*)\|$", table, re.M)
+    assert [int(n) for n, _ in rows] == list(range(1, 50))  # every catalogue row, in order
+    missing = []
+    for number, cell in rows:
+        refs = re.findall(r"`(test_\w+\.py)::(test_\w+)`", cell)
+        assert refs or "memory" in cell, f"row {number} names no test"
+        for file, name in refs:
+            source = (ROOT / "tests" / file).read_text()
+            if not re.search(rf"^def {name}\(", source, re.M):
+                missing.append(f"row {number}: {file}::{name}")
+    assert not missing, missing
+
+
+def _recipe() -> dict[str, Any]:
+    text = DOC.read_text()
+    start = text.index("```python\nfrom vlprep import FetchPolicy")
+    code = text[start + len("```python\n") : text.index("```\n", start + 10)]
+    namespace: dict[str, Any] = {}
+    exec(compile(code, str(DOC), "exec"), namespace)
+    return namespace
+
+
+def test_server_recipe() -> None:
+    load_vision = _recipe()["load_vision"]
+    png = base64.b64encode(encode(photo(40, 30), "PNG")).decode()
+
+    def conversation(source: str) -> list[dict[str, Any]]:
+        return [{"role": "user", "content": [{"type": "image", "image": source}]}]
+
+    status, images, videos = load_vision(conversation(f"data:image/png;base64,{png}"))
+    assert status == 200 and images[0].size == (84, 56) and videos is None
+    for source, expected in [
+        ("http://169.254.169.254/latest/meta-data/", 400),
+        ("/etc/passwd", 400),
+        ("http://127.0.0.1:9/x.png", 400),
+        ("data:image/png;base64,AAAA", 422),
+    ]:
+        status, message, _ = load_vision(conversation(source))
+        assert status == expected, (source, message)
+        check_message(ValueError(message), source)
