@@ -36,6 +36,7 @@ VIDEO_OPTIONS = VideoOptions(
 STRICT = FetchPolicy.strict(allowed_hosts=frozenset({"allowed.test", "cdn.allowed.test"}))
 _ADDRESS = re.compile(r"0x[0-9a-fA-F]{6,}")
 _ECHO = 64
+_BASE64_WINDOW = re.compile(r"[A-Za-z0-9+/=]{24}")
 
 
 class FindingError(AssertionError):
@@ -50,19 +51,29 @@ def check_message(exc: BaseException, data: bytes | str = b"") -> None:
     ``data:`` payload (no base64), nor run past 1000 characters.
     """
     text = str(exc)
-    if _ADDRESS.search(text) or " object at " in text:
+    raw = data if isinstance(data, str) else data.decode("latin-1")
+    # A hex run the input itself holds (a URL host "0x7f.1") is an echo, not an address.
+    if any(m.group() not in raw for m in _ADDRESS.finditer(text)) or " object at " in text:
         raise FindingError(f"error message leaks an object address: {text[:200]!r}")
     if len(text) > 1000:
         raise FindingError(f"error message of {len(text)} chars: inputs are not truncated")
-    raw = data if isinstance(data, str) else data.decode("latin-1")
-    for start in range(len(text) - _ECHO):
-        if text[start : start + _ECHO + 1] in raw:
+    # repr() doubles backslashes: undo it so that 40 shown characters count as 40.
+    plain = text.replace("\\\\", "\\")
+    for start in range(len(plain) - _ECHO):
+        window = plain[start : start + _ECHO + 1]
+        # A run of a few repeated characters carries no payload.
+        if len(set(window)) > 4 and window in raw:
             raise FindingError(f"error message echoes {_ECHO + 1} input characters")
     if raw[:5].lower() == "data:" and "," in raw:
         header, payload = raw.split(",", 1)
-        for start in range(len(text) - 24):
-            window = text[start : start + 24]
-            if len(set(window)) > 4 and window in payload and window not in header:
+        for start in range(len(plain) - 24):
+            window = plain[start : start + 24]
+            if (
+                _BASE64_WINDOW.fullmatch(window)
+                and len(set(window)) > 4
+                and window in payload
+                and window not in header
+            ):
                 raise FindingError("error message holds part of a data: payload")
 
 
