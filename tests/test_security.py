@@ -29,7 +29,7 @@ from tests.conftest import encode, photo, shared_media
 from tests.media_server import serving
 from vlprep import fetch_image
 from vlprep.decode.image import decode_image, probe_header
-from vlprep.decode.video import probe_video
+from vlprep.decode.video import _source, probe_video
 from vlprep.errors import (
     DecodeError,
     FetchTooLargeError,
@@ -120,6 +120,24 @@ def test_row25_fifo_swapped_in_after_the_check_is_not_read(
     with pytest.raises(InvalidInputError, match="not a regular file"):
         fetch(str(fifo))
     assert time.monotonic() - start < 2.0  # neither blocked on open nor read forever
+
+
+def test_row25_video_path_swapped_to_a_fifo_is_not_opened(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fifo = tmp_path / "clip.mp4"
+    os.mkfifo(fifo)
+    real_stat = os.stat
+    regular = real_stat(__file__)
+
+    def stat_says_regular(path: Any, *args: Any, **kwargs: Any) -> os.stat_result:
+        return regular if str(path) == str(fifo) else real_stat(path, *args, **kwargs)
+
+    monkeypatch.setattr(_source.os, "stat", stat_says_regular)  # the check saw a file
+    start = time.monotonic()
+    with pytest.raises(InvalidInputError, match="not a regular file"):
+        probe_video(str(fifo))
+    assert time.monotonic() - start < 2.0
 
 
 @pytest.mark.timeout(20)

@@ -85,11 +85,9 @@ class IsolatedReader:
     def __init__(self, opened: OpenedSource, options: VideoOptions, backend: BackendName):
         self._options = options
         self._timeout = options.isolate_timeout
-        path = getattr(opened.file, "name", None) if opened.owned else None
-        if isinstance(path, str) and os.path.isfile(path):
-            data = b""
-        else:
-            path = None
+        path = opened.path  # a checked local file: the child opens it itself, no copy
+        data = b""
+        if path is None:
             opened.file.seek(0)
             data = opened.file.read()
         opened.close()
