@@ -15,15 +15,24 @@ import av  # noqa: F401
 import numpy  # noqa: F401
 import torch  # noqa: F401
 
+# Everything the targets reach is imported inside the block: modules imported later
+# (Pillow's plugins, the PyAV reader, both loaded lazily) would give libFuzzer no coverage.
 with atheris.instrument_imports():
-    import PIL.Image  # noqa: F401
+    import PIL.Image
 
     import vlprep.decode.image
     import vlprep.decode.video
+    import vlprep.decode.video._pyav
+    import vlprep.decode.video._pyav_index
+    import vlprep.decode.video._rotation
+    import vlprep.decode.video._source
     import vlprep.sources
     import vlprep.sources._data_uri
-    import vlprep.sources._http  # noqa: F401
+    import vlprep.sources._http
+    import vlprep.sources._local  # noqa: F401
     from fuzz.harness import TARGETS
+
+    PIL.Image.init()  # imports every Pillow plugin now, instrumented
 
 
 def main() -> None:
