@@ -34,7 +34,7 @@ VIDEO_OPTIONS = VideoOptions(
     max_frames_decoded=200,
 )
 STRICT = FetchPolicy.strict(allowed_hosts=frozenset({"allowed.test", "cdn.allowed.test"}))
-_ADDRESS = re.compile(r"0x[0-9a-fA-F]{6,}")
+_ADDRESS = re.compile(r"(?<![0-9A-Za-z])0x[0-9a-fA-F]{6,}")  # " at 0x7f3a..."
 _ECHO = 64
 _BASE64_WINDOW = re.compile(r"[A-Za-z0-9+/=]{24}")
 
