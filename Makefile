@@ -9,11 +9,17 @@
 PYTHON ?= python3
 TEST_VENV := .venv
 DEMO_VENV := .venv-demo
+FUZZ_VENV := .venv-fuzz
+# make fuzz FUZZ_SECONDS=600 FUZZ_TARGETS="image video": each target runs FUZZ_SECONDS, one
+# after another; findings land in $(FUZZ_WORK)/artifacts-<target>/ (see docs/security.md).
+FUZZ_SECONDS ?= 600
+FUZZ_TARGETS ?= image data_uri url video
+FUZZ_WORK ?= .fuzz-work
 TEST_TORCH := torch==2.14.1 torchvision==0.29.1
 DEMO_TORCH := torch==2.14.1 torchvision==0.29.1
 PIP_FLAGS := --quiet --disable-pip-version-check
 
-.PHONY: demo test lint typecheck pytest bench clean
+.PHONY: demo test lint typecheck pytest bench fuzz clean
 
 $(TEST_VENV)/.ready: pyproject.toml
 	test -x $(TEST_VENV)/bin/python || $(PYTHON) -m venv $(TEST_VENV)
@@ -27,11 +33,17 @@ $(DEMO_VENV)/.ready: pyproject.toml
 	$(DEMO_VENV)/bin/pip install $(PIP_FLAGS) -e '.[heif,video,runner]'
 	touch $@
 
+$(FUZZ_VENV)/.ready: pyproject.toml
+	test -x $(FUZZ_VENV)/bin/python || $(PYTHON) -m venv $(FUZZ_VENV)
+	$(FUZZ_VENV)/bin/pip install $(PIP_FLAGS) $(DEMO_TORCH)
+	$(FUZZ_VENV)/bin/pip install $(PIP_FLAGS) -e '.[fuzz,video]'
+	touch $@
+
 demo: $(DEMO_VENV)/.ready
 	$(DEMO_VENV)/bin/python examples/demo.py
 
 lint: $(TEST_VENV)/.ready
-	$(TEST_VENV)/bin/ruff check src tests benchmarks examples
+	$(TEST_VENV)/bin/ruff check src tests benchmarks examples fuzz
 
 typecheck: $(TEST_VENV)/.ready
 	$(TEST_VENV)/bin/mypy --strict src
@@ -41,8 +53,13 @@ pytest: $(TEST_VENV)/.ready
 
 test: lint typecheck pytest
 
+fuzz: $(FUZZ_VENV)/.ready
+	FUZZ_PYTHON=$(FUZZ_VENV)/bin/python FUZZ_SECONDS=$(FUZZ_SECONDS) FUZZ_WORK=$(FUZZ_WORK) \
+		sh fuzz/campaign.sh $(FUZZ_TARGETS)
+	cat $(FUZZ_WORK)/campaign.log
+
 bench: $(TEST_VENV)/.ready
 	$(TEST_VENV)/bin/python benchmarks/images.py --out docs/performance.md
 
 clean:
-	rm -rf $(TEST_VENV) $(DEMO_VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis
+	rm -rf $(TEST_VENV) $(DEMO_VENV) $(FUZZ_VENV) $(FUZZ_WORK) .mypy_cache .ruff_cache .pytest_cache .hypothesis

@@ -22,6 +22,8 @@ limit, the observed value and the fix; they never contain payload bytes or base6
 
 from __future__ import annotations
 
+import re
+
 __all__ = [
     "BackendUnavailableError",
     "DecodeError",
@@ -91,6 +93,8 @@ class BackendUnavailableError(VlprepError, ImportError):
 
 
 _MAX_SHOWN = 64
+# Only base64 characters (a path has a '.', '-' or '_' somewhere, base64 never does).
+_BASE64ISH = re.compile(r"[A-Za-z0-9+/=\s]+")
 
 
 def describe_source(value: object) -> str:
@@ -103,11 +107,12 @@ def describe_source(value: object) -> str:
         return f"<{len(value)} bytes>"
     if isinstance(value, str):
         if value[:5].lower() == "data:":
-            head = value[5:].split(",", 1)[0][:40]
+            # Escaped: a header is attacker text and must not inject control characters.
+            head = value[5:].split(",", 1)[0][:40].encode("unicode_escape").decode("ascii")
             return f"data:{head},<{len(value)} chars>"
         if len(value) <= _MAX_SHOWN:
             return repr(value)
-        if "/" not in value and "\\" not in value:
+        if ("/" not in value and "\\" not in value) or _BASE64ISH.fullmatch(value):
             return f"<str of {len(value)} chars>"  # likely raw base64: never echo it
         half = (_MAX_SHOWN - 3) // 2
         return repr(value[:half] + "..." + value[-half:])

@@ -116,6 +116,8 @@ class ImageHeader:
 
     ``width``/``height`` are as stored; ``display_width``/``display_height`` after the EXIF
     orientation (swapped for orientations 5-8) when ``ImageOptions.exif_transpose`` is on.
+    ``frames`` is 1 for a still image and 2 for an animated one ("more than one"; frames
+    are not counted, since counting walks the whole file).
     """
 
     format: str
@@ -259,14 +261,29 @@ def probe_header(data: bytes, options: ImageOptions | None = None) -> ImageHeade
     with _quiet_pillow():
         image = _open(data, options)
         orientation = orientation_of(image) if options.exif_transpose else 1
+        frames = _frames_hint(image)
     return ImageHeader(
         format=str(image.format),
         mode=image.mode,
         width=image.width,
         height=image.height,
         orientation=orientation,
-        frames=int(getattr(image, "n_frames", 1)),
+        frames=frames,
     )
+
+
+def _frames_hint(image: Image.Image) -> int:
+    """1 for a still image, 2 for an animated one: frames are never counted.
+
+    Counting (``n_frames``) walks every frame or IFD of the file, which a 10,000-frame GIF
+    or a looping TIFF turns into unbounded work; ``is_animated`` looks at one more frame.
+    """
+    try:
+        return 2 if getattr(image, "is_animated", False) else 1
+    except _DECODER_ERRORS as exc:
+        raise DecodeError(
+            f"cannot read the frame table of this {image.format} image ({type(exc).__name__})"
+        ) from exc
 
 
 def _scale_high_depth(image: Image.Image) -> Image.Image:

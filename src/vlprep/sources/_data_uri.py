@@ -12,6 +12,7 @@ from vlprep.sources.policy import FetchPolicy, Modality
 
 __all__ = ["decode_data_uri"]
 
+_MAX_HEADER = 1024
 _MEDIA_TYPE = re.compile(r"^[a-z]+(/[a-z0-9.+-]+)?$")
 
 
@@ -31,9 +32,15 @@ def decode_data_uri(uri: str, policy: FetchPolicy, modality: Modality) -> Payloa
             "data: URIs are not allowed by this FetchPolicy; "
             f"allowed: {sorted(policy.allowed_schemes)}"
         )
-    header, sep, encoded = uri[5:].partition(",")
-    if not sep:
+    comma = uri.find(",", 5, 5 + _MAX_HEADER)  # the payload is not copied before the size check
+    if comma < 0:
+        if uri.find(",", 5) >= 0:
+            raise InvalidInputError(
+                f"malformed data: URI: header longer than {_MAX_HEADER} characters"
+            )
         raise InvalidInputError("malformed data: URI: no ',' between the header and the payload")
+    header = uri[5:comma]
+    encoded_length = len(uri) - comma - 1
     params = header.split(";")
     media_type = params[0].strip().lower()
     if params[-1] != "base64" or len(params) < 2:
@@ -47,12 +54,13 @@ def decode_data_uri(uri: str, policy: FetchPolicy, modality: Modality) -> Payloa
             f"(expected '{modality}/...')"
         )
     cap = policy.max_bytes(modality)
-    decoded_size = len(encoded) // 4 * 3
+    decoded_size = encoded_length // 4 * 3
     if decoded_size > cap:
         raise FetchTooLargeError(
             f"data: URI holds about {decoded_size} bytes, above the {modality} cap of {cap} bytes "
             f"(raise FetchPolicy.max_{modality}_bytes)"
         )
+    encoded = uri[comma + 1 :]
     try:
         data = base64.b64decode(encoded, validate=True)
     except (binascii.Error, ValueError) as exc:

@@ -14,10 +14,11 @@ import logging
 import re
 import socket
 import ssl
+import threading
 import time
 import zlib
 from functools import cache
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 from urllib.parse import quote, urljoin, urlsplit
 
 import vlprep
@@ -134,11 +135,14 @@ def _resolve(target: _Target, policy: FetchPolicy, clock: _Clock) -> list[str]:
         answers = [ipaddress.ip_address(target.host)]
     except ValueError:
         try:
-            infos = socket.getaddrinfo(target.host, target.port, type=socket.SOCK_STREAM)
+            infos = _getaddrinfo(target.host, target.port, clock.budget(_TOTAL, clock.total))
         except (OSError, UnicodeError) as exc:
-            raise FetchError(f"cannot resolve the host of {shown}: {exc}; check the URL") from exc
+            if isinstance(exc, TimeoutError):
+                raise
+            raise FetchError(
+                f"cannot resolve the host of {shown}: {_why(exc)}; check the URL"
+            ) from exc
         answers = list(dict.fromkeys(ipaddress.ip_address(info[4][0]) for info in infos))
-    clock.budget(_TOTAL, clock.total)  # getaddrinfo itself cannot be interrupted
     for ip in [] if policy.allow_private_networks else answers:
         reason = _refusal(ip)
         if reason is not None:
@@ -148,6 +152,47 @@ def _resolve(target: _Target, policy: FetchPolicy, clock: _Clock) -> list[str]:
                 "FetchPolicy(allow_private_networks=True) for trusted input only"
             )
     return [str(ip) for ip in answers]
+
+
+def _getaddrinfo(host: str, port: int, seconds: float) -> list[tuple[Any, ...]]:
+    """``socket.getaddrinfo`` bounded by ``seconds`` (it cannot be interrupted itself).
+
+    The lookup runs in a daemon thread; when the time is up the caller gets
+    ``TimeoutError`` and the thread is abandoned (it ends with the resolver's own timeout).
+    """
+    box: list[object] = []
+    done = threading.Event()
+
+    def work() -> None:
+        try:
+            box.append(socket.getaddrinfo(host, port, type=socket.SOCK_STREAM))
+        except BaseException as exc:  # handed to the caller below
+            box.append(exc)
+        finally:
+            done.set()
+
+    threading.Thread(target=work, name="vlprep-resolve", daemon=True).start()
+    if not done.wait(seconds):
+        raise TimeoutError
+    result = box[0]
+    if isinstance(result, BaseException):
+        raise result
+    return result  # type: ignore[return-value]
+
+
+def _why(exc: BaseException) -> str:
+    """A short cause for a message: the exception type and errno text, never its repr.
+
+    Library exception text can hold object reprs or peer-controlled bytes; only the
+    strerror of an OSError and the reason code of a TLS error are kept.
+    """
+    name = type(exc).__name__
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return f"{name}: {exc.reason} ({str(exc.verify_message)[:120]})"
+    if isinstance(exc, ssl.SSLError):
+        return f"{name}: {exc.reason}"
+    strerror = getattr(exc, "strerror", None)
+    return f"{name}: {strerror[:120]}" if isinstance(strerror, str) and strerror else name
 
 
 class _Clock:
@@ -284,7 +329,7 @@ def _read_body(
             try:
                 chunk = inflater.feed(chunk, cap - size)
             except zlib.error as exc:
-                raise FetchError(f"corrupt {encoding} body from {shown}: {exc}") from exc
+                raise FetchError(f"corrupt {encoding} body from {shown}") from exc
         size += len(chunk)
         if received > cap or size > cap:
             counted = "received" if received > cap else f"{encoding}-decoded"
@@ -352,7 +397,7 @@ def _hop(
     except http.client.HTTPException as exc:
         raise FetchError(f"invalid HTTP response from {shown} ({type(exc).__name__})") from exc
     except OSError as exc:  # ConnectionError and ssl.SSLError included
-        raise FetchError(f"cannot fetch {shown}: {type(exc).__name__}: {exc}") from exc
+        raise FetchError(f"cannot fetch {shown}: {_why(exc)}") from exc
     finally:
         if conn is not None:
             conn.close()

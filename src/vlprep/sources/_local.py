@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import stat
+from typing import BinaryIO
 from urllib.parse import unquote
 
 from vlprep.errors import (
@@ -72,6 +73,25 @@ def check_local(path: str, policy: FetchPolicy, modality: Modality) -> tuple[str
     return real, st.st_size
 
 
+def _open_regular(path: str, shown: str) -> BinaryIO:
+    """Open ``path`` and check the *opened* file is regular.
+
+    ``check_local`` stats the path first; a FIFO or device swapped in between would make
+    a plain ``open`` block or read forever. ``O_NONBLOCK`` keeps the open of a FIFO from
+    waiting for a writer, and ``fstat`` on the descriptor checks what was really opened.
+    """
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise InvalidInputError(f"{shown} is not a regular file; pass an image or video file")
+        if hasattr(os, "set_blocking"):
+            os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
 def read_local(
     path: str, policy: FetchPolicy, modality: Modality, limit: int | None = None
 ) -> Payload:
@@ -90,12 +110,12 @@ def read_local(
     shown, cap = describe_source(path), policy.max_bytes(modality)
     if limit is not None:
         try:
-            with open(real, "rb") as fh:
+            with _open_regular(real, shown) as fh:
                 return Payload(data=fh.read(limit), origin=shown)
         except OSError as exc:
             raise FetchError(f"cannot read {shown}: {exc.strerror}") from exc
     try:
-        with open(real, "rb") as fh:
+        with _open_regular(real, shown) as fh:
             # Sized from stat, not cap + 1: no cap-sized buffer for every small file.
             data = fh.read(min(size, cap) + 1)
             if len(data) > size:  # the file grew after stat: read on, still capped

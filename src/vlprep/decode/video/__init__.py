@@ -142,6 +142,10 @@ def open_video(
     name = resolve_backend(options, backend)
     opened = open_source(source)
     try:
+        if options.isolate:
+            from vlprep.decode.video._isolated import IsolatedReader
+
+            return IsolatedReader(opened, options, name)
         return _open_with(name, opened, options)
     except BaseException:
         opened.close()

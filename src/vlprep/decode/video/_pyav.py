@@ -73,6 +73,13 @@ def _av_errors() -> tuple[type[BaseException], ...]:
     return (av.error.FFmpegError, OSError, ValueError, EOFError, RuntimeError, MemoryError)
 
 
+def _out_of_memory(what: str) -> ResourceLimitError:
+    return ResourceLimitError(
+        f"not enough memory to {what} (an address-space limit such as "
+        "VideoOptions.isolate_memory, or the machine)"
+    )
+
+
 class _Decoded:
     __slots__ = ("array", "frame", "pos")
 
@@ -132,6 +139,8 @@ class PyAVReader(ReaderBase):
             raise UnsupportedFormatError(
                 "the container references other files or URLs; refused"
             ) from exc
+        except MemoryError as exc:
+            raise _out_of_memory("open the video") from exc
         except _av_errors() as exc:
             raise DecodeError(
                 f"cannot open the video: the {kind} data is corrupt, truncated or not a video"
@@ -267,6 +276,8 @@ class PyAVReader(ReaderBase):
             try:
                 frames = self._stream.decode(packet)
                 self._bad_packets = 0
+            except MemoryError as exc:  # not a corrupt packet: stop, do not skip it
+                raise _out_of_memory("decode a video frame") from exc
             except _av_errors() as exc:
                 self._bad_packets += 1
                 logger.debug("a video packet failed to decode: %s", type(exc).__name__)
@@ -351,6 +362,8 @@ class PyAVReader(ReaderBase):
         if item.array is None:
             try:
                 rgb = item.frame.to_ndarray(format="rgb24")
+            except MemoryError as exc:
+                raise _out_of_memory("convert a video frame to RGB") from exc
             except _av_errors() as exc:
                 raise DecodeError("cannot convert a decoded video frame to RGB") from exc
             item.array = np.ascontiguousarray(self._display.transform(rgb))

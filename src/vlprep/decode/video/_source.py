@@ -45,6 +45,7 @@ class OpenedSource:
     file: BinaryIO
     owned: bool
     description: str
+    path: str | None = None
 
     def close(self) -> None:
         if self.owned:
@@ -62,10 +63,17 @@ def _open_path(path: str) -> OpenedSource:
     if not stat.S_ISREG(info.st_mode):
         raise InvalidInputError(f"video source {shown} is not a regular file")
     try:
-        file = open(path, "rb")  # noqa: SIM115 - owned by the reader, closed in close()
+        # Non-blocking open and fstat of the descriptor: a FIFO or device swapped in after
+        # the stat above is refused instead of blocking the open or being read forever.
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
     except OSError as exc:
         raise FetchError(f"cannot open video file {shown}: {exc.strerror}") from exc
-    return OpenedSource(file, owned=True, description=shown)
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise InvalidInputError(f"video source {shown} is not a regular file")
+    os.set_blocking(fd, True)
+    file = os.fdopen(fd, "rb")
+    return OpenedSource(file, owned=True, description=shown, path=path)
 
 
 def open_source(source: object) -> OpenedSource:

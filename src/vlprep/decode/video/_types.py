@@ -62,6 +62,15 @@ class VideoOptions:
             (FFmpeg's choice when reading frames directly; :func:`vlprep.video.fetch_video`
             gives the decoder half of ``torch.get_num_threads()`` and the resize the rest,
             since the two run at the same time). decord and torchcodec ignore it.
+        isolate: run the decoder in a child process whose address space is capped
+            (``isolate_memory``) and which is killed past ``isolate_timeout``: a decoder
+            crash becomes ``DecodeError``, running out of memory or time
+            ``ResourceLimitError``. Same metadata and frames as in process; costs one
+            process start per opened video (the child does not import torch). POSIX only.
+        isolate_memory: bytes of address space the child may add after its imports
+            (``RLIMIT_AS`` = its size after imports + this). Default 4 GiB.
+        isolate_timeout: wall-clock seconds for each request to the child (opening the
+            video, each ``frames()`` call) before it is killed.
     """
 
     backend: BackendChoice = "auto"
@@ -72,6 +81,9 @@ class VideoOptions:
     resize: FrameResize = "exact"
     max_list_frames: int = 768
     decode_threads: int = 0
+    isolate: bool = False
+    isolate_memory: int = 4 << 30
+    isolate_timeout: float = 120.0
 
     def __post_init__(self) -> None:
         if self.backend not in _CHOICES:
@@ -106,6 +118,26 @@ class VideoOptions:
                 raise InvalidInputError(
                     f"VideoOptions.{name} must be a positive int, got {value!r:.32}"
                 )
+        if not isinstance(self.isolate, bool):
+            raise InvalidInputError(
+                f"VideoOptions.isolate must be a bool, got {self.isolate!r:.32}"
+            )
+        memory = self.isolate_memory
+        if isinstance(memory, bool) or not isinstance(memory, int) or memory < 64 << 20:
+            raise InvalidInputError(
+                f"VideoOptions.isolate_memory must be an int of bytes >= 64 MiB, got {memory!r:.32}"
+            )
+        timeout = self.isolate_timeout
+        if (
+            isinstance(timeout, bool)
+            or not isinstance(timeout, (int, float))
+            or not math.isfinite(timeout)
+            or timeout <= 0
+        ):
+            raise InvalidInputError(
+                f"VideoOptions.isolate_timeout must be a positive number of seconds, "
+                f"got {timeout!r:.32}"
+            )
         threads = self.decode_threads
         if isinstance(threads, bool) or not isinstance(threads, int) or threads < 0:
             raise InvalidInputError(

@@ -1,0 +1,1 @@
+"""Fuzz harnesses for vlprep's untrusted-input paths (see docs/security.md)."""
