@@ -28,11 +28,11 @@ from vlprep.errors import (
 )
 from vlprep.image import image_target_size, load_image
 from vlprep.presets import QWEN2_5_VL, Preset, get_preset
-from vlprep.sampling import FRAME_FACTOR, indices_at_times, is_variable_rate, plan_frames
+from vlprep.sampling import FRAME_FACTOR
 from vlprep.sizing import ceil_by_factor, count_tokens, estimate_video
 from vlprep.sources import FetchPolicy, fetch
 from vlprep.specs import VideoSpec, parse_image_element, parse_video_element
-from vlprep.video import _backend, _container, _frames_from_array, video_target_size
+from vlprep.video import _backend, _container, _frames_from_array, plan_clip, video_target_size
 
 __all__ = [
     "HEADER_PREFIX",
@@ -218,21 +218,7 @@ def _estimate_container(
 ) -> MediaEstimate:
     # The same steps as vlprep.video.fetch_video, stopping before the first frame decode.
     meta = probe_video(_container(spec.source, policy), options, backend=_backend(options))
-    plan = plan_frames(
-        meta.total_frames,
-        meta.fps,
-        fps=spec.fps,
-        nframes=spec.nframes,
-        min_frames=spec.min_frames,
-        max_frames=spec.max_frames,
-        video_start=spec.video_start,
-        video_end=spec.video_end,
-    )
-    indices = list(plan.indices)
-    if meta.frame_times and is_variable_rate(meta.frame_times, meta.fps):
-        indices = indices_at_times(meta.frame_times, indices, meta.fps)
-    factor = preset.patch_size * 2
-    height, width = video_target_size(spec, meta.height, meta.width, len(indices), factor)
+    plan, indices, (height, width) = plan_clip(spec, meta, preset.factor)
     sized = estimate_video(
         len(indices),
         height,

@@ -36,6 +36,7 @@ from vlprep.errors import DecodeError, InvalidInputError, ResourceLimitError, Vl
 from vlprep.image import load_image
 from vlprep.sampling import (
     FRAME_FACTOR,
+    FramePlan,
     indices_at_times,
     is_variable_rate,
     plan_frames,
@@ -46,7 +47,7 @@ from vlprep.sources import FetchPolicy, fetch, local_path
 from vlprep.specs import VideoSpec, parse_video_element
 from vlprep.tensors import FrameResizer
 
-__all__ = ["fetch_video", "video_target_size"]
+__all__ = ["fetch_video", "plan_clip", "video_target_size"]
 
 logger = logging.getLogger(__name__)
 
@@ -167,6 +168,32 @@ def _container(source: object, policy: FetchPolicy | None) -> VideoInput:
     )
 
 
+def plan_clip(
+    spec: VideoSpec, meta: VideoMetadata, factor: int
+) -> tuple[FramePlan, list[int], tuple[int, int]]:
+    """What :func:`fetch_video` will decode from a container: plan, frame indices, frame size.
+
+    The frame plan of qwen-vl-utils' sampling; a variable-frame-rate clip is sampled by time
+    (a listed deviation) and the real indices reported. Shared with the header-only
+    estimates (:func:`vlprep.inspect`), so an estimate is the loader's own plan.
+    """
+    plan = plan_frames(
+        meta.total_frames,
+        meta.fps,
+        fps=spec.fps,
+        nframes=spec.nframes,
+        min_frames=spec.min_frames,
+        max_frames=spec.max_frames,
+        video_start=spec.video_start,
+        video_end=spec.video_end,
+    )
+    indices = list(plan.indices)
+    if meta.frame_times and is_variable_rate(meta.frame_times, meta.fps):
+        indices = indices_at_times(meta.frame_times, indices, meta.fps)
+    size = video_target_size(spec, meta.height, meta.width, len(indices), factor)
+    return plan, indices, size
+
+
 def _from_container(
     spec: VideoSpec, factor: int, policy: FetchPolicy | None, options: VideoOptions
 ) -> VideoResult:
@@ -174,21 +201,7 @@ def _from_container(
     options, resize_threads = _thread_split(options)
     with open_video(handle, options, backend=_backend(options)) as reader:
         meta: VideoMetadata = reader.metadata
-        plan = plan_frames(
-            meta.total_frames,
-            meta.fps,
-            fps=spec.fps,
-            nframes=spec.nframes,
-            min_frames=spec.min_frames,
-            max_frames=spec.max_frames,
-            video_start=spec.video_start,
-            video_end=spec.video_end,
-        )
-        indices = list(plan.indices)
-        if meta.frame_times and is_variable_rate(meta.frame_times, meta.fps):
-            # Deviation: sample a variable-frame-rate clip by time, report the real indices.
-            indices = indices_at_times(meta.frame_times, indices, meta.fps)
-        height, width = video_target_size(spec, meta.height, meta.width, len(indices), factor)
+        plan, indices, (height, width) = plan_clip(spec, meta, factor)
         video = torch.empty((len(indices), 3, height, width), dtype=torch.float32)
         resize = FrameResizer(height, width, options.resize)
         count = 0
