@@ -1,7 +1,8 @@
 """A loopback HTTP server for the inspect tests: serves named byte strings, can stall.
 
 ``/f/NAME`` sends ``files[NAME]`` whole; ``/stall/NAME`` declares the full length, sends
-the first 128 KiB and then waits (until the test ends) without sending the rest.
+the first 128 KiB and then waits (until the test ends) without sending the rest;
+``/slow/NAME`` waits ``SLOW_DELAY`` seconds, then sends it whole.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from contextlib import contextmanager
 from typing import Any
 
 STALL_SENT = 128 * 1024
+SLOW_DELAY = 0.5
 
 
 class MediaServer(http.server.ThreadingHTTPServer):
@@ -43,6 +45,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         self.server.paths.append(self.path)
         _, route, name = self.path.split("/", 2)
+        if route == "slow":
+            self.server.stop.wait(SLOW_DELAY)
         body = self.server.files.get(name)
         if body is None:
             self.send_response(404)

@@ -8,21 +8,19 @@ processor the caller passes and the ``BatchFeature`` returned.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Literal
 
 import torch
 from PIL import Image
 
+from vlprep._pool import ordered_map, resolve_workers
 from vlprep.decode.image import ImageOptions
 from vlprep.decode.video import VideoOptions
 from vlprep.errors import (
     BackendUnavailableError,
     InvalidInputError,
     ResourceLimitError,
-    VlprepError,
 )
 from vlprep.expansion import (
     SpecialTokens,
@@ -119,27 +117,15 @@ def _load(
 ) -> tuple[list[Image.Image], list[LoadedVideo]]:
     """Load every element, ``workers`` at a time, keeping prompt order.
 
-    Decoding and resizing release the GIL (Pillow, FFmpeg, torch), so items overlap on
-    several cores. The first failing item (in prompt order) raises, with a note naming it.
+    The first failing item (in prompt order) raises, with a note naming it.
     """
-
-    def load(index: int) -> Image.Image | LoadedVideo:
-        try:
-            return _load_one(elements[index], preset, policy, image_options, video_options)
-        except VlprepError as exc:
-            exc.add_note(f"while loading vision item {index + 1} of {len(elements)}")
-            raise
-
-    if workers > 1 and len(elements) > 1:
-        with ThreadPoolExecutor(max_workers=min(workers, len(elements))) as pool:
-            futures = [pool.submit(load, i) for i in range(len(elements))]
-            try:
-                loaded = [future.result() for future in futures]
-            finally:
-                for future in futures:
-                    future.cancel()
-    else:
-        loaded = [load(i) for i in range(len(elements))]
+    loaded = list(
+        ordered_map(
+            lambda i: _load_one(elements[i], preset, policy, image_options, video_options),
+            len(elements),
+            workers,
+        )
+    )
     images = [item for item in loaded if isinstance(item, Image.Image)]
     videos = [item for item in loaded if not isinstance(item, Image.Image)]
     return images, videos
@@ -261,10 +247,7 @@ def build_inputs(
     tokens = SpecialTokens.from_processor(processor)
 
     texts = _render(batch, processor, add_generation_prompt, chat_template_kwargs or {})
-    if workers is None:
-        workers = min(4, os.cpu_count() or 1)
-    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
-        raise InvalidInputError(f"workers must be an int >= 1, got {workers!r}")
+    workers = resolve_workers(workers)
     images, videos = _load(
         extract_vision_info(batch),
         preset,

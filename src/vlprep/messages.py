@@ -7,6 +7,7 @@ from typing import Any
 
 from PIL import Image
 
+from vlprep._pool import ordered_map, resolve_workers
 from vlprep.decode.image import ImageOptions
 from vlprep.decode.video import VideoOptions
 from vlprep.errors import InvalidInputError
@@ -80,6 +81,7 @@ def process_vision_info(
     policy: FetchPolicy | None = None,
     options: ImageOptions | None = None,
     video_options: VideoOptions | None = None,
+    workers: int | None = None,
 ) -> tuple[Any, ...]:
     """Load every image and video of the conversation(s), like qwen-vl-utils.
 
@@ -93,6 +95,10 @@ def process_vision_info(
         policy: fetch rules for every source.
         options: image decode rules (also for frame-list videos).
         video_options: video backend, limits and resize mode.
+        workers: items loaded at once on a thread pool (default ``min(4, CPU count)``;
+            ``1`` loads them one after the other in the caller's thread). Results keep
+            the order of the messages; each fetch keeps its own deadline; the first
+            failing item (in order) raises, with a note naming it.
 
     Returns:
         ``(images, videos)`` or ``(images, videos, video_kwargs)``; ``images`` is a list of
@@ -103,13 +109,13 @@ def process_vision_info(
         InvalidInputError: an element without a source; see :func:`fetch_image` and
             :func:`fetch_video` for the rest.
     """
-    images: list[Image.Image] = []
-    videos: list[Any] = []
-    sample_fps: list[float] = []
-    for ele in extract_vision_info(conversations):
+    elements = extract_vision_info(conversations)
+
+    def load(index: int) -> tuple[bool, Any, float]:
+        ele = elements[index]
         if any(ele.get(k) is not None for k in ("image", "image_url")):
-            images.append(fetch_image(ele, image_patch_size, policy=policy, options=options))
-        elif any(ele.get(k) is not None for k in _VIDEO_KEYS):
+            return True, fetch_image(ele, image_patch_size, policy=policy, options=options), 0.0
+        if any(ele.get(k) is not None for k in _VIDEO_KEYS):
             video, fps = fetch_video(
                 ele,
                 image_patch_size,
@@ -119,13 +125,21 @@ def process_vision_info(
                 options=video_options,
                 image_options=options,
             )
-            videos.append(video)
-            sample_fps.append(fps)
+            return False, video, float(fps)
+        raise InvalidInputError(
+            "a vision element needs an 'image', 'image_url' or 'video' source, "
+            f"got keys {sorted(str(k) for k in ele)[:8]}"
+        )
+
+    images: list[Image.Image] = []
+    videos: list[Any] = []
+    sample_fps: list[float] = []
+    for is_image, item, fps in ordered_map(load, len(elements), resolve_workers(workers)):
+        if is_image:
+            images.append(item)
         else:
-            raise InvalidInputError(
-                "a vision element needs an 'image', 'image_url' or 'video' source, "
-                f"got keys {sorted(str(k) for k in ele)[:8]}"
-            )
+            videos.append(item)
+            sample_fps.append(fps)
     video_kwargs: dict[str, Any] = {"do_sample_frames": False}
     if not return_video_metadata:
         video_kwargs["fps"] = sample_fps

@@ -8,20 +8,18 @@ resized as it arrives (``tensors.resize_frame``) into a preallocated output.
 
 from __future__ import annotations
 
-import collections
 import contextlib
 import dataclasses
-import itertools
 import logging
 import os
 import threading
 from collections.abc import Generator, Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, BinaryIO, cast
 
 import numpy as np
 import torch
 
+from vlprep._pool import ordered_map
 from vlprep._prefetch import prefetched
 from vlprep.decode.image import ImageOptions
 from vlprep.decode.video import (
@@ -259,17 +257,7 @@ def _loaded_frames(
             raise type(exc)(f"frame {index} of the frame list: {exc}") from exc
 
     workers = min(MAX_LOAD_WORKERS, len(items))
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        queued = iter(range(len(items)))
-        pending = collections.deque(
-            pool.submit(load, i) for i in itertools.islice(queued, 2 * workers)
-        )
-        while pending:
-            frame = pending.popleft().result()
-            following = next(queued, None)
-            if following is not None:
-                pending.append(pool.submit(load, following))
-            yield frame
+    yield from ordered_map(load, len(items), workers, what="frame-list item")
 
 
 def _from_frames(
