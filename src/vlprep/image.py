@@ -2,18 +2,25 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
 from PIL import Image
 
-from vlprep.decode.image import ImageOptions, decode_image, orient_and_convert, to_rgb
+from vlprep.decode.image import (
+    ImageOptions,
+    decode_image,
+    decode_image_for,
+    orient_and_convert,
+    to_rgb,
+)
 from vlprep.errors import InvalidInputError
 from vlprep.presets import Preset
 from vlprep.sizing import image_pixel_bounds, smart_resize
 from vlprep.sources import FetchPolicy, fetch
 from vlprep.specs import ImageSpec, parse_image_element
+from vlprep.tensors import resize_uint8
 
 __all__ = ["fetch_image", "fetch_image_for", "image_target_size", "load_image"]
 
@@ -114,6 +121,34 @@ def image_target_size(
     return smart_resize(height, width, factor=factor, min_pixels=low, max_pixels=high)
 
 
+def _resize(image: Image.Image, size: tuple[int, int], options: ImageOptions) -> Image.Image:
+    height, width = size
+    if (image.height, image.width) == size:
+        return image
+    if options.decode == "fast":
+        return Image.fromarray(resize_uint8(image, height, width))
+    return image.resize((width, height), Image.Resampling.BICUBIC)
+
+
+def _load_sized(
+    spec: ImageSpec,
+    target_of: Callable[[int, int], tuple[int, int]],
+    policy: FetchPolicy | None,
+    options: ImageOptions | None,
+) -> Image.Image:
+    """Load ``spec``'s image and resize it to ``target_of(upright height, width)``."""
+    options = options or _DEFAULT_OPTIONS
+    if options.decode == "fast" and isinstance(spec.source, (str, bytes, bytearray, memoryview)):
+        data = fetch(spec.source, policy, "image").data
+        image, target = decode_image_for(data, options, target_of)
+    else:
+        image = load_image(spec.source, policy=policy, options=options)
+        target = target_of(image.height, image.width)
+    if image is spec.source and (image.height, image.width) == target:
+        return image.copy()  # never hand the caller's own object back
+    return _resize(image, target, options)
+
+
 def fetch_image(
     ele: Mapping[str, Any],
     image_patch_size: int = 14,
@@ -145,9 +180,8 @@ def fetch_image(
     if image_patch_size < 1:
         raise InvalidInputError(f"image_patch_size must be >= 1, got {image_patch_size}")
     spec = parse_image_element(ele)
-    image = load_image(spec.source, policy=policy, options=options)
-    height, width = image_target_size(spec, image.height, image.width, image_patch_size * 2)
-    return image.resize((width, height), Image.Resampling.BICUBIC)
+    factor = image_patch_size * 2
+    return _load_sized(spec, lambda h, w: image_target_size(spec, h, w, factor), policy, options)
 
 
 def fetch_image_for(
@@ -167,9 +201,7 @@ def fetch_image_for(
         RGB ``PIL.Image.Image`` with sides multiples of ``preset.factor``.
     """
     spec = parse_image_element(ele)
-    image = load_image(spec.source, policy=policy, options=options)
     bounds = (preset.image_min_pixels, preset.image_max_pixels)
-    height, width = image_target_size(spec, image.height, image.width, preset.factor, bounds)
-    if (height, width) == (image.height, image.width):
-        return image
-    return image.resize((width, height), Image.Resampling.BICUBIC)
+    return _load_sized(
+        spec, lambda h, w: image_target_size(spec, h, w, preset.factor, bounds), policy, options
+    )

@@ -14,9 +14,10 @@ import logging
 import struct
 import warnings
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import Literal
 
 import numpy as np
 from PIL import Image
@@ -31,9 +32,11 @@ from vlprep.errors import (
 
 __all__ = [
     "DEFAULT_FORMATS",
+    "ImageDecode",
     "ImageHeader",
     "ImageOptions",
     "decode_image",
+    "decode_image_for",
     "open_image",
     "orientation_of",
     "to_rgb",
@@ -45,6 +48,18 @@ DEFAULT_FORMATS = frozenset({"JPEG", "PNG", "WEBP", "GIF", "BMP", "MPO", "HEIF",
 """Formats decoded by default. TIFF and PPM are opt-in through ``ImageOptions.formats``."""
 
 _OPT_IN_FORMATS = frozenset({"TIFF", "PPM"})
+_DCT_SCALED_FORMATS = frozenset({"JPEG", "MPO"})  # libjpeg can decode these at 1/2, 1/4, 1/8
+
+ImageDecode = Literal["exact", "fast"]
+"""How pixels are decoded and resized.
+
+``"exact"`` (default): full-size decode, Pillow bicubic resize (qwen-vl-utils' pixels).
+``"fast"``: a JPEG is decoded at the largest DCT scale (1/2, 1/4 or 1/8) whose size stays at
+or above the target, then resized with torch's uint8 antialiased bicubic kernel; other
+formats get only the faster resize. Same output size, pixels within the deviation measured
+in ``docs/deviations.md``.
+"""
+_DECODES = ("exact", "fast")
 _PLUGIN_FORMATS = frozenset({"HEIF", "AVIF"})
 # Pillow raises these from plugin code on malformed input (see Pillow's own fuzz tests).
 _DECODER_ERRORS = (
@@ -85,15 +100,24 @@ class ImageOptions:
             threshold, 89,478,485), checked before any pixel is decoded.
         max_aspect_ratio: largest ``max(w, h) / min(w, h)`` in the header (qwen's 200).
         exif_transpose: apply the EXIF Orientation tag (``False`` = qwen-vl-utils' behaviour).
+        decode: ``"exact"`` (default, qwen-vl-utils' pixels) or ``"fast"`` (reduced-scale
+            JPEG decode and a uint8 resize; see :data:`ImageDecode`).
     """
 
     formats: frozenset[str] = field(default=DEFAULT_FORMATS)
     max_source_pixels: int = 89_478_485
     max_aspect_ratio: float = 200.0
     exif_transpose: bool = True
+    decode: ImageDecode = "exact"
 
     def __post_init__(self) -> None:
         from vlprep.errors import InvalidInputError
+
+        if self.decode not in _DECODES:
+            raise InvalidInputError(
+                f"ImageOptions.decode must be one of {list(_DECODES)}, "
+                f"got {str(self.decode)[:32]!r}"
+            )
 
         formats = frozenset(f.upper() for f in self.formats)
         unknown = formats - DEFAULT_FORMATS - _OPT_IN_FORMATS
@@ -336,6 +360,41 @@ def decode_image(data: bytes, options: ImageOptions | None = None) -> Image.Imag
     options = options or _DEFAULT_OPTIONS
     with _quiet_pillow():
         return _finish(_open(data, options), options.exif_transpose)
+
+
+def decode_image_for(
+    data: bytes,
+    options: ImageOptions,
+    target_of: Callable[[int, int], tuple[int, int]],
+) -> tuple[Image.Image, tuple[int, int]]:
+    """Decode ``data`` for a known output size: ``(image, (height, width))``.
+
+    ``target_of(height, width)`` maps the upright source size to the output size. With
+    ``options.decode == "fast"`` a JPEG (or MPO) is decoded at the largest DCT scale whose
+    upright size is at least the target in both sides (read from the header: the target
+    comes from the full size, never the reduced one); everything else decodes at full size
+    and the target comes from the decoded size, as in :func:`decode_image`.
+
+    Returns:
+        Upright RGB ``PIL.Image`` (full size, or reduced but ``>=`` the target) and the
+        target ``(height, width)``.
+    """
+    with _quiet_pillow():
+        image = _open(data, options)
+        if options.decode != "fast" or image.format not in _DCT_SCALED_FORMATS:
+            image = _finish(image, options.exif_transpose)
+            return image, target_of(image.height, image.width)
+        turned = options.exif_transpose and orientation_of(image) in (5, 6, 7, 8)
+        height, width = (image.width, image.height) if turned else (image.height, image.width)
+        target = target_of(height, width)
+        stored = (target[0], target[1]) if turned else (target[1], target[0])  # (w, h) as stored
+        try:
+            image.draft(None, stored)
+        except _DECODER_ERRORS as exc:
+            raise DecodeError(
+                f"cannot decode {image.format} pixels: the data is corrupt or truncated"
+            ) from exc
+        return _finish(image, options.exif_transpose), target
 
 
 def finish_image(image: Image.Image, options: ImageOptions) -> Image.Image:
