@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
 
 from tests.conftest import encode, photo
 from tests.media_server import SLOW_DELAY, MediaServer, serving
@@ -22,6 +23,7 @@ from vlprep import (
     process_vision_info,
 )
 from vlprep._pool import default_workers, ordered_map, resolve_workers
+from vlprep._threads import IntraOpThreads
 
 pytestmark = pytest.mark.timeout(30)
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "media" / "images"
@@ -141,3 +143,43 @@ def test_a_failing_item_is_named(tmp_path: Path) -> None:
     with pytest.raises(SourceNotFoundError) as info:
         process_vision_info(chat(sources), workers=2)
     assert "while loading vision item 2 of 2" in info.value.__notes__
+
+
+def test_pool_workers_share_the_callers_torch_threads() -> None:
+    seen: list[int] = []
+    lock = threading.Lock()
+
+    def load(i: int) -> int:
+        time.sleep(0.01)
+        with lock:
+            seen.append(torch.get_num_threads())
+        return i
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(4)
+    try:
+        list(ordered_map(load, 8, 2))
+        assert seen and all(n == 2 for n in seen)  # 4 threads shared by 2 workers
+        assert torch.get_num_threads() == 4  # the caller's count is untouched
+        seen.clear()
+        list(ordered_map(load, 8, 1))
+        assert seen == [4] * 8  # no pool, no limit
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_intra_op_limits_nest_and_restore() -> None:
+    limits = IntraOpThreads()
+    before = torch.get_num_threads()
+    torch.set_num_threads(4)
+    try:
+        with limits.limit(2):
+            assert torch.get_num_threads() == 2
+            with limits.limit(3):  # never above the enclosing block
+                assert torch.get_num_threads() == 2
+            with limits.limit(1):
+                assert torch.get_num_threads() == 1
+            assert torch.get_num_threads() == 2  # the enclosing count comes back
+        assert torch.get_num_threads() == 4
+    finally:
+        torch.set_num_threads(before)

@@ -15,6 +15,9 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TypeVar
 
+import torch
+
+from vlprep._threads import INTRA_OP_THREADS
 from vlprep.errors import InvalidInputError, VlprepError
 
 __all__ = ["default_workers", "ordered_map", "resolve_workers"]
@@ -78,17 +81,25 @@ def ordered_map(
         return
     threads = min(workers, count)
     limit = max(threads, window if window is not None else 2 * threads)
+    # The workers share the caller's torch threads (resize and patchify run in them):
+    # one full-size OpenMP team per worker would oversubscribe the cores.
+    share = max(1, torch.get_num_threads() // threads)
+
+    def pooled(index: int) -> T:
+        with INTRA_OP_THREADS.limit(share):
+            return noted(index)
+
     with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="vlprep-load") as pool:
         queued = iter(range(count))
         pending: collections.deque[Future[T]] = collections.deque(
-            pool.submit(noted, i) for i in itertools.islice(queued, limit)
+            pool.submit(pooled, i) for i in itertools.islice(queued, limit)
         )
         try:
             while pending:
                 result = pending.popleft().result()
                 following = next(queued, None)
                 if following is not None:
-                    pending.append(pool.submit(noted, following))
+                    pending.append(pool.submit(pooled, following))
                 yield result
         finally:
             for future in pending:

@@ -12,8 +12,7 @@ import contextlib
 import dataclasses
 import logging
 import os
-import threading
-from collections.abc import Generator, Iterator, Mapping, Sequence
+from collections.abc import Generator, Mapping, Sequence
 from typing import Any, BinaryIO, cast
 
 import numpy as np
@@ -21,6 +20,7 @@ import torch
 
 from vlprep._pool import ordered_map
 from vlprep._prefetch import prefetched
+from vlprep._threads import INTRA_OP_THREADS
 from vlprep.decode.image import ImageOptions
 from vlprep.decode.video import (
     BackendChoice,
@@ -95,48 +95,6 @@ def _thread_split(options: VideoOptions) -> tuple[VideoOptions, int]:
     return dataclasses.replace(options, decode_threads=decode_threads), resize_threads
 
 
-class _IntraOpThreads:
-    """Run a block with fewer torch intra-op threads in the calling thread, then restore.
-
-    Only with torch's OpenMP backend, where the count is per calling thread (a native
-    thread-pool build cannot resize its pool: there this does nothing). Concurrent calls
-    share one saved value, the count before the first of them entered, and every exit
-    restores it: a thread whose first torch use falls inside another call's window would
-    otherwise start from (and then restore) the reduced count.
-    """
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._active = 0
-        self._restore = 0
-        self._openmp: bool | None = None
-
-    @contextlib.contextmanager
-    def limit(self, count: int) -> Iterator[None]:
-        if self._openmp is None:
-            self._openmp = "parallel backend: OpenMP" in torch.__config__.parallel_info()
-        if not self._openmp:
-            yield
-            return
-        with self._lock:
-            if self._active == 0:
-                self._restore = torch.get_num_threads()
-            self._active += 1
-            restore = self._restore
-        if count < restore:
-            torch.set_num_threads(count)
-        try:
-            yield
-        finally:
-            with self._lock:
-                self._active -= 1
-                if torch.get_num_threads() != restore:
-                    torch.set_num_threads(restore)
-
-
-_INTRA_OP_THREADS = _IntraOpThreads()
-
-
 def _backend(options: VideoOptions) -> BackendName | None:
     """The backend to ask for: the options, else qwen-vl-utils' env override (read now)."""
     if options.backend != "auto":
@@ -207,7 +165,7 @@ def _from_container(
         # each on its share of the threads (``_thread_split``).
         with (
             contextlib.closing(prefetched(reader.frames(indices))) as frames,
-            _INTRA_OP_THREADS.limit(resize_threads),
+            INTRA_OP_THREADS.limit(resize_threads),
         ):
             for count, frame in enumerate(frames, start=1):
                 resize(frame, video[count - 1])
