@@ -59,7 +59,9 @@ fuzz: $(FUZZ_VENV)/.ready
 	cat $(FUZZ_WORK)/campaign.log
 
 bench: $(TEST_VENV)/.ready
+	$(TEST_VENV)/bin/pip install $(PIP_FLAGS) -e '.[bench]'
 	$(TEST_VENV)/bin/python benchmarks/images.py --out docs/performance.md
+	$(TEST_VENV)/bin/python benchmarks/throughput.py --out docs/performance.md --plots docs/images
 
 clean:
 	rm -rf $(TEST_VENV) $(DEMO_VENV) $(FUZZ_VENV) $(FUZZ_WORK) .mypy_cache .ruff_cache .pytest_cache .hypothesis
