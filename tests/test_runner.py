@@ -14,7 +14,13 @@ import torch
 from tests.conftest import REPO, photo, shared_media
 from tests.hf_fixtures import FAMILIES, Family, save_checkpoint
 from tests.videos import write_clip
-from vlprep import BackendUnavailableError, InvalidInputError, SourceNotFoundError, build_inputs
+from vlprep import (
+    BackendUnavailableError,
+    ImageOptions,
+    InvalidInputError,
+    SourceNotFoundError,
+    build_inputs,
+)
 from vlprep.cli.run import main as run_main
 from vlprep.runner import Runner, Sampling
 
@@ -147,6 +153,23 @@ def test_bounds_override_and_errors(checkpoints: dict[str, Path], tmp_path: Path
         Runner.from_pretrained(checkpoints["qwen2-vl"], device="tpu:9")
     with pytest.raises(InvalidInputError, match="dtype"):
         Runner.from_pretrained(checkpoints["qwen2-vl"], dtype="int3")
+
+
+def test_image_options_reach_build_inputs(checkpoints: dict[str, Path]) -> None:
+    path = str(shared_media() / "images" / "flower2.jpg")
+    conversation = [{"role": "user", "content": [{"type": "image", "image": path}]}]
+    exact = Runner.from_pretrained(checkpoints["qwen2.5-vl"], device="cpu", max_pixels=64 * 28 * 28)
+    fast = Runner.from_pretrained(
+        checkpoints["qwen2.5-vl"],
+        device="cpu",
+        max_pixels=64 * 28 * 28,
+        image_options=ImageOptions(decode="fast"),
+    )
+    a, b = exact.prepare(conversation), fast.prepare(conversation)
+    assert torch.equal(a["image_grid_thw"], b["image_grid_thw"])
+    assert torch.equal(a["input_ids"], b["input_ids"])  # same token counts
+    assert not torch.equal(a["pixel_values"], b["pixel_values"])  # the fast mode did run
+    assert float((a["pixel_values"] - b["pixel_values"]).abs().mean()) < 0.05
 
 
 def test_missing_transformers_names_the_extra(

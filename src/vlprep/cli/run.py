@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
+from vlprep.decode.image import ImageOptions
 from vlprep.errors import InvalidInputError, VlprepError
 
 __all__ = ["build_parser", "conversation_from_args", "main"]
@@ -45,6 +46,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--dtype", default="auto", help="auto, float32, bfloat16, float16")
     parser.add_argument("--min-pixels", type=int, help="image min_pixels override")
     parser.add_argument("--max-pixels", type=int, help="image max_pixels override")
+    parser.add_argument(
+        "--decode",
+        choices=("exact", "fast"),
+        default="exact",
+        help="image decode mode: exact (qwen-vl-utils pixels) or fast (reduced-scale JPEG "
+        "decode + uint8 resize; same token counts)",
+    )
     parser.add_argument(
         "--boxes", type=Path, help="draw the boxes/points parsed from the answer on the image"
     )
@@ -115,6 +123,7 @@ def _run(
         dtype=args.dtype,
         min_pixels=args.min_pixels,
         max_pixels=args.max_pixels,
+        image_options=ImageOptions(decode=args.decode),
     )
     if args.stream and not args.json:
         pieces = []

@@ -10,6 +10,8 @@ from typing import Any, Literal
 
 import torch
 
+from vlprep.decode.image import ImageOptions
+from vlprep.decode.video import VideoOptions
 from vlprep.errors import InvalidInputError
 from vlprep.inputs import build_inputs
 from vlprep.messages import Conversation, as_conversations
@@ -71,6 +73,8 @@ class Runner:
         decode_mode: DecodeMode = "auto",
         rope: RopeSemantics = "reference",
         load_seconds: float = 0.0,
+        image_options: ImageOptions | None = None,
+        video_options: VideoOptions | None = None,
     ) -> None:
         if decode_mode not in ("auto", "eager", "static", "compiled"):
             raise InvalidInputError(
@@ -81,6 +85,7 @@ class Runner:
         self.device, self.dtype = device, dtype
         self.rope: RopeSemantics = rope
         self.load_seconds = load_seconds
+        self.image_options, self.video_options = image_options, video_options
         if decode_mode == "auto":
             decode_mode = "compiled" if device.type == "cuda" else "eager"
         self.decode_mode = decode_mode
@@ -104,6 +109,8 @@ class Runner:
         rope: RopeSemantics = "reference",
         min_pixels: int | None = None,
         max_pixels: int | None = None,
+        image_options: ImageOptions | None = None,
+        video_options: VideoOptions | None = None,
     ) -> Runner:
         """Load a checkpoint from a local directory or a hub id.
 
@@ -118,6 +125,8 @@ class Runner:
             rope: M-RoPE rule for the prompt (see :mod:`vlprep.positions`).
             min_pixels / max_pixels: image pixel bounds overriding the processor's (an
                 element's own bounds still win).
+            image_options / video_options: decode rules for every call, e.g.
+                ``ImageOptions(decode="fast")`` (see docs/throughput.md).
 
         Raises:
             BackendUnavailableError: transformers missing (``pip install 'vlprep[runner]'``).
@@ -146,11 +155,19 @@ class Runner:
             decode_mode=decode_mode,
             rope=rope,
             load_seconds=time.perf_counter() - started,
+            image_options=image_options,
+            video_options=video_options,
         )
 
     def prepare(self, conversations: Conversation | Sequence[Conversation]) -> Any:
         """:func:`vlprep.build_inputs` output on the runner's device and dtype."""
-        inputs = build_inputs(conversations, self.processor, preset=self.preset)
+        inputs = build_inputs(
+            conversations,
+            self.processor,
+            preset=self.preset,
+            image_options=self.image_options,
+            video_options=self.video_options,
+        )
         pixels = ("pixel_values", "pixel_values_videos")
         moved = {
             key: value.to(self.device, self.dtype if key in pixels else value.dtype)
