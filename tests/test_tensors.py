@@ -150,3 +150,59 @@ def test_patchify_videos_rejects_bad_input() -> None:
         patchify_video(torch.zeros(0, 3, 28, 28), QWEN2_VL)
     values, grid = patchify_video(np.zeros((3, 3, 56, 28), dtype=np.uint8), QWEN2_VL)
     assert grid == (2, 4, 2) and values.shape == (16, 1176)
+
+
+@pytest.mark.parametrize("preset", [QWEN2_VL, QWEN3_VL], ids=lambda p: p.name)
+def test_patchify_image_tensors_equals_patchify_images(preset: Preset) -> None:
+    from vlprep.tensors import patchify_image_tensors
+
+    images = [
+        np.asarray(fetch_image({"image": photo(300, 200, seed=s)}, preset.patch_size))
+        for s in range(3)
+    ]
+    expected, grid = patchify_images(images, preset)
+    chw = [torch.from_numpy(a.copy()).permute(2, 0, 1) for a in images]
+    for tensors in (chw, [c.float() for c in chw], [c.contiguous() for c in chw]):
+        ours, ours_grid = patchify_image_tensors(tensors, preset)
+        assert torch.equal(ours, expected)  # one layout, one arithmetic: bit for bit
+        assert torch.equal(ours_grid, grid) and ours_grid.device.type == "cpu"
+    floats = [c.float() for c in chw]
+    before = [f.clone() for f in floats]
+    patchify_image_tensors(floats, preset)
+    assert all(torch.equal(a, b) for a, b in zip(floats, before))  # inputs untouched
+    # The output follows the images' device (meta: shapes only, no data).
+    meta, meta_grid = patchify_image_tensors([c.to("meta") for c in chw], preset)
+    assert meta.device.type == "meta" and meta.shape == expected.shape
+    assert torch.equal(meta_grid, grid)
+
+
+def test_patchify_image_tensors_rejects_bad_input() -> None:
+    from vlprep.tensors import patchify_image_tensors
+
+    good = torch.zeros((3, 56, 56), dtype=torch.uint8)
+    with pytest.raises(InvalidInputError, match="at least one"):
+        patchify_image_tensors([], QWEN2_VL)
+    with pytest.raises(InvalidInputError, match=r"\(3, H, W\)"):
+        patchify_image_tensors([torch.zeros((56, 56, 3), dtype=torch.uint8)], QWEN2_VL)
+    with pytest.raises(InvalidInputError, match="multiple of 28"):
+        patchify_image_tensors([torch.zeros((3, 56, 30), dtype=torch.uint8)], QWEN2_VL)
+    with pytest.raises(InvalidInputError, match="uint8 or float"):
+        patchify_image_tensors([good.bool()], QWEN2_VL)
+    with pytest.raises(InvalidInputError, match="one device"):
+        patchify_image_tensors([good, good.to("meta")], QWEN2_VL)
+
+
+def test_resize_exact_equals_frame_resizer() -> None:
+    from vlprep.tensors import resize_exact, resize_frame
+
+    frame = np.asarray(photo(257, 171, seed=5))
+    chw = torch.from_numpy(frame.copy()).permute(2, 0, 1)
+    for size in ((112, 168), (342, 514), (171, 257)):
+        out = resize_exact(chw, *size)
+        assert out.dtype == torch.float32 and out.shape == (3, *size)
+        assert torch.equal(out, resize_frame(frame, *size).float())
+        assert torch.equal(out, out.round()) and out.min() >= 0 and out.max() <= 255
+    same = chw.float()
+    assert resize_exact(same, 171, 257) is not same  # never the caller's tensor
+    with pytest.raises(InvalidInputError, match="at least 1x1"):
+        resize_exact(chw, 0, 5)

@@ -17,6 +17,7 @@ from PIL import Image
 from vlprep._pool import ordered_map, resolve_workers
 from vlprep.decode.image import ImageOptions
 from vlprep.decode.video import VideoOptions
+from vlprep.device_images import images_to_device, resolve_device
 from vlprep.errors import (
     BackendUnavailableError,
     InvalidInputError,
@@ -80,6 +81,10 @@ def _render(
     return texts
 
 
+def _is_image(ele: Mapping[str, Any]) -> bool:
+    return any(ele.get(k) is not None for k in ("image", "image_url"))
+
+
 def _load_one(
     ele: Mapping[str, Any],
     preset: Preset,
@@ -87,7 +92,7 @@ def _load_one(
     image_options: ImageOptions | None,
     video_options: VideoOptions | None,
 ) -> Image.Image | LoadedVideo:
-    if any(ele.get(k) is not None for k in ("image", "image_url")):
+    if _is_image(ele):
         return fetch_image_for(ele, preset, policy=policy, options=image_options)
     if any(ele.get(k) is not None for k in ("video", "video_url")):
         (video, metadata), sample_fps = fetch_video(
@@ -193,6 +198,7 @@ def build_inputs(
     image_options: ImageOptions | None = None,
     video_options: VideoOptions | None = None,
     workers: int | None = None,
+    device: str | torch.device | None = None,
 ) -> Any:
     """Build a Qwen-VL model's inputs for one conversation or a batch.
 
@@ -218,6 +224,12 @@ def build_inputs(
         policy, image_options, video_options: fetch and decode rules for every item.
         workers: items loaded at once (default ``min(4, CPU count)``; 1 = one after the
             other). Order is kept; each item keeps its own fetch deadline.
+        device: ``None`` (default): everything on CPU, as above. A torch device
+            (``"cuda"``, ``"cuda:1"``, ``"cpu"``, ...): images go through
+            :func:`vlprep.device_images.images_to_device` (JPEGs decoded on the GPU with
+            nvJPEG, resize/normalise/patchify there; same sizes and token counts, pixels
+            within the deviation in ``docs/inputs.md``; needs ``vlprep[gpu]``), videos are
+            loaded on CPU as usual, and every returned tensor is moved to ``device``.
 
     Returns:
         ``transformers.BatchFeature`` with ``input_ids`` and ``attention_mask`` (int64
@@ -248,8 +260,11 @@ def build_inputs(
 
     texts = _render(batch, processor, add_generation_prompt, chat_template_kwargs or {})
     workers = resolve_workers(workers)
+    elements = extract_vision_info(batch)
+    target = None if device is None else resolve_device(device)
+    on_device = [e for e in elements if _is_image(e)] if target is not None else []
     images, videos = _load(
-        extract_vision_info(batch),
+        [e for e in elements if not (on_device and _is_image(e))],
         preset,
         policy,
         image_options,
@@ -259,8 +274,14 @@ def build_inputs(
     data: dict[str, Any] = {}
     image_counts: list[int] = []
     video_counts: list[int] = []
-    if images:
-        pixel_values, image_grid = patchify_images(images, preset)
+    if images or on_device:
+        pixel_values, image_grid = (
+            images_to_device(
+                on_device, preset, target, policy=policy, options=image_options, workers=workers
+            )
+            if on_device and target is not None
+            else patchify_images(images, preset)
+        )
         data["pixel_values"], data["image_grid_thw"] = pixel_values, image_grid
         image_counts = [count_tokens(tuple(g), preset.merge_size) for g in image_grid.tolist()]
     if videos:
@@ -299,4 +320,7 @@ def build_inputs(
         "attention_mask": attention_mask,
         "mm_token_type_ids": mm_token_type_ids(input_ids, tokens),
     }
-    return _batch_feature({**text_data, **data})
+    merged = {**text_data, **data}
+    if target is not None:  # one move at the end: the images are already there
+        merged = {key: value.to(target) for key, value in merged.items()}
+    return _batch_feature(merged)

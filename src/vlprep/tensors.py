@@ -24,9 +24,11 @@ __all__ = [
     "ResizeMode",
     "FrameResizer",
     "patchify_image",
+    "patchify_image_tensors",
     "patchify_images",
     "patchify_video",
     "patchify_videos",
+    "resize_exact",
     "resize_frame",
     "resize_uint8",
 ]
@@ -54,23 +56,46 @@ def _normalise_(blocks: torch.Tensor, preset: Preset, channel_dim: int) -> None:
     """In place: ``(x / 255 - mean) / std`` along ``channel_dim`` of ``blocks`` (float32)."""
     shape = [1] * blocks.ndim
     shape[channel_dim] = 3
-    mean = torch.tensor(preset.image_mean, dtype=torch.float32).view(shape)
-    std = torch.tensor(preset.image_std, dtype=torch.float32).view(shape)
+    mean = torch.tensor(preset.image_mean, dtype=torch.float32, device=blocks.device).view(shape)
+    std = torch.tensor(preset.image_std, dtype=torch.float32, device=blocks.device).view(shape)
     blocks.div_(255.0).sub_(mean).div_(std)
 
 
-def _patchify_image_into(arr: np.ndarray, preset: Preset, out: torch.Tensor) -> None:
-    """Write the patches of ``arr`` into ``out`` (``(gh * gw, 3 * T * P * P)`` float32).
+# (gh/m, m, P, gw/m, m, P, C) -> (gh/m, gw/m, m, m, C, P, P): the merge-blocked row order.
+_BLOCK_ORDER = (0, 3, 1, 4, 6, 2, 5)
 
-    The merge-blocked reorder runs on uint8 (a quarter of the bytes), the normalisation on
-    that contiguous copy, and one broadcasting copy fills every temporal slot of ``out``.
+
+def _merge_blocks(pixels: np.ndarray | torch.Tensor, preset: Preset) -> torch.Tensor:
+    """``(H, W, 3)`` pixels -> a fresh contiguous ``(gh * gw, 3, P * P)`` tensor of patches.
+
+    Same dtype as ``pixels`` (the reorder runs on uint8 when given uint8: a quarter of the
+    bytes of float32); a torch input may be a strided view (e.g. CHW permuted) on any device.
     """
-    p, m, t = preset.patch_size, preset.merge_size, preset.temporal_patch_size
-    gh, gw = arr.shape[0] // p, arr.shape[1] // p
-    blocks = arr.reshape(gh // m, m, p, gw // m, m, p, 3).transpose(0, 3, 1, 4, 6, 2, 5)
-    patches = torch.from_numpy(np.ascontiguousarray(blocks)).view(gh * gw, 3, p * p).float()
+    p, m = preset.patch_size, preset.merge_size
+    gh, gw = pixels.shape[0] // p, pixels.shape[1] // p
+    shape = (gh // m, m, p, gw // m, m, p, 3)
+    if isinstance(pixels, np.ndarray):
+        reordered = np.ascontiguousarray(pixels.reshape(shape).transpose(_BLOCK_ORDER))
+        blocks = torch.from_numpy(reordered)
+    else:
+        blocks = pixels.reshape(shape).permute(_BLOCK_ORDER).contiguous()
+        if blocks.data_ptr() == pixels.data_ptr():
+            blocks = blocks.clone()  # normalised in place below: never the caller's memory
+    return blocks.view(gh * gw, 3, p * p)
+
+
+def _patchify_image_into(
+    pixels: np.ndarray | torch.Tensor, preset: Preset, out: torch.Tensor
+) -> None:
+    """Write the patches of ``pixels`` (``(H, W, 3)``) into ``out`` (``(gh * gw, 3 * T * P * P)``).
+
+    The merge-blocked reorder, the normalisation on that contiguous copy, and one
+    broadcasting copy that fills every temporal slot of ``out``; all on ``out``'s device.
+    """
+    p, t = preset.patch_size, preset.temporal_patch_size
+    patches = _merge_blocks(pixels, preset).float()
     _normalise_(patches, preset, channel_dim=1)
-    rows = gh * gw
+    rows = patches.shape[0]
     out.view(rows, 3, t, p * p).copy_(patches.unsqueeze(2).expand(rows, 3, t, p * p))
 
 
@@ -114,6 +139,62 @@ def patchify_images(
     start = 0
     for arr, n in zip(arrays, rows, strict=True):
         _patchify_image_into(arr, preset, out[start : start + n])
+        start += n
+    return out, torch.tensor(grids, dtype=torch.int64)
+
+
+def _check_image_tensor(image: object, preset: Preset, device: torch.device) -> torch.Tensor:
+    if not isinstance(image, torch.Tensor) or image.ndim != 3 or image.shape[0] != 3:
+        shape = tuple(getattr(image, "shape", ()))
+        raise InvalidInputError(f"expected an RGB image tensor (3, H, W), got shape {shape}")
+    if image.dtype != torch.uint8 and not image.is_floating_point():
+        raise InvalidInputError(f"image tensors must be uint8 or float, got {image.dtype}")
+    if image.device != device:
+        raise InvalidInputError(
+            f"all image tensors must be on one device: {image.device} after {device}"
+        )
+    height, width = image.shape[1], image.shape[2]
+    if height % preset.factor or width % preset.factor:
+        raise InvalidInputError(
+            f"image size {height}x{width} is not a multiple of {preset.factor}; resize it first"
+        )
+    return image
+
+
+def patchify_image_tensors(
+    images: Sequence[torch.Tensor], preset: Preset
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`patchify_images` for resized image tensors, computed on their device.
+
+    Args:
+        images: each ``(3, H, W)``, uint8 or float levels 0..255 (integers, as
+            :func:`resize_exact` returns), all on one device (CPU or an accelerator); H and
+            W multiples of ``preset.factor``.
+        preset: patch, merge and temporal sizes, mean and std.
+
+    Returns:
+        ``pixel_values`` float32 ``(sum gh*gw, 3*T*P*P)`` on the images' device and
+        ``image_grid_thw`` int64 ``(n_images, 3)`` rows ``[1, gh, gw]`` on CPU (host
+        metadata, as transformers' processors return it: reading it needs no device
+        sync); the same layout and arithmetic as :func:`patchify_images` (bit-identical
+        for the same pixels).
+
+    Raises:
+        InvalidInputError: no images, a wrong shape or dtype, mixed devices, a size off the grid.
+    """
+    if not images:
+        raise InvalidInputError("patchify_image_tensors needs at least one image")
+    device = images[0].device if isinstance(images[0], torch.Tensor) else torch.device("cpu")
+    checked = [_check_image_tensor(image, preset, device) for image in images]
+    p = preset.patch_size
+    grids = [(1, int(c.shape[1]) // p, int(c.shape[2]) // p) for c in checked]
+    rows = [gh * gw for _, gh, gw in grids]
+    out = torch.empty(
+        (sum(rows), 3 * preset.temporal_patch_size * p * p), dtype=torch.float32, device=device
+    )
+    start = 0
+    for chw, n in zip(checked, rows, strict=True):
+        _patchify_image_into(chw.permute(1, 2, 0), preset, out[start : start + n])
         start += n
     return out, torch.tensor(grids, dtype=torch.int64)
 
@@ -229,11 +310,47 @@ class FrameResizer:
         if self._scratch is None or self._scratch.shape != chw.shape:
             self._scratch = torch.empty(chw.shape, dtype=torch.float32)
         self._scratch.copy_(chw)
-        resized = torch.nn.functional.interpolate(
-            self._scratch, size=size, mode="bicubic", antialias=True, align_corners=False
-        )
-        torch.round(resized[0], out=out)
-        out.clamp_(0, 255)
+        _bicubic_exact_into(self._scratch, out)
+
+
+def _bicubic_exact_into(nchw: torch.Tensor, out: torch.Tensor) -> None:
+    """The exact mode's kernel: float32 ``(1, 3, H, W)`` -> rounded, clamped ``out`` ``(3, h, w)``.
+
+    torchvision's float bicubic with antialias, rounded half to even and clamped to 0..255,
+    on whatever device the tensors are on (the one implementation of "exact" resizing).
+    """
+    resized = torch.nn.functional.interpolate(
+        nchw,
+        size=(int(out.shape[1]), int(out.shape[2])),
+        mode="bicubic",
+        antialias=True,
+        align_corners=False,
+    )
+    torch.round(resized[0], out=out)
+    out.clamp_(0, 255)
+
+
+def resize_exact(image: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """Resize one RGB image tensor with the exact kernel of :class:`FrameResizer`, on its device.
+
+    Args:
+        image: ``(3, H, W)`` uint8 (or float levels 0..255) on any device.
+        height, width: output size, each >= 1.
+
+    Returns:
+        float32 ``(3, height, width)`` integer levels 0..255 on ``image``'s device (the
+        input converted to float32 when the size is already right).
+    """
+    if image.ndim != 3 or image.shape[0] != 3:
+        raise InvalidInputError(f"expected an RGB image tensor (3, H, W), got {tuple(image.shape)}")
+    if height < 1 or width < 1:
+        raise InvalidInputError(f"resize target must be at least 1x1, got {height}x{width}")
+    source = image.unsqueeze(0).to(torch.float32)
+    if (image.shape[1], image.shape[2]) == (height, width):
+        return source[0].clone() if source.data_ptr() == image.data_ptr() else source[0]
+    out = torch.empty((3, height, width), dtype=torch.float32, device=image.device)
+    _bicubic_exact_into(source, out)
+    return out
 
 
 def resize_uint8(image: Image.Image | np.ndarray, height: int, width: int) -> np.ndarray:
