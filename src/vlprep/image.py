@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+import copy
+import dataclasses
+from collections.abc import Callable, Mapping
+from typing import Any, cast
 
 import numpy as np
 from PIL import Image
 
+from vlprep.cache import MediaCache, digest_bytes, digest_image
 from vlprep.decode.image import ImageOptions, decode_image, orient_and_convert, to_rgb
 from vlprep.errors import InvalidInputError
 from vlprep.presets import Preset
@@ -120,6 +123,7 @@ def fetch_image(
     *,
     policy: FetchPolicy | None = None,
     options: ImageOptions | None = None,
+    cache: MediaCache | None = None,
 ) -> Image.Image:
     """Load and resize the image of one message element, like qwen-vl-utils' ``fetch_image``.
 
@@ -130,6 +134,9 @@ def fetch_image(
             multiples of ``2 * image_patch_size``.
         policy: fetch rules (timeouts, caps, allowed schemes).
         options: decode rules (formats, source limits, ``exif_transpose``).
+        cache: reuse the resized image of an earlier call with the same content and
+            parameters (see :class:`vlprep.MediaCache`); the source is still fetched and
+            hashed. ``None``: no caching.
 
     Returns:
         ``PIL.Image.Image`` in mode RGB, resized with Pillow's bicubic filter; byte-identical
@@ -145,9 +152,16 @@ def fetch_image(
     if image_patch_size < 1:
         raise InvalidInputError(f"image_patch_size must be >= 1, got {image_patch_size}")
     spec = parse_image_element(ele)
-    image = load_image(spec.source, policy=policy, options=options)
-    height, width = image_target_size(spec, image.height, image.width, image_patch_size * 2)
-    return image.resize((width, height), Image.Resampling.BICUBIC)
+    factor = image_patch_size * 2
+
+    def load(source: object) -> Image.Image:
+        image = load_image(source, policy=policy, options=options)
+        height, width = image_target_size(spec, image.height, image.width, factor)
+        return image.resize((width, height), Image.Resampling.BICUBIC)
+
+    if cache is None:
+        return load(spec.source)
+    return _cached(cache, spec, load, (factor, None), policy=policy, options=options)
 
 
 def fetch_image_for(
@@ -156,20 +170,93 @@ def fetch_image_for(
     *,
     policy: FetchPolicy | None = None,
     options: ImageOptions | None = None,
+    cache: MediaCache | None = None,
 ) -> Image.Image:
     """:func:`fetch_image` sized for a model configuration instead of qwen-vl-utils' defaults.
 
     The grid is ``preset.factor`` and the default bounds are ``preset.image_min_pixels`` /
     ``preset.image_max_pixels`` (a processor's ``size``); ``min_pixels`` / ``max_pixels`` /
     ``resized_height`` / ``resized_width`` in the element still take precedence.
+    ``cache`` as for :func:`fetch_image`.
 
     Returns:
         RGB ``PIL.Image.Image`` with sides multiples of ``preset.factor``.
     """
     spec = parse_image_element(ele)
-    image = load_image(spec.source, policy=policy, options=options)
     bounds = (preset.image_min_pixels, preset.image_max_pixels)
-    height, width = image_target_size(spec, image.height, image.width, preset.factor, bounds)
-    if (height, width) == (image.height, image.width):
-        return image
-    return image.resize((width, height), Image.Resampling.BICUBIC)
+
+    def load(source: object) -> Image.Image:
+        image = load_image(source, policy=policy, options=options)
+        height, width = image_target_size(spec, image.height, image.width, preset.factor, bounds)
+        if (height, width) == (image.height, image.width):
+            return image
+        return image.resize((width, height), Image.Resampling.BICUBIC)
+
+    if cache is None:
+        return load(spec.source)
+    return _cached(cache, spec, load, (preset.factor, bounds), policy=policy, options=options)
+
+
+def _content(
+    source: object, policy: FetchPolicy | None, options: ImageOptions
+) -> tuple[object, bytes] | None:
+    """``(source to decode, content digest)`` for the cache; ``None`` for other types.
+
+    String and bytes sources are fetched here, once: the digest is of the bytes that are
+    then decoded (a URL whose content changed gets a new key). Arrays and tensors are
+    validated and wrapped as they would be for decoding.
+    """
+    if isinstance(source, Image.Image):
+        return source, digest_image(source, options.exif_transpose)
+    if isinstance(source, (str, bytes, bytearray, memoryview)):
+        data = fetch(source, policy, "image").data
+        return data, digest_bytes(data)
+    if hasattr(source, "__array__") or type(source).__module__.startswith(("numpy", "torch")):
+        image = _array_to_pil(source)
+        return image, digest_image(image, exif_transpose=False)
+    return None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _StoredImage:
+    """A resized image in the cache: immutable pixel bytes plus a private ``info`` copy."""
+
+    mode: str
+    size: tuple[int, int]
+    data: bytes
+    info: dict[Any, Any]
+
+
+def _pack(image: Image.Image) -> tuple[object, int]:
+    info = copy.deepcopy(image.info)
+    data = image.tobytes()
+    extra = sum(len(v) for v in info.values() if isinstance(v, (bytes, str)))
+    return _StoredImage(image.mode, image.size, data, info), len(data) + extra
+
+
+def _unpack(stored: object) -> Image.Image:
+    entry = cast(_StoredImage, stored)
+    image = Image.frombytes(entry.mode, entry.size, entry.data)
+    image.info = copy.deepcopy(entry.info)
+    return image
+
+
+def _cached(
+    cache: MediaCache,
+    spec: ImageSpec,
+    load: Callable[[object], Image.Image],
+    sizing: tuple[int, tuple[float, float] | None],
+    *,
+    policy: FetchPolicy | None,
+    options: ImageOptions | None,
+) -> Image.Image:
+    """``load(spec.source)`` through ``cache``, keyed by content and every parameter."""
+    options = options or _DEFAULT_OPTIONS
+    content = _content(spec.source, policy, options)
+    if content is None:
+        return load(spec.source)  # an unsupported type: raises the usual error
+    source, digest = content
+    # The element's keys (all of them, source aside), the grid and default bounds, and
+    # the whole options object: a field added to ImageOptions is part of the key.
+    key = ("image", digest, dataclasses.replace(spec, source=None), sizing, options)
+    return cache.get_or_load(key, lambda: load(source), _pack, _unpack)

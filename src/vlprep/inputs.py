@@ -16,6 +16,7 @@ from typing import Any, Literal
 import torch
 from PIL import Image
 
+from vlprep.cache import MediaCache
 from vlprep.decode.image import ImageOptions
 from vlprep.decode.video import VideoOptions
 from vlprep.errors import (
@@ -88,9 +89,11 @@ def _load_one(
     policy: FetchPolicy | None,
     image_options: ImageOptions | None,
     video_options: VideoOptions | None,
+    *,
+    cache: MediaCache | None = None,
 ) -> Image.Image | LoadedVideo:
     if any(ele.get(k) is not None for k in ("image", "image_url")):
-        return fetch_image_for(ele, preset, policy=policy, options=image_options)
+        return fetch_image_for(ele, preset, policy=policy, options=image_options, cache=cache)
     if any(ele.get(k) is not None for k in ("video", "video_url")):
         (video, metadata), sample_fps = fetch_video(
             ele,
@@ -100,6 +103,7 @@ def _load_one(
             policy=policy,
             options=video_options,
             image_options=image_options,
+            cache=cache,
         )
         return video, dict(metadata), float(sample_fps)
     raise InvalidInputError(
@@ -116,6 +120,7 @@ def _load(
     *,
     video_options: VideoOptions | None = None,
     workers: int = 1,
+    cache: MediaCache | None = None,
 ) -> tuple[list[Image.Image], list[LoadedVideo]]:
     """Load every element, ``workers`` at a time, keeping prompt order.
 
@@ -125,7 +130,9 @@ def _load(
 
     def load(index: int) -> Image.Image | LoadedVideo:
         try:
-            return _load_one(elements[index], preset, policy, image_options, video_options)
+            return _load_one(
+                elements[index], preset, policy, image_options, video_options, cache=cache
+            )
         except VlprepError as exc:
             exc.add_note(f"while loading vision item {index + 1} of {len(elements)}")
             raise
@@ -207,6 +214,7 @@ def build_inputs(
     image_options: ImageOptions | None = None,
     video_options: VideoOptions | None = None,
     workers: int | None = None,
+    cache: MediaCache | None = None,
 ) -> Any:
     """Build a Qwen-VL model's inputs for one conversation or a batch.
 
@@ -232,6 +240,10 @@ def build_inputs(
         policy, image_options, video_options: fetch and decode rules for every item.
         workers: items loaded at once (default ``min(4, CPU count)``; 1 = one after the
             other). Order is kept; each item keeps its own fetch deadline.
+        cache: a :class:`vlprep.MediaCache` shared across calls: an image or video
+            resent in a later turn (same content, same parameters) is fetched and hashed
+            but not decoded or resized again; within one call, repeats of an item that
+            fits the cache are loaded once. ``None``: no caching.
 
     Returns:
         ``transformers.BatchFeature`` with ``input_ids`` and ``attention_mask`` (int64
@@ -272,6 +284,7 @@ def build_inputs(
         image_options,
         video_options=video_options,
         workers=workers,
+        cache=cache,
     )
     data: dict[str, Any] = {}
     image_counts: list[int] = []

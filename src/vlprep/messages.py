@@ -7,6 +7,7 @@ from typing import Any
 
 from PIL import Image
 
+from vlprep.cache import MediaCache
 from vlprep.decode.image import ImageOptions
 from vlprep.decode.video import VideoOptions
 from vlprep.errors import InvalidInputError
@@ -80,6 +81,7 @@ def process_vision_info(
     policy: FetchPolicy | None = None,
     options: ImageOptions | None = None,
     video_options: VideoOptions | None = None,
+    cache: MediaCache | None = None,
 ) -> tuple[Any, ...]:
     """Load every image and video of the conversation(s), like qwen-vl-utils.
 
@@ -93,6 +95,8 @@ def process_vision_info(
         policy: fetch rules for every source.
         options: image decode rules (also for frame-list videos).
         video_options: video backend, limits and resize mode.
+        cache: a :class:`vlprep.MediaCache` of resized images and videos shared across
+            calls (``None``: no caching).
 
     Returns:
         ``(images, videos)`` or ``(images, videos, video_kwargs)``; ``images`` is a list of
@@ -108,7 +112,9 @@ def process_vision_info(
     sample_fps: list[float] = []
     for ele in extract_vision_info(conversations):
         if any(ele.get(k) is not None for k in ("image", "image_url")):
-            images.append(fetch_image(ele, image_patch_size, policy=policy, options=options))
+            images.append(
+                fetch_image(ele, image_patch_size, policy=policy, options=options, cache=cache)
+            )
         elif any(ele.get(k) is not None for k in _VIDEO_KEYS):
             video, fps = fetch_video(
                 ele,
@@ -118,6 +124,7 @@ def process_vision_info(
                 policy=policy,
                 options=video_options,
                 image_options=options,
+                cache=cache,
             )
             videos.append(video)
             sample_fps.append(fps)

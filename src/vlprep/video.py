@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import copy
 import dataclasses
 import itertools
 import logging
@@ -23,6 +24,7 @@ import numpy as np
 import torch
 
 from vlprep._prefetch import prefetched
+from vlprep.cache import MediaCache, digest_arrays, digest_bytes
 from vlprep.decode.image import ImageOptions
 from vlprep.decode.video import (
     BackendChoice,
@@ -316,6 +318,114 @@ def _from_frames(
     return video, metadata, sample_fps
 
 
+def _load(
+    spec: VideoSpec,
+    factor: int,
+    policy: FetchPolicy | None,
+    options: VideoOptions,
+    image_options: ImageOptions | None,
+) -> VideoResult:
+    source = spec.source
+    if isinstance(source, (list, tuple)) or hasattr(source, "shape"):
+        return _from_frames(spec, factor, policy, options, image_options)
+    return _from_container(spec, factor, policy, options)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _StoredVideo:
+    """Frames in the cache: uint8 levels plus where the float32 frames hold ``-0.0``.
+
+    The exact resize rounds and clamps, so a level just below zero becomes ``-0.0`` (2-4%
+    of the values of the test clips); ``signs`` records them as int32 flat indices or, when
+    smaller, a packed bit mask, so the float32 rebuilt on a hit is bit-identical.
+    ``frames`` is the float32 tensor itself when it holds anything but integer levels.
+    """
+
+    frames: torch.Tensor
+    signs: np.ndarray | None
+    packed_signs: bool
+    metadata: dict[str, Any]
+    sample_fps: float
+
+
+def _integer_levels(video: torch.Tensor) -> torch.Tensor | None:
+    """``video`` as uint8 when every value is an integer 0..255 (checked frame by frame)."""
+    levels = video.to(torch.uint8)
+    for frame, level in zip(video, levels, strict=True):
+        if not torch.equal(level.to(torch.float32), frame):
+            return None
+    return levels
+
+
+def _pack(result: VideoResult) -> tuple[object, int]:
+    video, metadata, sample_fps = result
+    metadata = copy.deepcopy(metadata)
+    extra = 64 + 8 * len(metadata.get("frames_indices", ()))
+    levels = _integer_levels(video)
+    if levels is None:
+        frames = video.clone()
+        return _StoredVideo(frames, None, False, metadata, sample_fps), frames.nbytes + extra
+    mask = torch.signbit(video).flatten().numpy()
+    count = int(np.count_nonzero(mask))
+    packed = count * 4 > mask.size // 8 or mask.size >= 1 << 31
+    signs = np.packbits(mask) if packed else np.flatnonzero(mask).astype(np.int32)
+    stored = _StoredVideo(levels, signs, packed, metadata, sample_fps)
+    return stored, levels.nbytes + signs.nbytes + extra
+
+
+def _unpack(stored: object) -> VideoResult:
+    entry = cast(_StoredVideo, stored)
+    if entry.signs is None:
+        video = entry.frames.clone()
+    else:
+        video = entry.frames.to(torch.float32)
+        flat = video.view(-1)
+        if entry.packed_signs:
+            mask = np.unpackbits(entry.signs, count=flat.numel()).view(np.bool_)
+            flat.masked_fill_(torch.from_numpy(mask), -0.0)
+        elif entry.signs.size:
+            flat.index_fill_(0, torch.from_numpy(entry.signs.astype(np.int64)), -0.0)
+    return video, copy.deepcopy(entry.metadata), entry.sample_fps
+
+
+def _cached(
+    cache: MediaCache,
+    spec: VideoSpec,
+    factor: int,
+    *,
+    policy: FetchPolicy | None,
+    options: VideoOptions,
+    image_options: ImageOptions | None,
+) -> VideoResult:
+    """:func:`_load` through ``cache``, keyed by content and every parameter."""
+    source = spec.source
+    if isinstance(source, (str, bytes, bytearray, memoryview)):
+        data = fetch(source, policy, "video").data
+        digest = digest_bytes(data)
+        spec_to_load = dataclasses.replace(spec, source=data)
+        backend: BackendName | None = _backend(options)
+    elif hasattr(source, "shape") and not isinstance(source, (list, tuple)):
+        digest = digest_arrays(_frames_from_array(source))
+        spec_to_load, backend = spec, None
+    else:  # frame lists (each item would need fetching first) and file objects
+        return _load(spec, factor, policy, options, image_options)
+    key = (
+        "video",
+        digest,
+        dataclasses.replace(spec, source=None),  # every element key
+        factor,
+        options,  # the whole options object: new fields are part of the key
+        backend,  # FORCE_QWENVL_VIDEO_READER, read now
+        image_options or ImageOptions(),
+    )
+    return cache.get_or_load(
+        key,
+        lambda: _load(spec_to_load, factor, policy, options, image_options),
+        _pack,
+        _unpack,
+    )
+
+
 def fetch_video(
     ele: Mapping[str, Any],
     image_patch_size: int = 14,
@@ -326,6 +436,7 @@ def fetch_video(
     options: VideoOptions | None = None,
     image_options: ImageOptions | None = None,
     backend: BackendChoice | None = None,
+    cache: MediaCache | None = None,
 ) -> Any:
     """Load the video of one message element, like qwen-vl-utils' ``fetch_video``.
 
@@ -348,6 +459,11 @@ def fetch_video(
         image_options: decode rules for frame-list images.
         backend: ``"pyav"``, ``"decord"``, ``"torchcodec"`` or ``"auto"``; overrides
             ``options.backend``.
+        cache: reuse the frames of an earlier call with the same content and parameters
+            (see :class:`vlprep.MediaCache`). Paths, URLs, ``data:`` URIs and bytes are
+            fetched whole and hashed on every call (a local file is then decoded from
+            those bytes); arrays and tensors are hashed; frame lists and file objects are
+            not cached. ``None``: no caching.
 
     Returns:
         ``video`` — float32 tensor ``(T, 3, H, W)`` with integer values 0..255, T even —
@@ -371,11 +487,12 @@ def fetch_video(
     if backend is not None:
         options = dataclasses.replace(options, backend=backend)
     factor = image_patch_size * 2
-    source = spec.source
-    if isinstance(source, (list, tuple)) or hasattr(source, "shape"):
-        video, metadata, sample_fps = _from_frames(spec, factor, policy, options, image_options)
+    if cache is None:
+        video, metadata, sample_fps = _load(spec, factor, policy, options, image_options)
     else:
-        video, metadata, sample_fps = _from_container(spec, factor, policy, options)
+        video, metadata, sample_fps = _cached(
+            cache, spec, factor, policy=policy, options=options, image_options=image_options
+        )
     final: Any = (video, metadata) if return_video_metadata else video
     if return_video_sample_fps:
         return final, sample_fps
