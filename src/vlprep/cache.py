@@ -78,7 +78,7 @@ class MediaCache:
     it across the turns of a chat (or across chats) in one process.
 
     What is keyed: a SHA-256 of the content (the fetched bytes of a path, ``file://``, URL
-    or ``data:`` URI; the pixels, mode, size, palette and EXIF orientation of a
+    or ``data:`` URI; the pixels, mode, size, palette, ``info`` and EXIF orientation of a
     ``PIL.Image``; the pixels, dtype and shape of an array or tensor) plus every processing
     parameter: the element's sizing keys, the patch factor, the default pixel bounds, the
     whole :class:`~vlprep.ImageOptions` / :class:`~vlprep.VideoOptions` and, for videos, the
@@ -238,16 +238,17 @@ def digest_bytes(data: bytes) -> bytes:
 
 
 def digest_image(image: Image.Image, exif_transpose: bool) -> bytes:
-    """SHA-256 of what decides an in-memory image's RGB conversion.
+    """SHA-256 of what decides an in-memory image's RGB conversion and result.
 
-    Mode, size, pixel bytes, palette (``P``/``PA``), ``transparency`` and, when
-    ``exif_transpose``, the EXIF orientation. Loads a lazy image.
+    Mode, size, pixel bytes, palette (``P``/``PA``), the ``info`` dict (``transparency``,
+    EXIF, ...: the resized image carries it) and, when ``exif_transpose``, the EXIF
+    orientation. Loads a lazy image.
     """
     pixels = image.tobytes()
     h = hashlib.sha256()
     orientation = orientation_of(image) if exif_transpose else 1
-    head = (image.mode, image.size, orientation, repr(image.info.get("transparency")))
-    h.update(repr(head).encode())
+    info = sorted((str(k), repr(v)) for k, v in image.info.items())
+    h.update(repr((image.mode, image.size, orientation, info)).encode())
     palette = image.palette
     if palette is not None and image.mode in ("P", "PA"):
         h.update(str(palette.mode).encode())
