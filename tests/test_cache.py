@@ -205,12 +205,12 @@ def test_frame_lists_and_file_objects_are_not_cached() -> None:
 
 
 def test_non_integer_frames_are_stored_as_float() -> None:
-    from vlprep.video import _pack, _unpack
+    from vlprep._stored import pack_video, unpack_video
 
     video = torch.tensor([[[[0.5, -0.0, 3.0]]]]).expand(2, 3, 1, 3).contiguous()
-    stored, nbytes = _pack((video, {"fps": 1.0}, 2.0))
+    stored, nbytes = pack_video((video, {"fps": 1.0}, 2.0))
     assert nbytes >= video.nbytes
-    again, metadata, fps = _unpack(stored)
+    again, metadata, fps = unpack_video(stored)
     same_bits(video, again)
     assert (metadata, fps) == ({"fps": 1.0}, 2.0)
 

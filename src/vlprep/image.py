@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 from collections.abc import Callable, Mapping
-from typing import Any, cast
+from typing import Any
 
 import numpy as np
 from PIL import Image
 
+from vlprep._stored import pack_image, unpack_image
 from vlprep.cache import MediaCache, digest_bytes, digest_image
 from vlprep.decode.image import ImageOptions, decode_image, orient_and_convert, to_rgb
 from vlprep.errors import InvalidInputError
@@ -217,30 +217,6 @@ def _content(
     return None
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class _StoredImage:
-    """A resized image in the cache: immutable pixel bytes plus a private ``info`` copy."""
-
-    mode: str
-    size: tuple[int, int]
-    data: bytes
-    info: dict[Any, Any]
-
-
-def _pack(image: Image.Image) -> tuple[object, int]:
-    info = copy.deepcopy(image.info)
-    data = image.tobytes()
-    extra = sum(len(v) for v in info.values() if isinstance(v, (bytes, str)))
-    return _StoredImage(image.mode, image.size, data, info), len(data) + extra
-
-
-def _unpack(stored: object) -> Image.Image:
-    entry = cast(_StoredImage, stored)
-    image = Image.frombytes(entry.mode, entry.size, entry.data)
-    image.info = copy.deepcopy(entry.info)
-    return image
-
-
 def _cached(
     cache: MediaCache,
     spec: ImageSpec,
@@ -259,4 +235,4 @@ def _cached(
     # The element's keys (all of them, source aside), the grid and default bounds, and
     # the whole options object: a field added to ImageOptions is part of the key.
     key = ("image", digest, dataclasses.replace(spec, source=None), sizing, options)
-    return cache.get_or_load(key, lambda: load(source), _pack, _unpack)
+    return cache.get_or_load(key, lambda: load(source), pack_image, unpack_image)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import collections
 import contextlib
-import copy
 import dataclasses
 import itertools
 import logging
@@ -24,6 +23,7 @@ import numpy as np
 import torch
 
 from vlprep._prefetch import prefetched
+from vlprep._stored import pack_video, unpack_video
 from vlprep.cache import MediaCache, digest_arrays, digest_bytes
 from vlprep.decode.image import ImageOptions
 from vlprep.decode.video import (
@@ -331,63 +331,6 @@ def _load(
     return _from_container(spec, factor, policy, options)
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class _StoredVideo:
-    """Frames in the cache: uint8 levels plus where the float32 frames hold ``-0.0``.
-
-    The exact resize rounds and clamps, so a level just below zero becomes ``-0.0`` (2-4%
-    of the values of the test clips); ``signs`` records them as int32 flat indices or, when
-    smaller, a packed bit mask, so the float32 rebuilt on a hit is bit-identical.
-    ``frames`` is the float32 tensor itself when it holds anything but integer levels.
-    """
-
-    frames: torch.Tensor
-    signs: np.ndarray | None
-    packed_signs: bool
-    metadata: dict[str, Any]
-    sample_fps: float
-
-
-def _integer_levels(video: torch.Tensor) -> torch.Tensor | None:
-    """``video`` as uint8 when every value is an integer 0..255 (checked frame by frame)."""
-    levels = video.to(torch.uint8)
-    for frame, level in zip(video, levels, strict=True):
-        if not torch.equal(level.to(torch.float32), frame):
-            return None
-    return levels
-
-
-def _pack(result: VideoResult) -> tuple[object, int]:
-    video, metadata, sample_fps = result
-    metadata = copy.deepcopy(metadata)
-    extra = 64 + 8 * len(metadata.get("frames_indices", ()))
-    levels = _integer_levels(video)
-    if levels is None:
-        frames = video.clone()
-        return _StoredVideo(frames, None, False, metadata, sample_fps), frames.nbytes + extra
-    mask = torch.signbit(video).flatten().numpy()
-    count = int(np.count_nonzero(mask))
-    packed = count * 4 > mask.size // 8 or mask.size >= 1 << 31
-    signs = np.packbits(mask) if packed else np.flatnonzero(mask).astype(np.int32)
-    stored = _StoredVideo(levels, signs, packed, metadata, sample_fps)
-    return stored, levels.nbytes + signs.nbytes + extra
-
-
-def _unpack(stored: object) -> VideoResult:
-    entry = cast(_StoredVideo, stored)
-    if entry.signs is None:
-        video = entry.frames.clone()
-    else:
-        video = entry.frames.to(torch.float32)
-        flat = video.view(-1)
-        if entry.packed_signs:
-            mask = np.unpackbits(entry.signs, count=flat.numel()).view(np.bool_)
-            flat.masked_fill_(torch.from_numpy(mask), -0.0)
-        elif entry.signs.size:
-            flat.index_fill_(0, torch.from_numpy(entry.signs.astype(np.int64)), -0.0)
-    return video, copy.deepcopy(entry.metadata), entry.sample_fps
-
-
 def _cached(
     cache: MediaCache,
     spec: VideoSpec,
@@ -421,8 +364,8 @@ def _cached(
     return cache.get_or_load(
         key,
         lambda: _load(spec_to_load, factor, policy, options, image_options),
-        _pack,
-        _unpack,
+        pack_video,
+        unpack_video,
     )
 
 
