@@ -231,3 +231,18 @@ def test_bytes_are_read_once(monkeypatch: pytest.MonkeyPatch) -> None:
     photo(640, 480).save(buf, "JPEG")
     fetch_image({"image": buf.getvalue()}, 14, options=FAST)
     assert len(calls) == 1
+
+
+def test_the_cache_keeps_fast_and_exact_results_apart() -> None:
+    from vlprep import MediaCache
+
+    cache = MediaCache(max_bytes=64 << 20)
+    data = encode(photo(1600, 1200, seed=8))
+    ele = {"image": data, "max_pixels": 256 * 28 * 28}
+    fast = fetch_image(ele, 14, options=FAST, cache=cache)
+    exact = fetch_image(ele, 14, cache=cache)
+    assert cache.stats.misses == 2  # the decode mode is part of the key
+    assert fetch_image(ele, 14, options=FAST, cache=cache).tobytes() == fast.tobytes()
+    assert fetch_image(ele, 14, cache=cache).tobytes() == exact.tobytes()
+    assert cache.stats.hits == 2
+    assert fast.tobytes() == fetch_image(ele, 14, options=FAST).tobytes()

@@ -17,6 +17,7 @@ EXPECTED = [
     "FetchTooLargeError",
     "ImageOptions",
     "InvalidInputError",
+    "MediaCache",
     "MediaEstimate",
     "Preset",
     "QWEN2_5_VL",

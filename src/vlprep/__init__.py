@@ -5,6 +5,7 @@ Drop-in for qwen-vl-utils: ``from vlprep import process_vision_info``.
 
 from __future__ import annotations
 
+from vlprep.cache import MediaCache
 from vlprep.decode.image import ImageOptions
 from vlprep.decode.video import VideoOptions
 from vlprep.errors import (
@@ -55,6 +56,7 @@ __all__ = [
     "FetchTooLargeError",
     "ImageOptions",
     "InvalidInputError",
+    "MediaCache",
     "MediaEstimate",
     "Preset",
     "QWEN2_5_VL",

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
 from PIL import Image
 
+from vlprep._stored import pack_image, unpack_image
+from vlprep.cache import MediaCache, digest_bytes, digest_image
 from vlprep.decode.image import (
     ImageOptions,
     decode_image,
@@ -131,20 +134,20 @@ def _resize(image: Image.Image, size: tuple[int, int], options: ImageOptions) ->
 
 
 def _load_sized(
-    spec: ImageSpec,
+    source: object,
     target_of: Callable[[int, int], tuple[int, int]],
     policy: FetchPolicy | None,
     options: ImageOptions | None,
 ) -> Image.Image:
-    """Load ``spec``'s image and resize it to ``target_of(upright height, width)``."""
+    """Load ``source`` and resize it to ``target_of(upright height, width)``."""
     options = options or _DEFAULT_OPTIONS
-    if options.decode == "fast" and isinstance(spec.source, (str, bytes, bytearray, memoryview)):
-        data = fetch(spec.source, policy, "image").data
+    if options.decode == "fast" and isinstance(source, (str, bytes, bytearray, memoryview)):
+        data = fetch(source, policy, "image").data
         image, target = decode_image_for(data, options, target_of)
     else:
-        image = load_image(spec.source, policy=policy, options=options)
+        image = load_image(source, policy=policy, options=options)
         target = target_of(image.height, image.width)
-    if image is spec.source and (image.height, image.width) == target:
+    if image is source and (image.height, image.width) == target:
         return image.copy()  # never hand the caller's own object back
     return _resize(image, target, options)
 
@@ -155,6 +158,7 @@ def fetch_image(
     *,
     policy: FetchPolicy | None = None,
     options: ImageOptions | None = None,
+    cache: MediaCache | None = None,
 ) -> Image.Image:
     """Load and resize the image of one message element, like qwen-vl-utils' ``fetch_image``.
 
@@ -165,6 +169,9 @@ def fetch_image(
             multiples of ``2 * image_patch_size``.
         policy: fetch rules (timeouts, caps, allowed schemes).
         options: decode rules (formats, source limits, ``exif_transpose``).
+        cache: reuse the resized image of an earlier call with the same content and
+            parameters (see :class:`vlprep.MediaCache`); the source is still fetched and
+            hashed. ``None``: no caching.
 
     Returns:
         ``PIL.Image.Image`` in mode RGB, resized with Pillow's bicubic filter; byte-identical
@@ -181,7 +188,15 @@ def fetch_image(
         raise InvalidInputError(f"image_patch_size must be >= 1, got {image_patch_size}")
     spec = parse_image_element(ele)
     factor = image_patch_size * 2
-    return _load_sized(spec, lambda h, w: image_target_size(spec, h, w, factor), policy, options)
+
+    def load(source: object) -> Image.Image:
+        return _load_sized(
+            source, lambda h, w: image_target_size(spec, h, w, factor), policy, options
+        )
+
+    if cache is None:
+        return load(spec.source)
+    return _cached(cache, spec, load, (factor, None), policy=policy, options=options)
 
 
 def fetch_image_for(
@@ -190,18 +205,70 @@ def fetch_image_for(
     *,
     policy: FetchPolicy | None = None,
     options: ImageOptions | None = None,
+    cache: MediaCache | None = None,
 ) -> Image.Image:
     """:func:`fetch_image` sized for a model configuration instead of qwen-vl-utils' defaults.
 
     The grid is ``preset.factor`` and the default bounds are ``preset.image_min_pixels`` /
     ``preset.image_max_pixels`` (a processor's ``size``); ``min_pixels`` / ``max_pixels`` /
     ``resized_height`` / ``resized_width`` in the element still take precedence.
+    ``cache`` as for :func:`fetch_image`.
 
     Returns:
         RGB ``PIL.Image.Image`` with sides multiples of ``preset.factor``.
     """
     spec = parse_image_element(ele)
     bounds = (preset.image_min_pixels, preset.image_max_pixels)
-    return _load_sized(
-        spec, lambda h, w: image_target_size(spec, h, w, preset.factor, bounds), policy, options
-    )
+
+    def load(source: object) -> Image.Image:
+        return _load_sized(
+            source,
+            lambda h, w: image_target_size(spec, h, w, preset.factor, bounds),
+            policy,
+            options,
+        )
+
+    if cache is None:
+        return load(spec.source)
+    return _cached(cache, spec, load, (preset.factor, bounds), policy=policy, options=options)
+
+
+def _content(
+    source: object, policy: FetchPolicy | None, options: ImageOptions
+) -> tuple[object, bytes] | None:
+    """``(source to decode, content digest)`` for the cache; ``None`` for other types.
+
+    String and bytes sources are fetched here, once: the digest is of the bytes that are
+    then decoded (a URL whose content changed gets a new key). Arrays and tensors are
+    validated and wrapped as they would be for decoding.
+    """
+    if isinstance(source, Image.Image):
+        return source, digest_image(source, options.exif_transpose)
+    if isinstance(source, (str, bytes, bytearray, memoryview)):
+        data = fetch(source, policy, "image").data
+        return data, digest_bytes(data)
+    if hasattr(source, "__array__") or type(source).__module__.startswith(("numpy", "torch")):
+        image = _array_to_pil(source)
+        return image, digest_image(image, exif_transpose=False)
+    return None
+
+
+def _cached(
+    cache: MediaCache,
+    spec: ImageSpec,
+    load: Callable[[object], Image.Image],
+    sizing: tuple[int, tuple[float, float] | None],
+    *,
+    policy: FetchPolicy | None,
+    options: ImageOptions | None,
+) -> Image.Image:
+    """``load(spec.source)`` through ``cache``, keyed by content and every parameter."""
+    options = options or _DEFAULT_OPTIONS
+    content = _content(spec.source, policy, options)
+    if content is None:
+        return load(spec.source)  # an unsupported type: raises the usual error
+    source, digest = content
+    # The element's keys (all of them, source aside), the grid and default bounds, and
+    # the whole options object: a field added to ImageOptions is part of the key.
+    key = ("image", digest, dataclasses.replace(spec, source=None), sizing, options)
+    return cache.get_or_load(key, lambda: load(source), pack_image, unpack_image)

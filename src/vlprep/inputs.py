@@ -15,6 +15,7 @@ import torch
 from PIL import Image
 
 from vlprep._pool import ordered_map, resolve_workers
+from vlprep.cache import MediaCache
 from vlprep.decode.image import ImageOptions
 from vlprep.decode.video import VideoOptions
 from vlprep.device_images import images_to_device, resolve_device
@@ -91,9 +92,11 @@ def _load_one(
     policy: FetchPolicy | None,
     image_options: ImageOptions | None,
     video_options: VideoOptions | None,
+    *,
+    cache: MediaCache | None = None,
 ) -> Image.Image | LoadedVideo:
     if _is_image(ele):
-        return fetch_image_for(ele, preset, policy=policy, options=image_options)
+        return fetch_image_for(ele, preset, policy=policy, options=image_options, cache=cache)
     if any(ele.get(k) is not None for k in ("video", "video_url")):
         (video, metadata), sample_fps = fetch_video(
             ele,
@@ -103,6 +106,7 @@ def _load_one(
             policy=policy,
             options=video_options,
             image_options=image_options,
+            cache=cache,
         )
         return video, dict(metadata), float(sample_fps)
     raise InvalidInputError(
@@ -119,6 +123,7 @@ def _load(
     *,
     video_options: VideoOptions | None = None,
     workers: int = 1,
+    cache: MediaCache | None = None,
 ) -> tuple[list[Image.Image], list[LoadedVideo]]:
     """Load every element, ``workers`` at a time, keeping prompt order.
 
@@ -126,7 +131,9 @@ def _load(
     """
     loaded = list(
         ordered_map(
-            lambda i: _load_one(elements[i], preset, policy, image_options, video_options),
+            lambda i: _load_one(
+                elements[i], preset, policy, image_options, video_options, cache=cache
+            ),
             len(elements),
             workers,
         )
@@ -199,6 +206,7 @@ def build_inputs(
     video_options: VideoOptions | None = None,
     workers: int | None = None,
     device: str | torch.device | None = None,
+    cache: MediaCache | None = None,
 ) -> Any:
     """Build a Qwen-VL model's inputs for one conversation or a batch.
 
@@ -230,6 +238,10 @@ def build_inputs(
             nvJPEG, resize/normalise/patchify there; same sizes and token counts, pixels
             within the deviation in ``docs/inputs.md``; needs ``vlprep[gpu]``), videos are
             loaded on CPU as usual, and every returned tensor is moved to ``device``.
+        cache: a :class:`vlprep.MediaCache` shared across calls: an image or video
+            resent in a later turn (same content, same parameters) is fetched and hashed
+            but not decoded or resized again; within one call, repeats of an item that
+            fits the cache are loaded once. ``None``: no caching.
 
     Returns:
         ``transformers.BatchFeature`` with ``input_ids`` and ``attention_mask`` (int64
@@ -270,6 +282,7 @@ def build_inputs(
         image_options,
         video_options=video_options,
         workers=workers,
+        cache=cache,
     )
     data: dict[str, Any] = {}
     image_counts: list[int] = []

@@ -8,6 +8,7 @@ from typing import Any
 from PIL import Image
 
 from vlprep._pool import ordered_map, resolve_workers
+from vlprep.cache import MediaCache
 from vlprep.decode.image import ImageOptions
 from vlprep.decode.video import VideoOptions
 from vlprep.errors import InvalidInputError
@@ -82,6 +83,7 @@ def process_vision_info(
     options: ImageOptions | None = None,
     video_options: VideoOptions | None = None,
     workers: int | None = None,
+    cache: MediaCache | None = None,
 ) -> tuple[Any, ...]:
     """Load every image and video of the conversation(s), like qwen-vl-utils.
 
@@ -99,6 +101,8 @@ def process_vision_info(
             ``1`` loads them one after the other in the caller's thread). Results keep
             the order of the messages; each fetch keeps its own deadline; the first
             failing item (in order) raises, with a note naming it.
+        cache: a :class:`vlprep.MediaCache` of resized images and videos shared across
+            calls (``None``: no caching).
 
     Returns:
         ``(images, videos)`` or ``(images, videos, video_kwargs)``; ``images`` is a list of
@@ -114,7 +118,8 @@ def process_vision_info(
     def load(index: int) -> tuple[bool, Any, float]:
         ele = elements[index]
         if any(ele.get(k) is not None for k in ("image", "image_url")):
-            return True, fetch_image(ele, image_patch_size, policy=policy, options=options), 0.0
+            image = fetch_image(ele, image_patch_size, policy=policy, options=options, cache=cache)
+            return True, image, 0.0
         if any(ele.get(k) is not None for k in _VIDEO_KEYS):
             video, fps = fetch_video(
                 ele,
@@ -124,6 +129,7 @@ def process_vision_info(
                 policy=policy,
                 options=video_options,
                 image_options=options,
+                cache=cache,
             )
             return False, video, float(fps)
         raise InvalidInputError(

@@ -20,7 +20,9 @@ import torch
 
 from vlprep._pool import ordered_map
 from vlprep._prefetch import prefetched
+from vlprep._stored import pack_video, unpack_video
 from vlprep._threads import INTRA_OP_THREADS
+from vlprep.cache import MediaCache, digest_arrays, digest_bytes
 from vlprep.decode.image import ImageOptions
 from vlprep.decode.video import (
     BackendChoice,
@@ -262,6 +264,57 @@ def _from_frames(
     return video, metadata, sample_fps
 
 
+def _load(
+    spec: VideoSpec,
+    factor: int,
+    policy: FetchPolicy | None,
+    options: VideoOptions,
+    image_options: ImageOptions | None,
+) -> VideoResult:
+    source = spec.source
+    if isinstance(source, (list, tuple)) or hasattr(source, "shape"):
+        return _from_frames(spec, factor, policy, options, image_options)
+    return _from_container(spec, factor, policy, options)
+
+
+def _cached(
+    cache: MediaCache,
+    spec: VideoSpec,
+    factor: int,
+    *,
+    policy: FetchPolicy | None,
+    options: VideoOptions,
+    image_options: ImageOptions | None,
+) -> VideoResult:
+    """:func:`_load` through ``cache``, keyed by content and every parameter."""
+    source = spec.source
+    if isinstance(source, (str, bytes, bytearray, memoryview)):
+        data = fetch(source, policy, "video").data
+        digest = digest_bytes(data)
+        spec_to_load = dataclasses.replace(spec, source=data)
+        backend: BackendName | None = _backend(options)
+    elif hasattr(source, "shape") and not isinstance(source, (list, tuple)):
+        digest = digest_arrays(_frames_from_array(source))
+        spec_to_load, backend = spec, None
+    else:  # frame lists (each item would need fetching first) and file objects
+        return _load(spec, factor, policy, options, image_options)
+    key = (
+        "video",
+        digest,
+        dataclasses.replace(spec, source=None),  # every element key
+        factor,
+        options,  # the whole options object: new fields are part of the key
+        backend,  # FORCE_QWENVL_VIDEO_READER, read now
+        image_options or ImageOptions(),
+    )
+    return cache.get_or_load(
+        key,
+        lambda: _load(spec_to_load, factor, policy, options, image_options),
+        pack_video,
+        unpack_video,
+    )
+
+
 def fetch_video(
     ele: Mapping[str, Any],
     image_patch_size: int = 14,
@@ -272,6 +325,7 @@ def fetch_video(
     options: VideoOptions | None = None,
     image_options: ImageOptions | None = None,
     backend: BackendChoice | None = None,
+    cache: MediaCache | None = None,
 ) -> Any:
     """Load the video of one message element, like qwen-vl-utils' ``fetch_video``.
 
@@ -294,6 +348,11 @@ def fetch_video(
         image_options: decode rules for frame-list images.
         backend: ``"pyav"``, ``"decord"``, ``"torchcodec"`` or ``"auto"``; overrides
             ``options.backend``.
+        cache: reuse the frames of an earlier call with the same content and parameters
+            (see :class:`vlprep.MediaCache`). Paths, URLs, ``data:`` URIs and bytes are
+            fetched whole and hashed on every call (a local file is then decoded from
+            those bytes); arrays and tensors are hashed; frame lists and file objects are
+            not cached. ``None``: no caching.
 
     Returns:
         ``video`` — float32 tensor ``(T, 3, H, W)`` with integer values 0..255, T even —
@@ -317,11 +376,12 @@ def fetch_video(
     if backend is not None:
         options = dataclasses.replace(options, backend=backend)
     factor = image_patch_size * 2
-    source = spec.source
-    if isinstance(source, (list, tuple)) or hasattr(source, "shape"):
-        video, metadata, sample_fps = _from_frames(spec, factor, policy, options, image_options)
+    if cache is None:
+        video, metadata, sample_fps = _load(spec, factor, policy, options, image_options)
     else:
-        video, metadata, sample_fps = _from_container(spec, factor, policy, options)
+        video, metadata, sample_fps = _cached(
+            cache, spec, factor, policy=policy, options=options, image_options=image_options
+        )
     final: Any = (video, metadata) if return_video_metadata else video
     if return_video_sample_fps:
         return final, sample_fps
