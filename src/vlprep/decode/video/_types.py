@@ -70,14 +70,6 @@ class VideoOptions:
             backend: ``InvalidInputError`` for decord and torchcodec (here when named,
             at open when ``"auto"`` resolves to them); frame lists and arrays, which no
             video decoder produces, use ``"exact"``.
-        seek: how frames are reached. ``"exact"`` (default): every planned frame,
-            decoding forward from the keyframe before it. ``"keyframe"``: long-video mode;
-            :func:`vlprep.video.fetch_video` moves each planned frame to the keyframe
-            nearest it in time (:func:`vlprep.sampling.snap_to_keyframes`), so each output
-            frame costs a seek and one decoded frame; the reported indices and sample fps
-            are those of the keyframes. Readers in this mode accept only keyframe indices
-            (``VideoMetadata.keyframes``). All three backends support it; a stream whose
-            keyframes are unknown raises ``UnsupportedFormatError``.
         max_list_frames: most items in a frame-list video, checked by
             :func:`vlprep.video.fetch_video`; the decoders ignore it.
         decode_threads: FFmpeg decoder threads for the PyAV backend; ``0`` = automatic
@@ -93,6 +85,14 @@ class VideoOptions:
             (``RLIMIT_AS`` = its size after imports + this). Default 4 GiB.
         isolate_timeout: wall-clock seconds for each request to the child (opening the
             video, each ``frames()`` call) before it is killed.
+        seek: how frames are reached. ``"exact"`` (default): every planned frame,
+            decoding forward from the keyframe before it. ``"keyframe"``: long-video mode;
+            :func:`vlprep.video.fetch_video` moves each planned frame to the keyframe
+            nearest it in time (:func:`vlprep.sampling.snap_to_keyframes`), so each distinct
+            keyframe costs a seek and one decoded frame; the reported indices and sample fps
+            are those of the keyframes. Readers in this mode accept only keyframe indices
+            (``VideoMetadata.keyframes``). All three backends support it; a stream whose
+            keyframes are unknown raises ``UnsupportedFormatError``.
     """
 
     backend: BackendChoice = "auto"
@@ -101,12 +101,12 @@ class VideoOptions:
     max_packets_scanned: int = 500_000
     max_frames_decoded: int = 36_000
     resize: FrameResize = "exact"
-    seek: FrameSeek = "exact"
     max_list_frames: int = 768
     decode_threads: int = 0
     isolate: bool = False
     isolate_memory: int = 4 << 30
     isolate_timeout: float = 120.0
+    seek: FrameSeek = "exact"  # last: positional construction keeps its meaning
 
     def __post_init__(self) -> None:
         if self.backend not in _CHOICES:
