@@ -3,6 +3,7 @@
 Usage::
 
     python benchmarks/video.py [--repeat N] [--out docs/performance.md] [--cases a b c]
+        [--methods ...] [--section video]
 
 Same generated H.264 clips for every method (``_video_media``, cached in
 ``benchmarks/out/video``). Every (method, clip, repeat) runs in a fresh child process
@@ -12,7 +13,10 @@ Same generated H.264 clips for every method (``_video_media``, cached in
 repeat. Reported: median (min) wall seconds, the maximum peak RSS over the repeats, and the
 working memory (peak minus the RSS after imports). Ratios are against the fastest
 qwen-vl-utils backend: ``reference_median / this_median`` (> 1: faster) and
-``this_peak / reference_peak`` (< 1: less memory).
+``this_peak / reference_peak`` (< 1: less memory). The faster modes (keyframe seeking,
+the decoder's scaler) also get their time ratio against ``vlprep exact`` in the same run.
+A run of some cases or methods can go to its own marked section (``--section``) so the full
+table is kept.
 """
 
 from __future__ import annotations
@@ -49,8 +53,22 @@ TARGET_CASE, TARGET_SPEEDUP, TARGET_PEAK = "a", 1.8, 0.5
 
 QWEN_DECORD, QWEN_TORCHCODEC = "qwen decord", "qwen torchcodec"
 VLPREP_EXACT, VLPREP_FAST, VLPREP_DECORD = "vlprep exact", "vlprep fast", "vlprep decord"
-METHODS = (QWEN_DECORD, QWEN_TORCHCODEC, VLPREP_EXACT, VLPREP_FAST, VLPREP_DECORD)
+VLPREP_DECODER, VLPREP_KEYFRAME = "vlprep decoder", "vlprep keyframe"
+VLPREP_KEYFRAME_DECODER = "vlprep keyframe+decoder"
+METHODS = (
+    QWEN_DECORD,
+    QWEN_TORCHCODEC,
+    VLPREP_EXACT,
+    VLPREP_FAST,
+    VLPREP_DECORD,
+    VLPREP_DECODER,
+    VLPREP_KEYFRAME,
+    VLPREP_KEYFRAME_DECODER,
+)
 QWEN_METHODS = (QWEN_DECORD, QWEN_TORCHCODEC)
+# Other frames than the plan (the nearest keyframes): same shape, own indices and sample fps.
+KEYFRAME_METHODS = (VLPREP_KEYFRAME, VLPREP_KEYFRAME_DECODER)
+FAST_MODES = (VLPREP_FAST, VLPREP_DECODER, VLPREP_KEYFRAME, VLPREP_KEYFRAME_DECODER)
 DESCRIPTIONS = {
     QWEN_DECORD: "qwen-vl-utils `fetch_video`, decord reader forced",
     QWEN_TORCHCODEC: "qwen-vl-utils `fetch_video`, torchcodec reader forced "
@@ -58,6 +76,11 @@ DESCRIPTIONS = {
     VLPREP_EXACT: "`vlprep.video.fetch_video`, default `VideoOptions()`",
     VLPREP_FAST: '`VideoOptions(resize="fast")`',
     VLPREP_DECORD: '`VideoOptions(backend="decord")` (same decoder as the reference)',
+    VLPREP_DECODER: '`VideoOptions(resize="decoder")`: swscale bicubic on the YUV planes in '
+    "the PyAV backend, then RGB at the target size",
+    VLPREP_KEYFRAME: '`VideoOptions(seek="keyframe")`: each planned frame moved to the nearest '
+    "keyframe, one seek and one decoded frame per keyframe (exact resize)",
+    VLPREP_KEYFRAME_DECODER: '`VideoOptions(seek="keyframe", resize="decoder")`',
 }
 # Decoder module each method's child imports before the timed call (never timed).
 DECODER_MODULES = {
@@ -66,6 +89,9 @@ DECODER_MODULES = {
     VLPREP_EXACT: ("av",),
     VLPREP_FAST: ("av",),
     VLPREP_DECORD: ("decord",),
+    VLPREP_DECODER: ("av",),
+    VLPREP_KEYFRAME: ("av",),
+    VLPREP_KEYFRAME_DECODER: ("av",),
 }
 COMMON_MODULES = ("numpy", "torch", "torchvision", "qwen_vl_utils.vision_process", "vlprep.video")
 TORCHCODEC_MISSING = "torchcodec: not installed (needs system FFmpeg)"
@@ -144,6 +170,9 @@ def build_call(method: str) -> Callable[[Json], Any]:
         VLPREP_EXACT: _vlprep_call,
         VLPREP_FAST: lambda: _vlprep_call(resize="fast"),
         VLPREP_DECORD: lambda: _vlprep_call(backend="decord"),
+        VLPREP_DECODER: lambda: _vlprep_call(resize="decoder"),
+        VLPREP_KEYFRAME: lambda: _vlprep_call(seek="keyframe"),
+        VLPREP_KEYFRAME_DECODER: lambda: _vlprep_call(seek="keyframe", resize="decoder"),
     }
     return builders[method]()
 
@@ -365,7 +394,8 @@ def probe_torchcodec(clip: Path) -> tuple[bool, str]:
 
 
 def run_diff(clip: Path, threads: int, methods: Sequence[str]) -> Json:
-    others = [m for m in (VLPREP_EXACT, VLPREP_FAST, VLPREP_DECORD) if m in methods]
+    same_frames = (VLPREP_EXACT, VLPREP_FAST, VLPREP_DECORD, VLPREP_DECODER)
+    others = [m for m in same_frames if m in methods]
     try:
         return spawn(["diff", "--clip", str(clip), "--threads", str(threads), "--others", *others])
     except (RuntimeError, subprocess.TimeoutExpired) as exc:
@@ -375,20 +405,42 @@ def run_diff(clip: Path, threads: int, methods: Sequence[str]) -> Json:
 # --------------------------------------------------------------------------- checks
 
 
-def consistency(result: CaseResult) -> tuple[bool, str]:
-    """Same shape, frame indices and sample fps across every report of the case."""
-    keys = {
+def _keys(result: CaseResult, methods: Sequence[str]) -> set[tuple[Any, ...]]:
+    return {
         (tuple(r["shape"]), r["indices_sha1"], round(r["sample_fps"], 9), r["dtype"])
-        for runs in result.runs.values()
+        for method, runs in result.runs.items()
+        if method in methods
         for r in runs.reports
     }
-    if len(keys) != 1:
-        return False, f"NOT consistent: {sorted(keys)}"
-    shape, digest, fps, dtype = keys.pop()
-    return True, (
-        f"all methods: shape {shape} {dtype}, same frame indices (sha1 {digest}), "
-        f"sample fps {fps:g}"
-    )
+
+
+def consistency(result: CaseResult) -> tuple[bool, str]:
+    """Same shape, frame indices and sample fps across every report of the case.
+
+    Keyframe methods decode other frames than the plan: they must agree among themselves
+    and have the plan's shape (the model's grid), with their own indices and sample fps.
+    """
+    planned = [m for m in result.runs if m not in KEYFRAME_METHODS]
+    keyed = [m for m in result.runs if m in KEYFRAME_METHODS]
+    keys, key_keys = _keys(result, planned), _keys(result, keyed)
+    if len(keys) > 1 or len(key_keys) > 1:
+        return False, f"NOT consistent: {sorted(keys)} {sorted(key_keys)}"
+    texts = []
+    if keys:
+        shape, digest, fps, dtype = keys.pop()
+        texts.append(
+            f"all methods: shape {shape} {dtype}, same frame indices (sha1 {digest}), "
+            f"sample fps {fps:g}"
+        )
+    if key_keys:
+        kshape, kdigest, kfps, _ = key_keys.pop()
+        if texts and kshape != shape:
+            return False, f"NOT consistent: keyframe shape {kshape} differs from {shape}"
+        texts.append(
+            f"keyframe methods: shape {kshape}, keyframe indices (sha1 {kdigest}), "
+            f"sample fps {kfps:.6g}"
+        )
+    return True, "; ".join(texts)
 
 
 def fastest_qwen(result: CaseResult) -> str | None:
@@ -406,6 +458,26 @@ def _peak_ratio(result: CaseResult, reference: str, method: str) -> float:
 
 def _working_ratio(result: CaseResult, reference: str, method: str) -> float:
     return result.runs[method].working / result.runs[reference].working
+
+
+def fast_mode_lines(result: CaseResult) -> list[str]:
+    """Time ratios of the faster modes against vlprep exact and the fastest qwen backend."""
+    exact = VLPREP_EXACT if result.runs.get(VLPREP_EXACT, Runs()).reports else None
+    reference = fastest_qwen(result)
+    lines = []
+    for method in FAST_MODES:
+        if not result.runs.get(method, Runs()).reports or method == VLPREP_FAST:
+            continue
+        parts = [
+            f"{_speedup(result, base, method):.2f}x vs {base}"
+            for base in (exact, reference)
+            if base is not None
+        ]
+        if parts:
+            lines.append(f"- {method}: " + ", ".join(parts))
+    if lines:
+        lines.insert(0, "Faster modes, time ratio (> 1: faster) in this run:")
+    return lines
 
 
 def target_lines(result: CaseResult) -> list[str]:
@@ -524,6 +596,9 @@ def render_case(result: CaseResult) -> list[str]:
     lines.append(f"Consistency: {'yes' if ok else 'NO'} — {text}.")
     if output is not None:
         lines.append(f"The float32 output alone is {output:,.0f} MiB.")
+    fast = fast_mode_lines(result)
+    if fast:
+        lines += ["", *fast]
     if result.diff is not None:
         lines += ["", diff_line(result.diff)]
     if result.spec.key == TARGET_CASE:
@@ -565,6 +640,7 @@ def render(
     threads: int,
     torchcodec_note: str,
     elapsed: float,
+    command: str = COMMAND,
 ) -> str:
     rows = "\n".join(f"| {m} | {DESCRIPTIONS[m]} |" for m in methods)
     lines = [
@@ -582,18 +658,33 @@ def render(
         "Reproduce:",
         "",
         "```",
-        COMMAND,
+        command,
         "```",
     ]
     return "\n".join(lines)
 
 
-def write_section(path: Path, body: str) -> None:
-    """Replace the video section of ``path`` (see ``_report.write_section``)."""
-    _report.write_section(path, "video", "Video", body)
+def write_section(path: Path, body: str, section: str = "video") -> None:
+    """Replace the ``section`` block of ``path`` (see ``_report.write_section``)."""
+    heading = "Video" if section == "video" else f"Video ({section})"
+    _report.write_section(path, section, heading, body)
 
 
 # --------------------------------------------------------------------------- main
+
+
+def reproduce_command(args: argparse.Namespace) -> str:
+    """The command line of this run (the default one when nothing was narrowed)."""
+    parts = [COMMAND]
+    if args.section != "video":
+        parts.append(f"--section {args.section}")
+    if list(args.cases) != [c.key for c in CLIPS]:
+        parts.append("--cases " + " ".join(args.cases))
+    if list(args.methods) != list(METHODS):
+        parts.append("--methods " + " ".join(f'"{m}"' for m in args.methods))
+    if args.repeat != 3:
+        parts.append(f"--repeat {args.repeat}")
+    return " ".join(parts)
 
 
 def default_threads() -> int:
@@ -614,6 +705,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--methods", nargs="+", choices=METHODS, default=list(METHODS), help="methods to run"
     )
     parser.add_argument("--threads", type=int, default=default_threads(), help="torch threads")
+    parser.add_argument(
+        "--section",
+        default="video",
+        help="marked block of --out to replace (<!-- NAME:begin -->); use another name for a "
+        "partial run so the full table stays",
+    )
     parser.add_argument("--child", choices=("run", "diff", "probe"), help=argparse.SUPPRESS)
     parser.add_argument("--method", choices=METHODS, help=argparse.SUPPRESS)
     parser.add_argument("--clip", help=argparse.SUPPRESS)
@@ -652,10 +749,12 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     results, methods, note = run_all(args, started)
     elapsed = time.perf_counter() - started
-    body = render(results, methods, args.repeat, args.threads, note, elapsed)
+    body = render(
+        results, methods, args.repeat, args.threads, note, elapsed, reproduce_command(args)
+    )
     print(body)
     if args.out is not None:
-        write_section(args.out, body)
+        write_section(args.out, body, args.section)
     healthy = all(consistency(r)[0] for r in results) and all(
         runs.reports for r in results for runs in r.runs.values()
     )

@@ -218,7 +218,7 @@ def _estimate_container(
 ) -> MediaEstimate:
     # The same steps as vlprep.video.fetch_video, stopping before the first frame decode.
     meta = probe_video(_container(spec.source, policy), options, backend=_backend(options))
-    plan, indices, (height, width) = plan_clip(spec, meta, preset.factor)
+    plan, indices, (height, width) = plan_clip(spec, meta, preset.factor, options.seek)
     sized = estimate_video(
         len(indices),
         height,

@@ -34,6 +34,7 @@ __all__ = [
     "is_variable_rate",
     "plan_frames",
     "smart_nframes",
+    "snap_to_keyframes",
     "video_frame_pixels",
 ]
 
@@ -288,3 +289,53 @@ def indices_at_times(frame_times: Sequence[float], indices: Sequence[int], fps: 
             pos += 1
         chosen.append(pos)
     return chosen
+
+
+def snap_to_keyframes(
+    indices: Sequence[int],
+    keyframes: Sequence[int],
+    frame_times: Sequence[float] | None = None,
+) -> list[int]:
+    """Replace each planned index by the keyframe nearest to it (long-video keyframe mode).
+
+    Nearest in presentation time when ``frame_times`` are given (variable-rate files),
+    else in frame count; a tie goes to the earlier keyframe. The mapping keeps the order
+    (non-decreasing in, non-decreasing out) and the count; two planned indices nearest to
+    the same keyframe both get it.
+
+    Args:
+        indices: planned frame indices, non-decreasing.
+        keyframes: frame indices of the stream's keyframes (any order, duplicates allowed).
+        frame_times: seconds of every frame of the stream, in index order.
+
+    Returns:
+        One keyframe index per planned index.
+
+    Raises:
+        InvalidInputError: no keyframes, or a keyframe outside ``frame_times``.
+    """
+    keys = sorted({int(k) for k in keyframes})
+    if not keys:
+        raise InvalidInputError("the stream has no known keyframe to snap the plan to")
+    if frame_times is not None and (keys[0] < 0 or keys[-1] >= len(frame_times)):
+        raise InvalidInputError(
+            f"keyframe index {keys[-1]} is outside the {len(frame_times)} frame times"
+        )
+
+    def at(index: int) -> float:
+        return float(frame_times[index]) if frame_times is not None else float(index)
+
+    snapped = []
+    for raw in indices:
+        index = int(raw)
+        k = bisect.bisect_right(keys, index) - 1
+        if k < 0:
+            snapped.append(keys[0])
+            continue
+        before = keys[k]
+        after = keys[k + 1] if k + 1 < len(keys) else None
+        if after is not None and at(after) - at(index) < at(index) - at(before):
+            snapped.append(after)
+        else:
+            snapped.append(before)
+    return snapped

@@ -12,7 +12,7 @@ import contextlib
 import dataclasses
 import logging
 import os
-from collections.abc import Generator, Mapping, Sequence
+from collections.abc import Callable, Generator, Mapping, Sequence
 from typing import Any, BinaryIO, cast
 
 import numpy as np
@@ -27,12 +27,19 @@ from vlprep.decode.image import ImageOptions
 from vlprep.decode.video import (
     BackendChoice,
     BackendName,
+    FrameSeek,
     VideoInput,
     VideoMetadata,
     VideoOptions,
     open_video,
 )
-from vlprep.errors import DecodeError, InvalidInputError, ResourceLimitError, VlprepError
+from vlprep.errors import (
+    DecodeError,
+    InvalidInputError,
+    ResourceLimitError,
+    UnsupportedFormatError,
+    VlprepError,
+)
 from vlprep.image import load_image
 from vlprep.sampling import (
     FRAME_FACTOR,
@@ -40,12 +47,13 @@ from vlprep.sampling import (
     indices_at_times,
     is_variable_rate,
     plan_frames,
+    snap_to_keyframes,
     video_frame_pixels,
 )
 from vlprep.sizing import ceil_by_factor, image_pixel_bounds, smart_resize
 from vlprep.sources import FetchPolicy, fetch, local_path
 from vlprep.specs import VideoSpec, parse_video_element
-from vlprep.tensors import FrameResizer
+from vlprep.tensors import FrameResizer, ResizeMode
 
 __all__ = ["fetch_video", "plan_clip", "video_target_size"]
 
@@ -88,6 +96,9 @@ def _thread_split(options: VideoOptions) -> tuple[VideoOptions, int]:
     preempted, spinning: measured on the 720p benchmark clip, 4.7 CPU s per call against
     3.0 with one decoder thread and a one-thread resize. The decoder gets
     ``options.decode_threads`` when set, else half; the resize gets the rest (at least 1).
+    The same split serves ``resize="decoder"``, where the scaling runs on the decoder's
+    thread and torch only copies: giving FFmpeg both threads there measured slower on
+    the 120 s benchmark clip (2 frame threads: 2.4-3.3 s against 1.7-2.2 s with one).
     """
     budget = torch.get_num_threads()
     resize_threads = max(1, budget // 2)
@@ -127,13 +138,21 @@ def _container(source: object, policy: FetchPolicy | None) -> VideoInput:
 
 
 def plan_clip(
-    spec: VideoSpec, meta: VideoMetadata, factor: int
+    spec: VideoSpec, meta: VideoMetadata, factor: int, seek: FrameSeek = "exact"
 ) -> tuple[FramePlan, list[int], tuple[int, int]]:
     """What :func:`fetch_video` will decode from a container: plan, frame indices, frame size.
 
     The frame plan of qwen-vl-utils' sampling; a variable-frame-rate clip is sampled by time
     (a listed deviation) and the real indices reported. Shared with the header-only
     estimates (:func:`vlprep.inspect`), so an estimate is the loader's own plan.
+
+    With ``seek="keyframe"`` each index moves to the nearest keyframe
+    (:func:`_keyframe_plan`): same count and frame size, the keyframes' indices, and the
+    plan's ``sample_fps`` rescaled to the time the keyframes span.
+
+    Raises:
+        InvalidInputError: a bad element for this clip (see :func:`plan_frames`).
+        UnsupportedFormatError: ``seek="keyframe"`` on a stream whose keyframes are unknown.
     """
     plan = plan_frames(
         meta.total_frames,
@@ -149,7 +168,55 @@ def plan_clip(
     if meta.frame_times and is_variable_rate(meta.frame_times, meta.fps):
         indices = indices_at_times(meta.frame_times, indices, meta.fps)
     size = video_target_size(spec, meta.height, meta.width, len(indices), factor)
+    if seek == "keyframe":
+        indices, sample_fps = _keyframe_plan(indices, meta, plan.sample_fps)
+        plan = dataclasses.replace(plan, sample_fps=sample_fps)
     return plan, indices, size
+
+
+def _keyframe_plan(
+    indices: list[int], meta: VideoMetadata, sample_fps: float
+) -> tuple[list[int], float]:
+    """Planned indices -> nearest keyframes, and the sample fps of the frames returned.
+
+    The plan's rate is ``n / clip * fps``; the returned frames span another stretch of
+    time, so the rate is scaled by planned span / returned span (times from
+    ``meta.frame_times``, else ``index / fps``). When either span is zero (a single
+    keyframe, a one-frame clip) there is nothing to measure and the plan's rate stays.
+    """
+    if not meta.keyframes:
+        raise UnsupportedFormatError(
+            "VideoOptions(seek='keyframe') needs the stream's keyframe positions, which this "
+            f"{meta.backend} stream does not provide; use seek='exact'"
+        )
+    times = meta.frame_times
+    snapped = snap_to_keyframes(indices, meta.keyframes, times)
+
+    def at(index: int) -> float:
+        return times[index] if times else index / meta.fps
+
+    planned = at(indices[-1]) - at(indices[0])
+    actual = at(snapped[-1]) - at(snapped[0])
+    if planned > 0 and actual > 0:
+        sample_fps *= planned / actual
+    return snapped, sample_fps
+
+
+def _resize_kernel(options: VideoOptions) -> ResizeMode:
+    """The torch kernel for frames that no video decoder scaled (``"decoder"``: exact)."""
+    return "fast" if options.resize == "fast" else "exact"
+
+
+def _copy_frame(frame: np.ndarray, out: torch.Tensor) -> None:
+    """Copy a uint8 ``(h, w, 3)`` frame the decoder already scaled into float32 ``out``."""
+    if tuple(frame.shape) != (out.shape[1], out.shape[2], 3):
+        raise DecodeError(
+            f"the decoder returned a {frame.shape} frame, not the requested "
+            f"{(out.shape[1], out.shape[2], 3)}"
+        )
+    if not frame.flags.writeable:
+        frame = np.array(frame)  # torch.from_numpy warns on read-only arrays
+    out.copy_(torch.from_numpy(frame).permute(2, 0, 1))
 
 
 def _from_container(
@@ -159,18 +226,27 @@ def _from_container(
     options, resize_threads = _thread_split(options)
     with open_video(handle, options, backend=_backend(options)) as reader:
         meta: VideoMetadata = reader.metadata
-        plan, indices, (height, width) = plan_clip(spec, meta, factor)
+        plan, indices, (height, width) = plan_clip(spec, meta, factor, options.seek)
         video = torch.empty((len(indices), 3, height, width), dtype=torch.float32)
-        resize = FrameResizer(height, width, options.resize)
+        if options.resize == "decoder":
+            decoded = reader.frames(indices, (height, width))
+            place: Callable[[np.ndarray, torch.Tensor], None] = _copy_frame
+        else:
+            decoded = reader.frames(indices)
+            place = FrameResizer(height, width, _resize_kernel(options))
         count = 0
         # Decoding (FFmpeg, GIL released) runs a few frames ahead of the resize (torch),
         # each on its share of the threads (``_thread_split``).
         with (
-            contextlib.closing(prefetched(reader.frames(indices))) as frames,
+            contextlib.closing(prefetched(decoded)) as frames,
             INTRA_OP_THREADS.limit(resize_threads),
         ):
             for count, frame in enumerate(frames, start=1):
-                resize(frame, video[count - 1])
+                k = count - 1
+                if k and indices[k] == indices[k - 1]:
+                    video[k].copy_(video[k - 1])  # the same frame again (keyframe mode, padding)
+                else:
+                    place(frame, video[k])
     if count != len(indices):
         raise DecodeError(f"the video yielded {count} of {len(indices)} planned frames")
     metadata = {
@@ -251,7 +327,7 @@ def _from_frames(
         first = next(frames)
         height, width = video_target_size(spec, first.shape[0], first.shape[1], total, factor)
         video = torch.empty((total, 3, height, width), dtype=torch.float32)
-        resize = FrameResizer(height, width, options.resize)
+        resize = FrameResizer(height, width, _resize_kernel(options))
         resize(first, video[0])
         for k, frame in enumerate(frames, start=1):
             resize(frame, video[k])  # other sizes go to the first frame's target

@@ -22,9 +22,11 @@ from typing import BinaryIO
 from vlprep.decode.video._source import OpenedSource, open_source, read_head, sniff_container
 from vlprep.decode.video._types import (
     BACKEND_NAMES,
+    DECODER_RESIZE_BACKENDS,
     BackendChoice,
     BackendName,
     FrameResize,
+    FrameSeek,
     VideoMetadata,
     VideoOptions,
     VideoReader,
@@ -35,6 +37,7 @@ __all__ = [
     "BackendChoice",
     "BackendName",
     "FrameResize",
+    "FrameSeek",
     "VideoInput",
     "VideoMetadata",
     "VideoOptions",
@@ -131,7 +134,8 @@ def open_video(
         An open :class:`VideoReader`; close it, or use it as a context manager.
 
     Raises:
-        InvalidInputError: a URL, a bad source type or an unknown backend.
+        InvalidInputError: a URL, a bad source type, an unknown backend, or
+            ``resize="decoder"`` with a backend other than PyAV.
         SourceNotFoundError: a missing local path.
         BackendUnavailableError: the chosen backend is not installed (no fallback).
         DecodeError: empty, corrupt or truncated data; no video stream; no decodable frame.
@@ -140,6 +144,12 @@ def open_video(
     """
     options = options or _DEFAULT_OPTIONS
     name = resolve_backend(options, backend)
+    if options.resize == "decoder" and name not in DECODER_RESIZE_BACKENDS:
+        raise InvalidInputError(
+            f"VideoOptions.resize='decoder' resizes in the PyAV backend's scaler; the video "
+            f"backend is {name!r}, which has none: use backend='pyav', or resize='exact' or "
+            "'fast'"
+        )
     opened = open_source(source)
     try:
         if options.isolate:

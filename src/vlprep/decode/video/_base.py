@@ -8,7 +8,14 @@ from typing import TypeVar
 
 import numpy as np
 
-from vlprep.decode.video._types import VideoMetadata, WalkEstimate, check_indices
+from vlprep.decode.video._types import (
+    FrameSeek,
+    VideoMetadata,
+    WalkEstimate,
+    check_indices,
+    check_keyframe_plan,
+    check_output_size,
+)
 from vlprep.errors import DecodeError
 
 __all__ = ["BatchReader", "ReaderBase"]
@@ -39,13 +46,15 @@ class ReaderBase:
 class BatchReader(ReaderBase):
     """A backend that decodes a list of indices per call (decord, torchcodec).
 
-    Subclasses set ``metadata``, ``_walk`` and implement ``_alive`` and ``_batch``;
+    Subclasses set ``metadata`` (with its ``keyframes``), ``_walk``, ``_seek_mode`` (from
+    ``VideoOptions.seek``) and implement ``_alive`` and ``_batch``;
     ``frames_decoded`` counts the frames walked, estimated from the keyframe list.
     """
 
     metadata: VideoMetadata
     frames_decoded: int
     _walk: WalkEstimate
+    _seek_mode: FrameSeek = "exact"
 
     def _alive(self) -> bool:
         raise NotImplementedError
@@ -54,17 +63,28 @@ class BatchReader(ReaderBase):
         """uint8 ``(len(indices), H, W, 3)`` frames; backend errors as DecodeError."""
         raise NotImplementedError
 
-    def frames(self, indices: Sequence[int]) -> Iterator[np.ndarray]:
+    def frames(
+        self, indices: Sequence[int], size: tuple[int, int] | None = None
+    ) -> Iterator[np.ndarray]:
         """Yield one uint8 ``(H, W, 3)`` RGB array per index.
 
+        In keyframe mode (``VideoOptions(seek="keyframe")``) each index must be one of
+        ``metadata.keyframes``: the backend then seeks to it and decodes that frame.
+
         Raises:
-            InvalidInputError: a bad plan (raised here, before decoding).
+            InvalidInputError: a bad plan, a non-keyframe in keyframe mode, or any
+                ``size`` (these backends have no scaler; raised here, before decoding).
+            UnsupportedFormatError: keyframe mode without known keyframes.
             DecodeError: the backend failed, or the reader is closed.
             ResourceLimitError: more than ``max_frames_decoded`` frames would be walked.
         """
         if not self._alive():
             raise DecodeError("the video reader is closed")
-        return self._frames(check_indices(indices, self.metadata.total_frames))
+        plan = check_indices(indices, self.metadata.total_frames)
+        check_output_size(size, self.metadata.backend)
+        if self._seek_mode == "keyframe":
+            check_keyframe_plan(plan, self.metadata)
+        return self._frames(plan)
 
     def _frames(self, plan: list[int]) -> Iterator[np.ndarray]:
         walked = 0

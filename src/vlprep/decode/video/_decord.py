@@ -35,6 +35,7 @@ from vlprep.decode.video._types import (
     VideoOptions,
     WalkEstimate,
     check_frame_limits,
+    known_keyframes,
 )
 from vlprep.errors import DecodeError
 
@@ -84,6 +85,7 @@ class DecordReader(BatchReader):
         decord = _import_decord()
         self._opened = opened
         self._options = options
+        self._seek_mode = options.seek
         self.frames_decoded = 0
         self._vr: Any = None
         try:
@@ -129,6 +131,7 @@ class DecordReader(BatchReader):
             codec="unknown",
             pix_fmt=None,
             frame_times=tuple(float(t) for t in times[:, 0] - times[0, 0]),
+            keyframes=known_keyframes(keys, total),
         )
 
     def _batch(self, indices: list[int]) -> np.ndarray:

@@ -42,6 +42,8 @@ from vlprep.decode.video._types import (
     VideoMetadata,
     VideoOptions,
     check_indices,
+    check_keyframe_plan,
+    check_output_size,
 )
 from vlprep.errors import DecodeError, ResourceLimitError, VlprepError
 
@@ -123,16 +125,25 @@ class IsolatedReader:
 
     # ------------------------------------------------------------------ VideoReader API
 
-    def frames(self, indices: Sequence[int]) -> Iterator[np.ndarray]:
-        """Yield ``uint8`` ``(H, W, 3)`` RGB frames decoded by the child."""
-        wanted = check_indices(indices, self.metadata.total_frames)
-        return self._frames(wanted)
+    def frames(
+        self, indices: Sequence[int], size: tuple[int, int] | None = None
+    ) -> Iterator[np.ndarray]:
+        """Yield ``uint8`` ``(H, W, 3)`` RGB frames decoded by the child.
 
-    def _frames(self, wanted: list[int]) -> Iterator[np.ndarray]:
+        ``size`` and keyframe mode (``VideoOptions.seek``) as in the child's backend; the
+        plan is checked here too, so a bad one fails before anything is sent.
+        """
+        wanted = check_indices(indices, self.metadata.total_frames)
+        scaled = check_output_size(size, self.metadata.backend)
+        if self._options.seek == "keyframe":
+            check_keyframe_plan(wanted, self.metadata)
+        return self._frames(wanted, scaled)
+
+    def _frames(self, wanted: list[int], size: tuple[int, int] | None) -> Iterator[np.ndarray]:
         deadline = _Deadline(self._timeout)
         finished = False
         try:
-            self._send({"frames": wanted}, deadline)
+            self._send({"frames": wanted, "size": size}, deadline)
             for _ in wanted:
                 shape = self._receive(deadline)["frame"]
                 h, w, c = (int(v) for v in shape)
@@ -282,8 +293,12 @@ def _options_dict(options: VideoOptions) -> dict[str, Any]:
 
 
 def _metadata(values: dict[str, Any]) -> VideoMetadata:
-    times = values.get("frame_times")
-    values = {**values, "frame_times": None if times is None else tuple(times)}
+    times, keys = values.get("frame_times"), values.get("keyframes")
+    values = {
+        **values,
+        "frame_times": None if times is None else tuple(times),
+        "keyframes": None if keys is None else tuple(int(k) for k in keys),
+    }
     return VideoMetadata(**values)
 
 
@@ -365,11 +380,12 @@ def _child_main() -> None:  # pragma: no cover - runs in the child, exercised by
         _child_send(stdout, {"metadata": dataclasses.asdict(reader.metadata)})
         while True:
             try:
-                wanted = _child_receive(stdin)["frames"]
+                request = _child_receive(stdin)
             except EOFError:
                 return
+            wanted, size = request["frames"], request.get("size")
             try:
-                for frame in reader.frames(wanted):
+                for frame in reader.frames(wanted, None if size is None else tuple(size)):
                     array = np.ascontiguousarray(frame, dtype=np.uint8)
                     _child_send(stdout, {"frame": list(array.shape)}, array.tobytes())
                 _child_send(stdout, {"done": True})

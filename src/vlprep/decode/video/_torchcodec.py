@@ -28,6 +28,7 @@ from vlprep.decode.video._types import (
     VideoOptions,
     WalkEstimate,
     check_frame_limits,
+    known_keyframes,
 )
 from vlprep.errors import BackendUnavailableError, DecodeError, UnsupportedFormatError
 
@@ -69,6 +70,7 @@ class TorchCodecReader(BatchReader):
     def __init__(self, opened: OpenedSource, options: VideoOptions) -> None:
         self._opened = opened
         self._options = options
+        self._seek_mode = options.seek
         self.frames_decoded = 0
         self._decoder: Any = None
         try:
@@ -118,6 +120,7 @@ class TorchCodecReader(BatchReader):
             codec=codec,
             pix_fmt=getattr(meta, "pixel_format", None),
             frame_times=None,
+            keyframes=known_keyframes(keys, total),
         )
 
     def _alive(self) -> bool:

@@ -11,28 +11,37 @@ from typing import Literal, Protocol, get_args, runtime_checkable
 
 import numpy as np
 
-from vlprep.errors import InvalidInputError, ResourceLimitError
+from vlprep.errors import InvalidInputError, ResourceLimitError, UnsupportedFormatError
 
 __all__ = [
     "ACCEPTED_CODECS",
     "BACKEND_NAMES",
+    "DECODER_RESIZE_BACKENDS",
     "BackendChoice",
     "BackendName",
     "FrameResize",
+    "FrameSeek",
     "VideoMetadata",
     "VideoOptions",
     "VideoReader",
     "WalkEstimate",
     "check_frame_limits",
     "check_indices",
+    "check_keyframe_plan",
+    "check_output_size",
+    "known_keyframes",
 ]
 
 BackendName = Literal["pyav", "decord", "torchcodec"]
 BackendChoice = Literal["auto", "pyav", "decord", "torchcodec"]
-FrameResize = Literal["exact", "fast"]
+FrameResize = Literal["exact", "fast", "decoder"]
+FrameSeek = Literal["exact", "keyframe"]
 BACKEND_NAMES: tuple[str, ...] = get_args(BackendName)
 _CHOICES: tuple[str, ...] = get_args(BackendChoice)
 _RESIZES: tuple[str, ...] = get_args(FrameResize)
+_SEEKS: tuple[str, ...] = get_args(FrameSeek)
+DECODER_RESIZE_BACKENDS: tuple[str, ...] = ("pyav",)
+"""Backends whose own scaler ``resize="decoder"`` can use (decord and torchcodec: none)."""
 ACCEPTED_CODECS = frozenset(
     {"h264", "hevc", "vp8", "vp9", "av1", "mpeg4", "mjpeg", "mpeg1video", "mpeg2video", "theora"}
 )
@@ -53,9 +62,14 @@ class VideoOptions:
             demux-only pass, no decoding).
         max_frames_decoded: most frames decoded (walked) by one ``frames()`` call; bounds
             the work of a plan on a long video with sparse keyframes.
-        resize: frame resize kernel used by :func:`vlprep.video.fetch_video` (``"exact"``
-            = qwen-vl-utils' float bicubic, ``"fast"`` = torch's uint8 kernel); the
-            decoders ignore it.
+        resize: frame resize used by :func:`vlprep.video.fetch_video`: ``"exact"`` =
+            qwen-vl-utils' float bicubic (bit-identical), ``"fast"`` = torch's uint8
+            kernel, ``"decoder"`` = FFmpeg's swscale inside the PyAV backend, bicubic on
+            the decoded YUV planes, then converted to RGB at the target size (fastest;
+            measured deviation in ``docs/video.md``). ``"decoder"`` needs the PyAV
+            backend: ``InvalidInputError`` for decord and torchcodec (here when named,
+            at open when ``"auto"`` resolves to them); frame lists and arrays, which no
+            video decoder produces, use ``"exact"``.
         max_list_frames: most items in a frame-list video, checked by
             :func:`vlprep.video.fetch_video`; the decoders ignore it.
         decode_threads: FFmpeg decoder threads for the PyAV backend; ``0`` = automatic
@@ -71,6 +85,14 @@ class VideoOptions:
             (``RLIMIT_AS`` = its size after imports + this). Default 4 GiB.
         isolate_timeout: wall-clock seconds for each request to the child (opening the
             video, each ``frames()`` call) before it is killed.
+        seek: how frames are reached. ``"exact"`` (default): every planned frame,
+            decoding forward from the keyframe before it. ``"keyframe"``: long-video mode;
+            :func:`vlprep.video.fetch_video` moves each planned frame to the keyframe
+            nearest it in time (:func:`vlprep.sampling.snap_to_keyframes`), so each distinct
+            keyframe costs a seek and one decoded frame; the reported indices and sample fps
+            are those of the keyframes. Readers in this mode accept only keyframe indices
+            (``VideoMetadata.keyframes``). All three backends support it; a stream whose
+            keyframes are unknown raises ``UnsupportedFormatError``.
     """
 
     backend: BackendChoice = "auto"
@@ -84,6 +106,7 @@ class VideoOptions:
     isolate: bool = False
     isolate_memory: int = 4 << 30
     isolate_timeout: float = 120.0
+    seek: FrameSeek = "exact"  # last: positional construction keeps its meaning
 
     def __post_init__(self) -> None:
         if self.backend not in _CHOICES:
@@ -106,6 +129,16 @@ class VideoOptions:
             raise InvalidInputError(
                 f"VideoOptions.resize must be one of {list(_RESIZES)}, "
                 f"got {str(self.resize)[:32]!r}"
+            )
+        if self.resize == "decoder" and self.backend not in ("auto", *DECODER_RESIZE_BACKENDS):
+            raise InvalidInputError(
+                f"VideoOptions.resize='decoder' resizes in the PyAV backend's scaler; backend "
+                f"{self.backend!r} has none: use backend='pyav' (or 'auto'), or "
+                "resize='exact' or 'fast'"
+            )
+        if self.seek not in _SEEKS:
+            raise InvalidInputError(
+                f"VideoOptions.seek must be one of {list(_SEEKS)}, got {str(self.seek)[:32]!r}"
             )
         for name in (
             "max_frame_pixels",
@@ -165,6 +198,9 @@ class VideoMetadata:
         pix_fmt: stored pixel format (``"yuv420p"``, ...), when known.
         frame_times: presentation time in seconds from the stream start of each frame,
             ``total_frames`` values in index order, when the backend knows them.
+        keyframes: sorted indices of the frames a decoder can start from (from the
+            container's index: PyAV's demux pass, decord's and torchcodec's key lists);
+            ``None`` when unknown (an AVI stream with B-frames).
     """
 
     backend: str
@@ -178,6 +214,7 @@ class VideoMetadata:
     codec: str
     pix_fmt: str | None
     frame_times: tuple[float, ...] | None
+    keyframes: tuple[int, ...] | None = None
 
 
 @runtime_checkable
@@ -186,12 +223,17 @@ class VideoReader(Protocol):
 
     metadata: VideoMetadata
 
-    def frames(self, indices: Sequence[int]) -> Iterator[np.ndarray]:
+    def frames(
+        self, indices: Sequence[int], size: tuple[int, int] | None = None
+    ) -> Iterator[np.ndarray]:
         """Yield one ``uint8`` ``(H, W, 3)`` RGB array per index, displayed orientation.
 
         ``indices`` are non-decreasing, may repeat, each in ``[0, total_frames)``; they
         are validated when ``frames`` is called, before anything is decoded. A later call
         may start anywhere (the reader seeks back). Iterate one ``frames`` call at a time.
+        With ``VideoOptions(seek="keyframe")`` every index must be in
+        ``metadata.keyframes``. ``size`` = displayed ``(height, width)`` to scale to in the
+        decoder (``resize="decoder"``, PyAV only; the others raise ``InvalidInputError``).
         """
         ...
 
@@ -257,6 +299,56 @@ def check_indices(indices: Sequence[int], total_frames: int) -> list[int]:
         previous = index
         out.append(index)
     return out
+
+
+def known_keyframes(keys: Sequence[int], total_frames: int) -> tuple[int, ...] | None:
+    """A backend's keyframe list as ``VideoMetadata.keyframes``: sorted, unique, in range."""
+    known = sorted({int(k) for k in keys if 0 <= int(k) < total_frames})
+    return tuple(known) or None
+
+
+def check_keyframe_plan(indices: Sequence[int], metadata: VideoMetadata) -> None:
+    """Refuse a keyframe-mode plan that asks for a frame that is not a keyframe.
+
+    Raises:
+        UnsupportedFormatError: the stream's keyframes are unknown.
+        InvalidInputError: an index that is not in ``metadata.keyframes``.
+    """
+    keys = metadata.keyframes
+    if not keys:
+        raise UnsupportedFormatError(
+            "VideoOptions(seek='keyframe') needs the stream's keyframe positions, which this "
+            f"{metadata.backend} stream does not provide; use seek='exact'"
+        )
+    known = frozenset(keys)
+    for index in indices:
+        if index not in known:
+            raise InvalidInputError(
+                f"frame {index} is not a keyframe; with VideoOptions(seek='keyframe') request "
+                "indices from metadata.keyframes (vlprep.sampling.snap_to_keyframes)"
+            )
+
+
+def check_output_size(size: tuple[int, int] | None, backend: str) -> tuple[int, int] | None:
+    """Validate a ``frames(..., size=)`` request: ``None`` or positive ``(height, width)``.
+
+    Raises:
+        InvalidInputError: a malformed size, or a size for a backend without a scaler.
+    """
+    if size is None:
+        return None
+    if backend not in DECODER_RESIZE_BACKENDS:
+        raise InvalidInputError(
+            f"scaling in the decoder (resize='decoder') needs the PyAV backend; {backend!r} "
+            "has no scaler: use backend='pyav', or resize='exact' or 'fast'"
+        )
+    if (
+        not isinstance(size, (tuple, list))
+        or len(size) != 2
+        or any(isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1 for v in size)
+    ):
+        raise InvalidInputError(f"size must be (height, width) of positive ints, got {size!r:.40}")
+    return int(size[0]), int(size[1])
 
 
 class WalkEstimate:
