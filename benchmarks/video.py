@@ -80,7 +80,9 @@ DESCRIPTIONS = {
     "the PyAV backend, then RGB at the target size",
     VLPREP_KEYFRAME: '`VideoOptions(seek="keyframe")`: each planned frame moved to the nearest '
     "keyframe, one seek and one decoded frame per keyframe (exact resize)",
-    VLPREP_KEYFRAME_DECODER: '`VideoOptions(seek="keyframe", resize="decoder")`',
+    VLPREP_KEYFRAME_DECODER: (
+        '`VideoOptions.long_video()` = `VideoOptions(seek="keyframe", resize="decoder")`'
+    ),
 }
 # Decoder module each method's child imports before the timed call (never timed).
 DECODER_MODULES = {

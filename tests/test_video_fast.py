@@ -340,3 +340,21 @@ def test_option_values_are_validated(field: str, value: object, listed: str) -> 
     with pytest.raises(InvalidInputError, match=f"VideoOptions.{field} must be one of") as info:
         VideoOptions(**{field: value})  # type: ignore[arg-type]
     assert listed in str(info.value)
+
+
+def test_long_video_mode_is_keyframes_with_the_decoder_scaler() -> None:
+    options = VideoOptions.long_video()
+    assert (options.seek, options.resize) == ("keyframe", "decoder")
+    assert VideoOptions.long_video(resize="exact", max_duration=60.0) == VideoOptions(
+        seek="keyframe", resize="exact", max_duration=60.0
+    )
+    with pytest.raises(InvalidInputError, match=r"VideoOptions\.seek"):
+        VideoOptions.long_video(seek="nearest")
+    data = clip(n=120, gop=25, size=(96, 64))
+    video, meta, fps = ours(data, {"nframes": 8}, options=options)
+    same, same_meta, same_fps = ours(
+        data, {"nframes": 8}, options=VideoOptions(seek="keyframe", resize="decoder")
+    )
+    assert torch.equal(video, same) and meta == same_meta and fps == same_fps
+    _, keyed, _ = ours(data, {"nframes": 8}, options=KEYFRAME)
+    assert meta["frames_indices"] == keyed["frames_indices"]  # the same keyframes

@@ -7,7 +7,7 @@ import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Literal, Protocol, get_args, runtime_checkable
+from typing import Any, Literal, Protocol, get_args, runtime_checkable
 
 import numpy as np
 
@@ -176,6 +176,20 @@ class VideoOptions:
             raise InvalidInputError(
                 f"VideoOptions.decode_threads must be an int >= 0, got {threads!r:.32}"
             )
+
+    @classmethod
+    def long_video(cls, **overrides: Any) -> VideoOptions:
+        """The named long-video mode: ``seek="keyframe"`` with ``resize="decoder"``.
+
+        Each planned frame becomes the keyframe nearest it (one seek and one decoded frame
+        per distinct keyframe) and FFmpeg's scaler sizes it while converting to RGB: the
+        fastest way through a long clip (about 5x exact mode on the 120 s benchmark clip,
+        see docs/performance.md), with the timestamps of the frames actually returned.
+        PyAV only (``resize="decoder"``); pass ``resize="exact"`` to keep qwen-vl-utils'
+        resize kernel on the keyframes. Other fields as in the constructor.
+        """
+        settings: dict[str, Any] = {"seek": "keyframe", "resize": "decoder", **overrides}
+        return cls(**settings)
 
 
 @dataclass(frozen=True, slots=True)
