@@ -408,6 +408,8 @@ def test_decoder_and_resize_share_the_torch_threads(
         assert opened[-1].decode_threads == 2 and set(during) == {2}
         fetch_video({"video": str(path), "nframes": 6}, options=VideoOptions(decode_threads=3))
         assert opened[-1].decode_threads == 3 and during[-1] == 1
+        fetch_video({"video": str(path), "nframes": 6}, options=VideoOptions(seek="keyframe"))
+        assert opened[-1].decode_threads == 1 and during[-1] == 4  # resizes are the work
         assert torch.get_num_threads() == 4
     finally:
         torch.set_num_threads(before)
