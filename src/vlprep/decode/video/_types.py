@@ -183,7 +183,7 @@ class VideoOptions:
 
         Each planned frame becomes the keyframe nearest it (one seek and one decoded frame
         per distinct keyframe) and FFmpeg's scaler sizes it while converting to RGB: the
-        fastest way through a long clip (about 5x exact mode on the 120 s benchmark clip,
+        fastest way through a long clip (3.9-5.1x exact mode on the 120 s benchmark clip,
         see docs/performance.md), with the timestamps of the frames actually returned.
         PyAV only (``resize="decoder"``); pass ``resize="exact"`` to keep qwen-vl-utils'
         resize kernel on the keyframes. Other fields as in the constructor.
