@@ -22,7 +22,7 @@ import torch
 from PIL import Image
 
 from tests.conftest import shared_media
-from tests.test_decode_video import clip, corner, index_of, rotated_clip
+from tests.test_decode_video import clip, corner, index_of, needs_torchcodec, rotated_clip
 from tests.videos import write_clip
 from vlprep import inspect, process_vision_info
 from vlprep.decode.video import VideoOptions, open_video
@@ -216,24 +216,11 @@ def test_isolated_reader_gives_identical_output(tmp_path: Path) -> None:
             reader.frames([1])
 
 
-def _torchcodec_works() -> bool:
-    try:
-        import torchcodec
-    except ImportError:
-        return False
-    return getattr(torchcodec, "ffmpeg_major_version", None) is not None
-
-
 @pytest.mark.parametrize(
     "backend",
     [
         "decord",
-        pytest.param(
-            "torchcodec",
-            marks=pytest.mark.skipif(
-                not _torchcodec_works(), reason="torchcodec needs system FFmpeg libraries"
-            ),
-        ),
+        pytest.param("torchcodec", marks=needs_torchcodec),
     ],
 )
 def test_decord_and_torchcodec_support_keyframe_mode(tmp_path: Path, backend: str) -> None:
