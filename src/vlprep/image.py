@@ -186,17 +186,9 @@ def fetch_image(
         raise InvalidInputError(f"image_patch_size must be an int, got {image_patch_size!r}")
     if image_patch_size < 1:
         raise InvalidInputError(f"image_patch_size must be >= 1, got {image_patch_size}")
-    spec = parse_image_element(ele)
-    factor = image_patch_size * 2
-
-    def load(source: object) -> Image.Image:
-        return _load_sized(
-            source, lambda h, w: image_target_size(spec, h, w, factor), policy, options
-        )
-
-    if cache is None:
-        return load(spec.source)
-    return _cached(cache, spec, load, (factor, None), policy=policy, options=options)
+    return _fetch_sized(
+        ele, image_patch_size * 2, None, policy=policy, options=options, cache=cache
+    )
 
 
 def fetch_image_for(
@@ -217,20 +209,30 @@ def fetch_image_for(
     Returns:
         RGB ``PIL.Image.Image`` with sides multiples of ``preset.factor``.
     """
-    spec = parse_image_element(ele)
     bounds = (preset.image_min_pixels, preset.image_max_pixels)
+    return _fetch_sized(ele, preset.factor, bounds, policy=policy, options=options, cache=cache)
+
+
+def _fetch_sized(
+    ele: Mapping[str, Any],
+    factor: int,
+    bounds: tuple[float, float] | None,
+    *,
+    policy: FetchPolicy | None,
+    options: ImageOptions | None,
+    cache: MediaCache | None,
+) -> Image.Image:
+    """Both fetchers: the element's image sized on ``factor`` with default ``bounds``."""
+    spec = parse_image_element(ele)
 
     def load(source: object) -> Image.Image:
         return _load_sized(
-            source,
-            lambda h, w: image_target_size(spec, h, w, preset.factor, bounds),
-            policy,
-            options,
+            source, lambda h, w: image_target_size(spec, h, w, factor, bounds), policy, options
         )
 
     if cache is None:
         return load(spec.source)
-    return _cached(cache, spec, load, (preset.factor, bounds), policy=policy, options=options)
+    return _cached(cache, spec, load, (factor, bounds), policy=policy, options=options)
 
 
 def _content(

@@ -366,7 +366,9 @@ def resize_uint8(image: Image.Image | np.ndarray, height: int, width: int) -> np
     Returns:
         uint8 ``(height, width, 3)`` array, levels 0..255.
     """
-    arr = np.asarray(image.convert("RGB") if isinstance(image, Image.Image) else image)
+    if isinstance(image, Image.Image) and image.mode != "RGB":
+        image = image.convert("RGB")  # an RGB image is read as is: convert() would copy it
+    arr = np.asarray(image)
     if arr.dtype != np.uint8 or arr.ndim != 3 or arr.shape[2] != 3:
         raise InvalidInputError(
             f"expected an RGB uint8 (H, W, 3) image, got {arr.dtype} {arr.shape}"
