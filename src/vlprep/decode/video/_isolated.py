@@ -30,12 +30,12 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator, Sequence
-from types import TracebackType
 from typing import Any
 
 import numpy as np
 
 from vlprep import errors
+from vlprep.decode.video._base import ReaderBase
 from vlprep.decode.video._source import OpenedSource
 from vlprep.decode.video._types import (
     BackendName,
@@ -74,7 +74,7 @@ class _Deadline:
         return self.end - time.monotonic()
 
 
-class IsolatedReader:
+class IsolatedReader(ReaderBase):
     """A :class:`VideoReader` whose decoder runs in a killable, memory-capped child.
 
     Same metadata and frames as the in-process reader of the same backend (the child
@@ -175,17 +175,6 @@ class IsolatedReader:
             proc.wait(timeout=1.0)
         except subprocess.TimeoutExpired:
             _kill(proc)
-
-    def __enter__(self) -> IsolatedReader:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def __del__(self) -> None:
         if getattr(self, "_proc", None) is not None:
