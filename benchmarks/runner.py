@@ -43,9 +43,9 @@ import _report  # noqa: E402
 from _media import make_photo  # noqa: E402
 
 import vlprep  # noqa: E402
-from tests.hf_fixtures import _processor  # noqa: E402
 from tests.videos import write_clip  # noqa: E402
 from vlprep.runner import Runner, Sampling  # noqa: E402
+from vlprep.testing import make_processor, vision_token_ids  # noqa: E402
 
 COMMAND = ".venv/bin/python benchmarks/runner.py --out docs/performance.md"
 
@@ -54,12 +54,7 @@ def qwen2_vl_config(size: str, processor: Any) -> Any:
     from transformers import Qwen2VLConfig
 
     tok = processor.tokenizer
-    ids = {
-        "image_token_id": tok.convert_tokens_to_ids("<|image_pad|>"),
-        "video_token_id": tok.convert_tokens_to_ids("<|video_pad|>"),
-        "vision_start_token_id": tok.convert_tokens_to_ids("<|vision_start|>"),
-        "vision_end_token_id": tok.convert_tokens_to_ids("<|vision_end|>"),
-    }
+    ids = vision_token_ids(tok)
     eos = tok.convert_tokens_to_ids("<|im_end|>")
     if size == "2b":
         text = {
@@ -119,7 +114,7 @@ def qwen2_vl_config(size: str, processor: Any) -> Any:
 def build_checkpoint(directory: Path, size: str) -> Path:
     from transformers import Qwen2VLForConditionalGeneration
 
-    processor = _processor("qwen2-vl")
+    processor = make_processor("qwen2-vl")
     torch.manual_seed(0)
     model = Qwen2VLForConditionalGeneration(qwen2_vl_config(size, processor))
     processor.save_pretrained(str(directory))

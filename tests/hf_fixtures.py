@@ -14,15 +14,12 @@ from vlprep.testing import (
     tiny_model,
 )
 
-_processor = make_processor  # the name benchmarks/runner.py imports
-
 __all__ = [
     "FAMILIES",
     "QWEN2_VL_TEMPLATE",
     "QWEN3_VL_TEMPLATE",
     "SPECIALS",
     "Family",
-    "_processor",
     "load_processor",
     "make_processor",
     "make_tokenizer",

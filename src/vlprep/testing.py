@@ -27,6 +27,7 @@ __all__ = [
     "save_checkpoint",
     "save_processor",
     "tiny_model",
+    "vision_token_ids",
 ]
 
 Family = Literal["qwen2-vl", "qwen2.5-vl", "qwen3-vl"]
@@ -192,6 +193,17 @@ def load_processor(family: Family, root: Path, backend: str | None = None) -> An
     return processor
 
 
+def vision_token_ids(tokenizer: Any) -> dict[str, int]:
+    """The model-config keys naming the vision token ids of ``tokenizer`` (all families)."""
+    names = {
+        "image_token_id": "<|image_pad|>",
+        "video_token_id": "<|video_pad|>",
+        "vision_start_token_id": "<|vision_start|>",
+        "vision_end_token_id": "<|vision_end|>",
+    }
+    return {key: int(tokenizer.convert_tokens_to_ids(token)) for key, token in names.items()}
+
+
 def tiny_model(family: Family, processor: Any) -> Any:
     """A random-weight model of ``family`` (about 0.1 M parameters) matching the tokenizer."""
     import torch
@@ -199,12 +211,7 @@ def tiny_model(family: Family, processor: Any) -> Any:
     tf = _transformers()
 
     tok = processor.tokenizer
-    ids = {
-        "image_token_id": tok.convert_tokens_to_ids("<|image_pad|>"),
-        "video_token_id": tok.convert_tokens_to_ids("<|video_pad|>"),
-        "vision_start_token_id": tok.convert_tokens_to_ids("<|vision_start|>"),
-        "vision_end_token_id": tok.convert_tokens_to_ids("<|vision_end|>"),
-    }
+    ids = vision_token_ids(tok)
     special = {
         "bos_token_id": tok.convert_tokens_to_ids("<|endoftext|>"),
         "eos_token_id": tok.convert_tokens_to_ids("<|im_end|>"),
