@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import gc
 import importlib.metadata as md
 import platform
+import time
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 
@@ -24,6 +27,27 @@ def cpu_model() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine()
+
+
+def round_robin(methods: Mapping[str, Callable[[], object]], repeat: int) -> dict[str, list[float]]:
+    """Seconds per call: ``repeat`` rounds in which every method runs once.
+
+    The starting method rotates each round and the garbage collector is off while timing
+    (as ``timeit`` does); warm-up calls are the caller's.
+    """
+    names = list(methods)
+    times: dict[str, list[float]] = {name: [] for name in names}
+    gc.collect()
+    gc.disable()
+    try:
+        for r in range(repeat):
+            for name in names[r % len(names) :] + names[: r % len(names)]:
+                start = time.perf_counter()
+                methods[name]()
+                times[name].append(time.perf_counter() - start)
+    finally:
+        gc.enable()
+    return times
 
 
 def write_section(

@@ -18,7 +18,6 @@ import argparse
 import ctypes
 import ctypes.util
 import datetime as dt
-import gc
 import importlib
 import os
 import platform
@@ -209,18 +208,9 @@ def run_case(case: Case, methods: Mapping[str, Method], repeat: int) -> Result:
 
 
 def _time_rounds(case: Case, methods: Mapping[str, Method], repeat: int) -> dict[str, list[float]]:
-    """``repeat`` round-robin rounds, start rotated per round, GC off (as ``timeit`` does)."""
-    names = list(methods)
-    times: dict[str, list[float]] = {name: [] for name in names}
-    gc.collect()
-    gc.disable()
-    try:
-        for r in range(repeat):
-            for name in names[r % len(names) :] + names[: r % len(names)]:
-                times[name].append(_timed(methods[name], dict(case.element)))
-    finally:
-        gc.enable()
-    return times
+    """``repeat`` round-robin rounds (see ``_report.round_robin``), each on a fresh element."""
+    calls = {name: (lambda m=m: m(dict(case.element))) for name, m in methods.items()}
+    return _report.round_robin(calls, repeat)
 
 
 # --------------------------------------------------------------------------- report

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import gc
 import os
 import platform
 import statistics
@@ -169,19 +168,8 @@ def check(outputs: Mapping[str, Any]) -> str:
 
 
 def time_case(case: Case, methods: Mapping[str, Method], repeat: int) -> dict[str, list[float]]:
-    names = list(methods)
-    times: dict[str, list[float]] = {n: [] for n in names}
-    gc.collect()
-    gc.disable()
-    try:
-        for r in range(repeat):
-            for name in names[r % len(names) :] + names[: r % len(names)]:
-                start = time.perf_counter()
-                methods[name](case.conversations)
-                times[name].append(time.perf_counter() - start)
-    finally:
-        gc.enable()
-    return times
+    calls = {name: (lambda m=m: m(case.conversations)) for name, m in methods.items()}
+    return _report.round_robin(calls, repeat)
 
 
 def _ms(values: list[float]) -> str:

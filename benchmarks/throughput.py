@@ -32,11 +32,8 @@ batch rows, where ``workers`` threads each run single-threaded work.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
-import gc
 import io
 import os
-import platform
 import shutil
 import statistics
 import sys
@@ -60,8 +57,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import _report
 from _media import make_photo
-from _report import cpu_model, version
-from images import _hf_processors, keep_freed_memory
+from images import _hf_processors, environment_line, keep_freed_memory
 
 COMMAND = ".venv/bin/python benchmarks/throughput.py --out docs/performance.md --plots docs/images"
 BUDGET = 1280 * 28 * 28
@@ -141,19 +137,7 @@ def time_rounds(methods: Mapping[str, Method], repeat: int) -> dict[str, list[fl
     """One warm-up call each, then ``repeat`` round-robin rounds; seconds per call."""
     for method in methods.values():
         method()
-    names = list(methods)
-    times: dict[str, list[float]] = {name: [] for name in names}
-    gc.collect()
-    gc.disable()
-    try:
-        for r in range(repeat):
-            for name in names[r % len(names) :] + names[: r % len(names)]:
-                start = time.perf_counter()
-                methods[name]()
-                times[name].append(time.perf_counter() - start)
-    finally:
-        gc.enable()
-    return times
+    return _report.round_robin(methods, repeat)
 
 
 def med(values: list[float]) -> float:
@@ -331,17 +315,6 @@ def deviation(generated: Mapping[str, Path]) -> str:
 
 
 # --------------------------------------------------------------------------- main
-
-
-def environment_line(allocator: str) -> str:
-    versions = ", ".join(
-        f"{d} {version(d)}" for d in ("Pillow", "numpy", "torch", "torchvision", "transformers")
-    )
-    return (
-        f"{dt.date.today().isoformat()} · Python {platform.python_version()}, {versions}, "
-        f"qwen-vl-utils {version('qwen-vl-utils')}, vlprep {vlprep.__version__} · "
-        f"{cpu_model()}, {os.cpu_count()} cores visible, CPU only, allocator: {allocator}"
-    )
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
