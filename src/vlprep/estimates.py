@@ -31,7 +31,7 @@ from vlprep.presets import QWEN2_5_VL, Preset, get_preset
 from vlprep.sampling import FRAME_FACTOR
 from vlprep.sizing import ceil_by_factor, count_tokens, estimate_video
 from vlprep.sources import FetchPolicy, fetch
-from vlprep.specs import VideoSpec, parse_image_element, parse_video_element
+from vlprep.specs import VideoSpec, element_kind, parse_image_element, parse_video_element
 from vlprep.video import _backend, _container, _frames_from_array, plan_clip, video_target_size
 
 __all__ = [
@@ -316,10 +316,9 @@ def _element(
 ) -> tuple[MediaKind, dict[str, Any]]:
     if isinstance(source_or_element, Mapping):
         ele = dict(source_or_element)
-        if any(ele.get(k) is not None for k in ("image", "image_url")):
-            return "image", ele
-        if any(ele.get(k) is not None for k in ("video", "video_url")):
-            return "video", ele
+        found = element_kind(ele)
+        if found is not None:
+            return found, ele
         raise InvalidInputError(
             "a vision element needs an 'image', 'image_url', 'video' or 'video_url' "
             f"source, got keys {sorted(str(k) for k in ele)[:8]}"
@@ -440,7 +439,7 @@ def inspect(
         policy=policy,
     )
     image_options = image_options or _DEFAULT_IMAGE_OPTIONS
-    if any(ele.get(k) is not None for k in ("image", "image_url")):
+    if element_kind(ele) == "image":
         return _estimate_image(ele, preset, policy, image_options)
     spec = parse_video_element(ele)
     options = video_options or _DEFAULT_VIDEO_OPTIONS

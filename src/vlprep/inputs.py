@@ -37,6 +37,7 @@ from vlprep.messages import Conversation, as_conversations, extract_vision_info
 from vlprep.presets import Preset, family_of, get_preset, preset_from_processor
 from vlprep.sizing import count_tokens
 from vlprep.sources import FetchPolicy
+from vlprep.specs import element_kind
 from vlprep.tensors import patchify_images, patchify_videos
 from vlprep.video import fetch_video
 
@@ -82,10 +83,6 @@ def _render(
     return texts
 
 
-def _is_image(ele: Mapping[str, Any]) -> bool:
-    return any(ele.get(k) is not None for k in ("image", "image_url"))
-
-
 def _load_one(
     ele: Mapping[str, Any],
     preset: Preset,
@@ -95,9 +92,10 @@ def _load_one(
     *,
     cache: MediaCache | None = None,
 ) -> Image.Image | LoadedVideo:
-    if _is_image(ele):
+    kind = element_kind(ele)
+    if kind == "image":
         return fetch_image_for(ele, preset, policy=policy, options=image_options, cache=cache)
-    if any(ele.get(k) is not None for k in ("video", "video_url")):
+    if kind == "video":
         (video, metadata), sample_fps = fetch_video(
             ele,
             preset.patch_size,
@@ -274,9 +272,9 @@ def build_inputs(
     workers = resolve_workers(workers)
     elements = extract_vision_info(batch)
     target = None if device is None else resolve_device(device)
-    on_device = [e for e in elements if _is_image(e)] if target is not None else []
+    on_device = [e for e in elements if element_kind(e) == "image"] if target is not None else []
     images, videos = _load(
-        [e for e in elements if not (on_device and _is_image(e))],
+        [e for e in elements if target is None or element_kind(e) != "image"],
         preset,
         policy,
         image_options,

@@ -14,12 +14,12 @@ from vlprep.decode.video import VideoOptions
 from vlprep.errors import InvalidInputError
 from vlprep.image import fetch_image
 from vlprep.sources import FetchPolicy
+from vlprep.specs import element_kind
 from vlprep.video import fetch_video
 
 __all__ = ["as_conversations", "extract_vision_info", "process_vision_info"]
 
 _VISION_KEYS = ("image", "image_url", "video", "video_url")
-_VIDEO_KEYS = ("video", "video_url")
 
 Conversation = Sequence[Mapping[str, Any]]
 
@@ -117,10 +117,11 @@ def process_vision_info(
 
     def load(index: int) -> tuple[bool, Any, float]:
         ele = elements[index]
-        if any(ele.get(k) is not None for k in ("image", "image_url")):
+        kind = element_kind(ele)
+        if kind == "image":
             image = fetch_image(ele, image_patch_size, policy=policy, options=options, cache=cache)
             return True, image, 0.0
-        if any(ele.get(k) is not None for k in _VIDEO_KEYS):
+        if kind == "video":
             video, fps = fetch_video(
                 ele,
                 image_patch_size,

@@ -5,18 +5,29 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from vlprep.errors import InvalidInputError
 
 __all__ = [
     "ImageSpec",
     "VideoSpec",
+    "element_kind",
     "number_or_none",
     "parse_image_element",
     "parse_video_element",
     "unwrap_url",
 ]
+
+
+def element_kind(ele: Mapping[str, Any]) -> Literal["image", "video"] | None:
+    """``"image"`` when ``ele`` has an ``image``/``image_url`` source, ``"video"`` for
+    ``video``/``video_url``, else ``None`` (an image source wins when both are set)."""
+    if any(ele.get(k) is not None for k in ("image", "image_url")):
+        return "image"
+    if any(ele.get(k) is not None for k in ("video", "video_url")):
+        return "video"
+    return None
 
 
 @dataclass(frozen=True, slots=True)
