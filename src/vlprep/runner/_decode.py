@@ -104,6 +104,22 @@ def sample_next(
     return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
 
 
+def cache_keyword(model: Any) -> str:
+    """The name ``model.forward`` takes its KV cache under.
+
+    transformers 5.24 renamed ``past_key_values`` to ``cache``; a model of an earlier
+    release silently swallows ``cache=`` in its ``**kwargs`` and decodes every step without
+    its history, so the name is read from the signature, never assumed.
+    """
+    import inspect
+
+    try:
+        parameters = inspect.signature(model.forward).parameters
+    except (TypeError, ValueError):  # pragma: no cover - builtins / C callables
+        return "cache"
+    return "cache" if "cache" in parameters else "past_key_values"
+
+
 def _cache_of(output: Any) -> Any:
     cache = getattr(output, "cache", None)
     return cache if cache is not None else getattr(output, "past_key_values", None)
@@ -112,13 +128,15 @@ def _cache_of(output: Any) -> Any:
 def _stepper(model: Any, cache_box: list[Any], mode: str) -> Callable[..., Any]:
     """One decode step; under ``torch.compile`` (CUDA graphs) in ``"compiled"`` mode."""
 
+    keyword = cache_keyword(model)
+
     def step(ids: torch.Tensor, attention: torch.Tensor, pos: torch.Tensor) -> Any:
         return model(
             input_ids=ids,
             attention_mask=attention,
             position_ids=pos,
-            cache=cache_box[0],
             use_cache=True,
+            **{keyword: cache_box[0]},
         )
 
     if mode == "compiled":
@@ -183,8 +201,8 @@ def decode(
             **prompt,
             attention_mask=mask[:, :length],
             position_ids=positions,
-            cache=cache_box[0],
             use_cache=True,
+            **{cache_keyword(model): cache_box[0]},
         )
         cache_box[0] = _cache_of(out)
         logits = out.logits[:, -1]
