@@ -15,6 +15,7 @@ import torch
 from PIL import Image
 
 from vlprep._pool import ordered_map, resolve_workers
+from vlprep._processor_forms import Qwen3VideoForm, qwen3_video_form
 from vlprep.cache import MediaCache
 from vlprep.decode.image import ImageOptions
 from vlprep.decode.video import VideoOptions
@@ -43,13 +44,22 @@ from vlprep.video import fetch_video
 
 __all__ = ["LoadedVideo", "Qwen3VideoText", "build_inputs"]
 
-Qwen3VideoText = Literal["transformers", "unwrapped"]
+Qwen3VideoText = Literal["auto", "wrapped", "unwrapped", "transformers"]
 """How Qwen3-VL video placeholders are written.
 
-``"transformers"`` (default): as transformers 5.x's ``Qwen3VLProcessor``, the template's
-``<|vision_start|>`` / ``<|vision_end|>`` pair stays around the per-frame blocks.
-``"unwrapped"``: as transformers 4.57 and vLLM, the per-frame blocks replace the whole
-``<|vision_start|><|video_pad|><|vision_end|>`` (two tokens fewer per video).
+Every form writes each temporal patch as ``<t seconds><|vision_start|>pads<|vision_end|>``;
+they differ in what happens to the chat template's own
+``<|vision_start|><|video_pad|><|vision_end|>`` around the whole video.
+
+``"auto"`` (default): whatever the processor passed in does, found by probing it once per
+processor class (:func:`vlprep._processor_forms.qwen3_video_form`), so ``build_inputs``
+equals that processor on every transformers release.
+``"unwrapped"``: the per-frame blocks replace the whole wrapper (a bare ``<|video_pad|>``
+is replaced where it stands): transformers 5.3-5.9 and 5.25 onwards, 4.57, and vLLM.
+``"wrapped"``: only the pad is replaced, the template's pair stays around the blocks (two
+tokens more per video): transformers 5.10-5.24.
+``"transformers"``: the old name of ``"wrapped"`` (the 5.10-5.24 processor's form, vlprep's
+default before ``"auto"``); kept so existing calls keep their output.
 """
 
 LoadedVideo = tuple[torch.Tensor, dict[str, Any], float]
@@ -141,6 +151,19 @@ def _load(
     return images, videos
 
 
+def _qwen3_form(mode: str, processor: Any) -> Qwen3VideoForm:
+    if mode == "auto":
+        return qwen3_video_form(processor)
+    if mode in ("wrapped", "transformers"):
+        return "wrapped"
+    if mode == "unwrapped":
+        return "unwrapped"
+    raise InvalidInputError(
+        "qwen3_video_text must be 'auto', 'wrapped', 'unwrapped' or 'transformers' "
+        f"(= 'wrapped'), got {mode!r}"
+    )
+
+
 def _qwen3_texts(
     texts: list[str],
     videos: Sequence[LoadedVideo],
@@ -148,9 +171,13 @@ def _qwen3_texts(
     tokens: SpecialTokens,
     *,
     preset: Preset,
-    mode: Qwen3VideoText,
+    form: Qwen3VideoForm,
 ) -> tuple[list[str], list[int]]:
-    """Write each video's per-frame blocks into the text; return the per-block token counts."""
+    """Write each video's per-frame blocks into the text; return the per-block token counts.
+
+    ``"unwrapped"`` first collapses every template wrapper to a bare pad (as transformers
+    5.25's ``get_text_with_replacements``), then both forms replace the pads in order.
+    """
     pieces: list[str] = []
     counts: list[int] = []
     for video, grid in zip(videos, grids.tolist(), strict=True):
@@ -162,19 +189,14 @@ def _qwen3_texts(
         pieces.append(qwen3_video_text(stamps[:t], tokens))
         counts.extend([count_tokens((1, gh, gw), preset.merge_size)] * t)
     wrapped = tokens.vision_start + tokens.video + tokens.vision_end
-    marker = wrapped if mode == "unwrapped" else tokens.video
     replacements = iter(pieces)
     out = []
-    for text in texts:
-        parts = text.split(marker)
-        if mode == "unwrapped" and text.count(tokens.video) != len(parts) - 1:
-            raise InvalidInputError(
-                "qwen3_video_text='unwrapped' needs every video placeholder written as "
-                f"{wrapped!r} by the chat template"
-            )
+    for rendered in texts:
+        text = rendered.replace(wrapped, tokens.video) if form == "unwrapped" else rendered
+        parts = text.split(tokens.video)
         rebuilt = parts[0]
         for part in parts[1:]:
-            rebuilt += next(replacements, marker) + part
+            rebuilt += next(replacements, tokens.video) + part
         out.append(rebuilt)
     return out, counts
 
@@ -198,7 +220,7 @@ def build_inputs(
     padding_side: Literal["left", "right"] = "left",
     max_length: int | None = None,
     chat_template_kwargs: Mapping[str, Any] | None = None,
-    qwen3_video_text: Qwen3VideoText = "transformers",
+    qwen3_video_text: Qwen3VideoText = "auto",
     policy: FetchPolicy | None = None,
     image_options: ImageOptions | None = None,
     video_options: VideoOptions | None = None,
@@ -255,10 +277,8 @@ def build_inputs(
         ResourceLimitError: a sequence longer than ``max_length``.
         FetchError, DecodeError, ...: from loading the media, typed as everywhere in vlprep.
     """
-    if qwen3_video_text not in ("transformers", "unwrapped"):
-        raise InvalidInputError(
-            f"qwen3_video_text must be 'transformers' or 'unwrapped', got {qwen3_video_text!r}"
-        )
+    if qwen3_video_text not in ("auto", "wrapped", "unwrapped", "transformers"):
+        _qwen3_form(qwen3_video_text, processor)  # raises the typed error
     batch = as_conversations(conversations)
     if not batch:
         raise InvalidInputError("build_inputs needs at least one conversation")
@@ -305,8 +325,9 @@ def build_inputs(
                     f"the rendered prompt has {placeholders} video placeholders for "
                     f"{len(videos)} videos; check the elements' 'type'"
                 )
+            form = _qwen3_form(qwen3_video_text, processor)
             texts, video_counts = _qwen3_texts(
-                texts, videos, video_grid, tokens, preset=preset, mode=qwen3_video_text
+                texts, videos, video_grid, tokens, preset=preset, form=form
             )
         else:
             video_counts = [count_tokens(tuple(g), preset.merge_size) for g in video_grid.tolist()]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 import os
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from vlprep.cli._expand import element_label
 from vlprep.decode.image import ImageOptions
@@ -23,6 +23,9 @@ from vlprep.presets import Preset, family_of, get_preset, preset_from_processor
 from vlprep.sources import FetchPolicy
 
 __all__ = ["PreprocessOutput", "Preprocessor"]
+
+if TYPE_CHECKING:
+    from vlprep.inputs import Qwen3VideoText
 
 PreprocessOutput = Literal["inputs", "media"]
 """``"inputs"``: ``build_inputs`` tensors per row. ``"media"``: resized images and frames."""
@@ -88,7 +91,7 @@ class Preprocessor:
         nframes: float | None = None,
         add_generation_prompt: bool = True,
         chat_template_kwargs: Mapping[str, Any] | None = None,
-        qwen3_video_text: Literal["transformers", "unwrapped"] = "transformers",
+        qwen3_video_text: Qwen3VideoText = "auto",
         max_length: int | None = None,
         workers: int = 1,
         policy: FetchPolicy | None = None,
