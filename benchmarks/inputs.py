@@ -48,6 +48,7 @@ import _report  # noqa: E402
 from _media import write_media  # noqa: E402
 from images import keep_freed_memory  # noqa: E402
 from qwen_vl_utils import process_vision_info as qwen_process_vision_info  # noqa: E402
+from qwen_vl_utils import vision_process  # noqa: E402
 from transformers.video_utils import VideoMetadata  # noqa: E402
 
 import vlprep  # noqa: E402
@@ -55,6 +56,10 @@ from tests.hf_fixtures import load_processor  # noqa: E402
 
 COMMAND = ".venv/bin/python benchmarks/inputs.py --repeat 7 --out docs/performance.md"
 VIDEO = HERE.parent / "fixtures" / "nasa_13013.mp4"
+
+# The reference's video reader, forced as in the tests (tests/conftest.py): qwen-vl-utils
+# would otherwise pick whatever is installed.
+vision_process.get_video_reader_backend = lambda: "decord"
 
 Conversations = list[list[dict[str, Any]]]
 Method = Callable[[Conversations], Any]

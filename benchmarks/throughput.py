@@ -64,7 +64,7 @@ BUDGET = 1280 * 28 * 28
 PATCH = 14
 FAST = ImageOptions(decode="fast")
 PRESET = vlprep.get_preset("qwen2-vl")
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "media" / "images"
+SHARED = Path(__file__).resolve().parents[1] / "tests" / "media" / "images"  # bundled copies
 SIZES = [  # (width, height): 4:3 photos from 0.3 to 24 MP
     (640, 480),
     (1280, 960),

@@ -2,7 +2,7 @@
 
 Usage::
 
-    python benchmarks/video_deviation.py [--nframes 8] [--media ../shared/media/videos]
+    python benchmarks/video_deviation.py [--nframes 8] [--media tests/media/videos]
 
 For every video in the shared media folder (and the generated 720p benchmark clip when it
 is cached), ``fetch_video`` runs with ``VideoOptions(resize=...)`` for ``"fast"`` and
@@ -30,7 +30,7 @@ import torch
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-MEDIA = HERE.parent.parent / "shared" / "media" / "videos"
+MEDIA = HERE.parent / "tests" / "media" / "videos"  # bundled copies of the shared videos
 IMAGES = MEDIA.parent / "images"
 TRUTH_IMAGES = ("flower2.jpg", "hopper.png")
 TRUTH_SCALES = (0.5, 0.8, 2.0)

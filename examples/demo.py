@@ -1,7 +1,7 @@
 """The main job on bundled media: sizes and token counts per preset, then process_vision_info.
 
 Run with ``make demo`` (or ``python examples/demo.py [FOLDER ...]``). Reads ``fixtures/``
-and, when present, ``../shared/media/images``. Prints one row per image; errors are
+and the bundled test images (``tests/media/images``). Prints one row per image; errors are
 printed as the typed vlprep error each input produced. Then ``vlprep-inspect`` on
 ``fixtures/`` and on a small chat dataset that points at it, and finally the model side:
 ``build_inputs`` for each family with an offline processor, and ``vlprep-run`` on a tiny
@@ -42,7 +42,7 @@ from vlprep.specs import parse_video_element
 from vlprep.video import fetch_video, video_target_size
 
 REPO = Path(__file__).resolve().parents[1]
-DEFAULT_FOLDERS = [REPO / "fixtures", REPO.parent / "shared" / "media" / "images"]
+DEFAULT_FOLDERS = [REPO / "fixtures", REPO / "tests" / "media" / "images"]
 SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".mpo", ".avif", ".heif", ".heic"}
 
 

@@ -1,8 +1,9 @@
-"""Shared fixtures: the real media folder and generated pictures."""
+"""Shared fixtures: the bundled real media (``tests/media``) and generated pictures."""
 
 from __future__ import annotations
 
 import io
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -10,20 +11,21 @@ import pytest
 from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED_MEDIA = REPO.parent / "shared" / "media"
+MEDIA = REPO / "tests" / "media"
 
 
-def shared_media() -> Path:
-    """``../shared/media`` beside the checkout; a missing folder is an error, not a skip."""
-    if not (SHARED_MEDIA / "README.md").is_file():
-        raise RuntimeError(
-            f"shared test media not found at {SHARED_MEDIA}; the tests need ../shared/media"
-        )
-    return SHARED_MEDIA
+def media_dir() -> Path:
+    """``tests/media`` in this repository (origin and licences in its README).
+
+    A missing folder is an error, not a skip: the tests read nothing outside the repository.
+    """
+    if not (MEDIA / "README.md").is_file():
+        raise RuntimeError(f"bundled test media not found at {MEDIA}; is the checkout complete?")
+    return MEDIA
 
 
-IMAGES = sorted((shared_media() / "images").iterdir())
-HOSTILE = sorted((shared_media() / "hostile").iterdir())
+IMAGES = sorted(p for p in (media_dir() / "images").iterdir() if p.name != "README.md")
+HOSTILE = sorted((media_dir() / "hostile").iterdir())
 
 
 def photo(width: int, height: int, seed: int = 0) -> Image.Image:
@@ -51,4 +53,22 @@ def encode(image: Image.Image, fmt: str = "JPEG", **params: object) -> bytes:
 
 @pytest.fixture
 def media() -> Path:
-    return shared_media()
+    return media_dir()
+
+
+QWEN_VIDEO_READER = "decord"
+"""The video reader every oracle call of qwen-vl-utils uses.
+
+qwen-vl-utils picks its reader from what is installed (torchcodec, then decord, then
+torchvision, whose ``io.read_video`` is gone in torchvision 0.29), so a new install could
+silently change the reference. decord is what the conformance tables were measured with.
+"""
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _qwen_video_reader() -> Iterator[None]:
+    from qwen_vl_utils import vision_process
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(vision_process, "get_video_reader_backend", lambda: QWEN_VIDEO_READER)
+        yield

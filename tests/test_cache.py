@@ -17,7 +17,7 @@ import torch
 from PIL import Image
 
 import vlprep
-from tests.conftest import encode, photo, shared_media
+from tests.conftest import encode, media_dir, photo
 from tests.hf_fixtures import load_processor
 from tests.media_server import serving
 from vlprep import (
@@ -35,8 +35,8 @@ from vlprep import (
 from vlprep.cache import CacheStats, digest_image
 from vlprep.image import fetch_image_for
 
-IMAGES = shared_media() / "images"
-VIDEOS = shared_media() / "videos"
+IMAGES = media_dir() / "images"
+VIDEOS = media_dir() / "videos"
 PHOTOS = [
     "hopper.jpg",
     "flower2.jpg",

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.conftest import HOSTILE, encode, photo, shared_media
+from tests.conftest import HOSTILE, encode, media_dir, photo
 from vlprep import (
     DecodeError,
     ImageOptions,
@@ -81,13 +81,13 @@ def test_hostile_files(path: Path) -> None:
 
 def test_junk_header_decodes_full_size() -> None:
     assert (
-        probe_header((shared_media() / "hostile" / "junk_jpeg_header.jpg").read_bytes()).width
+        probe_header((media_dir() / "hostile" / "junk_jpeg_header.jpg").read_bytes()).width
         == 1024
     )
 
 
 def test_opt_in_formats() -> None:
-    hostile = shared_media() / "hostile"
+    hostile = media_dir() / "hostile"
     tiff = decode_image(
         (hostile / "hopper.tif").read_bytes(), ImageOptions(formats=frozenset({"TIFF"}))
     )
@@ -200,7 +200,7 @@ def test_first_frame_of_animation_only() -> None:
 
 
 def test_cmyk_matches_its_rgb_twin() -> None:
-    images = shared_media() / "images"
+    images = media_dir() / "images"
     cmyk = np.asarray(decode_image((images / "pil_sample_cmyk.jpg").read_bytes())).astype(int)
     rgb = np.asarray(decode_image((images / "pil_sample_rgb.jpg").read_bytes())).astype(int)
     assert cmyk.shape == rgb.shape
@@ -221,7 +221,7 @@ def test_cmyk_matches_its_rgb_twin() -> None:
     ],
 )
 def test_transparency_is_composited_on_white(name: str) -> None:
-    data = (shared_media() / "images" / name).read_bytes()
+    data = (media_dir() / "images" / name).read_bytes()
     out = np.asarray(decode_image(data)).astype(int)
     with Image.open(io.BytesIO(data)) as raw:
         alpha = np.asarray(raw.convert("RGBA"))[..., 3]
@@ -230,7 +230,7 @@ def test_transparency_is_composited_on_white(name: str) -> None:
 
 
 def test_orientation_tags_and_bad_exif() -> None:
-    images = shared_media() / "images"
+    images = media_dir() / "images"
     base = np.asarray(decode_image((images / "hopper.jpg").read_bytes())).astype(int)
     for i in range(2, 9):
         header = probe_header((images / f"hopper_orientation_{i}.jpg").read_bytes())
@@ -240,12 +240,12 @@ def test_orientation_tags_and_bad_exif() -> None:
         ).astype(int)
         # Every orientation file shows the same upright portrait (within JPEG noise).
         assert np.abs(rotated - base).mean() < 12, i
-    bad = shared_media() / "hostile" / "hopper_bad_exif.jpg"
+    bad = media_dir() / "hostile" / "hopper_bad_exif.jpg"
     assert probe_header(bad.read_bytes()).orientation == 1
 
 
 def test_heif_without_plugin_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
-    data = (shared_media() / "images" / "hopper.heif").read_bytes()
+    data = (media_dir() / "images" / "hopper.heif").read_bytes()
     from PIL import Image as PILImage
 
     monkeypatch.setattr(PILImage, "OPEN", {k: v for k, v in PILImage.OPEN.items() if k != "HEIF"})
@@ -263,7 +263,7 @@ def test_heif_without_plugin_names_the_extra(monkeypatch: pytest.MonkeyPatch) ->
 
 
 def test_heif_with_plugin_decodes() -> None:
-    image = fetch_image({"image": str(shared_media() / "images" / "hopper.heif")})
+    image = fetch_image({"image": str(media_dir() / "images" / "hopper.heif")})
     assert image.size == (140, 140)
 
 
@@ -293,7 +293,7 @@ def test_every_error_is_a_vlprep_error() -> None:
 
 
 def test_probe_reads_orientation_without_decoding(monkeypatch: pytest.MonkeyPatch) -> None:
-    images = shared_media() / "images"
+    images = media_dir() / "images"
     monkeypatch.setattr(Image.Image, "load", lambda self: pytest.fail("decoded pixels"))
     # ImageMagick stores EXIF in a PNG text chunk; the header probe still sees Orientation 3.
     png = probe_header((images / "exif_imagemagick_orientation.png").read_bytes())

@@ -30,7 +30,7 @@ import numpy as np
 import pytest
 import torch
 
-from tests.conftest import shared_media
+from tests.conftest import media_dir
 from tests.videos import band_level, write_clip
 from vlprep.decode.video import (
     VideoMetadata,
@@ -51,7 +51,7 @@ from vlprep.errors import (
     VlprepError,
 )
 
-VIDEOS = shared_media() / "videos"
+VIDEOS = media_dir() / "videos"
 REFERENCE = VIDEOS / "reference"
 FORMATS = {"mp4": "mp4", "mkv": "matroska", "avi": "avi", "webm": "webm"}
 

@@ -20,7 +20,7 @@ import pytest
 import torch
 from PIL import Image
 
-from tests.conftest import encode, photo, shared_media
+from tests.conftest import encode, media_dir, photo
 from tests.hf_fixtures import FAMILIES, Family, load_processor
 from tests.videos import write_clip
 from vlprep import (
@@ -41,8 +41,8 @@ from vlprep.image import fetch_image_for
 from vlprep.presets import preset_from_processor
 from vlprep.tensors import patchify_images
 
-IMAGES = shared_media() / "images"
-HOSTILE = shared_media() / "hostile"
+IMAGES = media_dir() / "images"
+HOSTILE = media_dir() / "hostile"
 PRESETS = [QWEN2_VL, QWEN2_5_VL, QWEN3_VL]
 # The shared photos the device path must size like the CPU path: plain, grayscale and CMYK
 # JPEG, every EXIF orientation, MPO, PNG with alpha / palette / tRNS, WebP, GIF, BMP.

@@ -1,7 +1,7 @@
 """Replay every stored file through the fuzz harness (Pillow's test_fuzzers.py pattern).
 
 Inputs: the committed fuzz corpus (seeds and every crash reproducer, fuzz/corpus/), the
-repository fixtures and the shared media folder, each through all four targets. A
+repository fixtures and the bundled test media (tests/media), each through all four targets. A
 target may only raise ``VlprepError`` with a message of our own (no object address, no
 payload echo); anything else is a regression of a fuzz finding. atheris is not needed.
 """
@@ -16,13 +16,11 @@ from fuzz.harness import TARGETS, FindingError, check_message
 from vlprep.errors import DecodeError
 
 ROOT = Path(__file__).resolve().parent.parent
-SHARED = ROOT.parent / "shared" / "media"
+MEDIA = ROOT / "tests" / "media"
 
 
 def _files() -> list[Path]:
-    folders = [ROOT / "fuzz" / "corpus", ROOT / "fixtures", SHARED]
-    if not SHARED.is_dir():
-        folders.append(Path("/work/shared/media"))
+    folders = [ROOT / "fuzz" / "corpus", ROOT / "fixtures", MEDIA]
     found = {p.resolve() for folder in folders if folder.is_dir() for p in folder.rglob("*")}
     return sorted(p for p in found if p.is_file())
 
@@ -31,7 +29,7 @@ FILES = _files()
 
 
 def _id(path: Path) -> str:
-    for base in (ROOT, SHARED, Path("/work/shared/media")):
+    for base in (MEDIA, ROOT):
         if path.is_relative_to(base):
             return str(path.relative_to(base))
     return path.name

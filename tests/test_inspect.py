@@ -17,7 +17,7 @@ import torch
 from PIL import Image
 
 import vlprep
-from tests.conftest import IMAGES, encode, photo, shared_media
+from tests.conftest import IMAGES, encode, media_dir, photo
 from tests.hf_fixtures import FAMILIES, Family, load_processor
 from tests.videos import write_clip
 from vlprep import (
@@ -33,7 +33,7 @@ from vlprep.image import fetch_image, fetch_image_for, load_image
 from vlprep.inputs import build_inputs
 from vlprep.video import fetch_video
 
-VIDEOS = sorted(p for p in (shared_media() / "videos").iterdir() if p.suffix in (".mp4", ".mkv"))
+VIDEOS = sorted(p for p in (media_dir() / "videos").iterdir() if p.suffix in (".mp4", ".mkv"))
 TRUNCATED = {"ultrahdr.jpg"}  # header fine, pixel data cut short: only a decode can tell
 DECODABLE = [p for p in IMAGES if p.name not in TRUNCATED]
 pytestmark = [
@@ -84,7 +84,7 @@ def test_image_estimate_equals_loaders(path: Path, family: Family) -> None:
 
 
 def test_truncated_image_estimates_from_header_but_fails_to_load() -> None:
-    path = shared_media() / "images" / "ultrahdr.jpg"
+    path = media_dir() / "images" / "ultrahdr.jpg"
     est = vlprep.inspect(path)
     assert (est.original_height, est.original_width) == (2688, 1512)
     with pytest.raises(DecodeError, match="corrupt or truncated"):
@@ -192,7 +192,7 @@ def test_loader_errors_are_the_same_typed_errors(tmp_path: Path) -> None:
         with pytest.raises(vlprep.VlprepError) as loaded:
             fetch_image({"image": source})
         assert type(estimated.value) is type(loaded.value)
-    for hostile in sorted((shared_media() / "hostile").iterdir()):
+    for hostile in sorted((media_dir() / "hostile").iterdir()):
         try:
             fetch_image({"image": str(hostile)})
         except vlprep.VlprepError as exc:

@@ -20,7 +20,7 @@ import pytest
 from PIL import Image
 
 import vlprep
-from tests.conftest import encode, photo, shared_media
+from tests.conftest import encode, media_dir, photo
 from tests.media_server import serving
 from tests.videos import write_clip
 from vlprep.cli._draw import BLOCK_COLOR, PATCH_COLOR, SHEET_COLUMNS, SHEET_LABEL, THUMB_SIDE
@@ -29,7 +29,7 @@ from vlprep.cli.inspect import main
 
 REPO = Path(__file__).resolve().parents[1]
 FIXTURES = REPO / "fixtures"
-MEDIA = shared_media()
+MEDIA = media_dir()
 pytestmark = pytest.mark.timeout(60)
 
 

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import torch
 
-from tests.conftest import encode, photo
+from tests.conftest import encode, media_dir, photo
 from tests.media_server import SLOW_DELAY, MediaServer, serving
 from vlprep import (
     DecodeError,
@@ -26,7 +26,7 @@ from vlprep._pool import default_workers, ordered_map, resolve_workers
 from vlprep._threads import IntraOpThreads
 
 pytestmark = pytest.mark.timeout(30)
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "media" / "images"
+SHARED = media_dir() / "images"
 JPEGS = [encode(photo(320 + 40 * i, 240, seed=i)) for i in range(4)]
 BIG = encode(photo(2000, 1500, seed=4), quality=95)  # above the stall route's 128 KiB
 

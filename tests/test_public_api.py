@@ -112,6 +112,12 @@ def test_signatures_match_qwen_vl_utils() -> None:
     assert all(build[name].kind is inspect.Parameter.KEYWORD_ONLY for name in list(build)[2:])
     assert build["padding_side"].default == "left"
     assert build["add_generation_prompt"].default is True
+    assert build["qwen3_video_text"].default == "auto"
+    import typing
+
+    from vlprep.inputs import Qwen3VideoText
+
+    assert typing.get_args(Qwen3VideoText) == ("auto", "wrapped", "unwrapped", "transformers")
     assert params(vlprep.count_tokens) == [("grid_thw", inspect.Parameter.empty), ("merge_size", 2)]
 
 

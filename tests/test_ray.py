@@ -22,7 +22,7 @@ import ray
 from PIL import Image
 
 import vlprep
-from tests.conftest import encode, photo, shared_media
+from tests.conftest import encode, media_dir, photo
 from tests.videos import write_clip
 from vlprep.cli._expand import expand
 from vlprep.cli._output import conversations
@@ -219,7 +219,7 @@ def test_auditor_equals_vlprep_inspect_row_for_row(
 
 def test_auditor_fields_are_the_cli_json_fields() -> None:
     document = io.StringIO()
-    hopper = shared_media() / "images" / "hopper.jpg"
+    hopper = media_dir() / "images" / "hopper.jpg"
     assert main([str(hopper), "--format", "json"], stdout=document, stderr=io.StringIO()) == 0
     cli_fields = list(json.loads(document.getvalue())["items"][0])
     assert [name for name, _ in ITEM_FIELDS] == cli_fields

@@ -25,7 +25,7 @@ import pytest
 from PIL import GifImagePlugin, Image
 
 from fuzz.harness import check_message
-from tests.conftest import encode, photo, shared_media
+from tests.conftest import encode, media_dir, photo
 from tests.media_server import serving
 from vlprep import fetch_image
 from vlprep.decode.image import decode_image, probe_header
@@ -259,7 +259,7 @@ def test_memory_cases_fail_cleanly_under_rlimit_as(tmp_path: Path) -> None:
         "row07 30000x30000 PNG": ["image_file", str(bomb)],
         "row08 100 MP PNG": ["image_file", str(hundred_mp)],
         "row09 100 MB zTXt": ["image_file", str(text_bomb)],
-        "row10 GIF bomb": ["image_file", str(shared_media() / "hostile/decompression_bomb.gif")],
+        "row10 GIF bomb": ["image_file", str(media_dir() / "hostile/decompression_bomb.gif")],
         "row22 200 MB base64": ["base64", 200 << 20],
         "row48 10000-item frame list": ["frame_list", pixel, 10_000],
     }
@@ -329,7 +329,7 @@ _MESSAGE_CASES: list[tuple[str, Any]] = [
 
 
 def _hostile_cases() -> list[tuple[str, Any]]:
-    hostile = sorted((shared_media() / "hostile").iterdir())
+    hostile = sorted((media_dir() / "hostile").iterdir())
     return _MESSAGE_CASES + [("image", p.read_bytes()) for p in hostile]
 
 

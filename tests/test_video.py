@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 from qwen_vl_utils import vision_process as qv
 
-from tests.conftest import encode, photo, shared_media
+from tests.conftest import QWEN_VIDEO_READER, encode, media_dir, photo
 from tests.videos import band_level, write_clip
 from vlprep import (
     DecodeError,
@@ -50,9 +50,10 @@ MAX_MEAN_LEVELS = 0.5
 MAX_MEAN_LEVELS_10BIT = 4.0
 
 
-@pytest.fixture(autouse=True)
-def _decord_reference(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(qv, "get_video_reader_backend", lambda: "decord")
+def test_oracle_reader_is_forced() -> None:
+    """The reference reads with decord (tests/conftest.py), whatever else is installed."""
+    assert QWEN_VIDEO_READER == "decord"
+    assert qv.get_video_reader_backend() == "decord"
 
 
 def reference(
@@ -120,7 +121,7 @@ def compare(path: Path, patch: int, ele: dict[str, Any], *, sequential: bool = F
 @pytest.mark.parametrize("name", DECORD_READABLE)
 @pytest.mark.parametrize("patch", [14, 16])
 def test_shared_videos_match_qwen_decord(name: str, patch: int) -> None:
-    path = shared_media() / "videos" / name
+    path = media_dir() / "videos" / name
     bound = MAX_MEAN_LEVELS_10BIT if "10bits" in name else MAX_MEAN_LEVELS
     for ele in ELEMENTS:
         mean = compare(path, patch, ele, sequential=name == "h265_video.mp4")
@@ -151,10 +152,10 @@ def test_generated_clips_match_qwen_decord(
 def test_variable_frame_rate_is_sampled_by_time(patch: int) -> None:
     import json
 
-    path = shared_media() / "videos" / "var_fps_video.mp4"
+    path = media_dir() / "videos" / "var_fps_video.mp4"
     info = json.loads(
         (
-            shared_media()
+            media_dir()
             / "videos"
             / "reference"
             / "var_fps_video.mp4.stream0.all_frames_info.json"
@@ -195,7 +196,7 @@ def test_exact_frames_are_decoded(tmp_path: Path) -> None:
 
 
 def test_av1_mkv_works() -> None:
-    video, meta, fps = ours(shared_media() / "videos" / "av1_video.mkv", 14, {})
+    video, meta, fps = ours(media_dir() / "videos" / "av1_video.mkv", 14, {})
     assert video.shape[1:] == (3, 364, 644)
     assert meta["total_num_frames"] > 100 and fps == pytest.approx(2.0, rel=0.05)
 
@@ -308,7 +309,7 @@ def test_backend_env_override_is_read_at_call_time(
 
 
 def test_decord_backend_equals_reference(tmp_path: Path) -> None:
-    path = shared_media() / "videos" / "nasa_13013.mp4"
+    path = media_dir() / "videos" / "nasa_13013.mp4"
     ref_video, ref_meta, ref_fps = reference(path, 14, {"fps": 1})
     video, meta, fps = ours(path, 14, {"fps": 1}, backend="decord")
     assert meta["frames_indices"] == ref_meta["frames_indices"] and fps == ref_fps

@@ -21,7 +21,7 @@ import pytest
 import torch
 from PIL import Image
 
-from tests.conftest import shared_media
+from tests.conftest import media_dir
 from tests.test_decode_video import clip, corner, index_of, needs_torchcodec, rotated_clip
 from tests.videos import write_clip
 from vlprep import inspect, process_vision_info
@@ -32,7 +32,7 @@ from vlprep.sampling import snap_to_keyframes
 from vlprep.tensors import FrameResizer
 from vlprep.video import fetch_video
 
-VIDEOS = shared_media() / "videos"
+VIDEOS = media_dir() / "videos"
 KEYFRAME = VideoOptions(seek="keyframe")
 DECODER = VideoOptions(resize="decoder")
 # Measured (docs/video.md, nframes 8, patch 14): resize="decoder" against the exact resize.
