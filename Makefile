@@ -3,6 +3,10 @@
 #                Qwen-VL processors need torchvision), runs the main job on bundled media
 #   make test  - own venv (.venv, torch 2.14.1 + torchvision 0.29.1 for the qwen-vl-utils oracle),
 #                runs lint, type checks and the test suite
+#   make compat - the conformance tests against a matrix of transformers releases, one venv
+#                each (.venv-compat/), table into docs/compatibility.md
+# Every venv installs with `-c constraints.txt`: the exact versions of every package the tests,
+# the demo, the fuzzer and the benchmarks use. Changing one is a deliberate commit (make lock).
 # torch is always pinned and installed first, so pip never resolves a bare "torch" into a
 # multi-GB CUDA download.
 
@@ -18,32 +22,37 @@ FUZZ_WORK ?= .fuzz-work
 TEST_TORCH := torch==2.14.1 torchvision==0.29.1
 DEMO_TORCH := torch==2.14.1 torchvision==0.29.1
 PIP_FLAGS := --quiet --disable-pip-version-check
+LOCK := constraints.txt
+PIN := $(PIP_FLAGS) -c $(LOCK)
+# make compat COMPAT_VERSIONS="5.3.0 5.25.0": transformers releases to test (5.3 is the lowest
+# claimed; the newest is the one constraints.txt pins).
+COMPAT_VERSIONS ?= 5.3.0 5.9.0 5.14.1 5.24.0 5.25.0
 
-.PHONY: demo test lint typecheck pytest bench fuzz clean
+.PHONY: demo test lint typecheck pytest bench fuzz compat lock clean
 
-$(TEST_VENV)/.ready: pyproject.toml
+$(TEST_VENV)/.ready: pyproject.toml $(LOCK)
 	test -x $(TEST_VENV)/bin/python || $(PYTHON) -m venv $(TEST_VENV)
-	$(TEST_VENV)/bin/pip install $(PIP_FLAGS) $(TEST_TORCH)
-	$(TEST_VENV)/bin/pip install $(PIP_FLAGS) -e '.[dev,heif,video,ray]'
+	$(TEST_VENV)/bin/pip install $(PIN) $(TEST_TORCH)
+	$(TEST_VENV)/bin/pip install $(PIN) -e '.[dev,heif,video,ray]'
 	touch $@
 
-$(DEMO_VENV)/.ready: pyproject.toml
+$(DEMO_VENV)/.ready: pyproject.toml $(LOCK)
 	test -x $(DEMO_VENV)/bin/python || $(PYTHON) -m venv $(DEMO_VENV)
-	$(DEMO_VENV)/bin/pip install $(PIP_FLAGS) $(DEMO_TORCH)
-	$(DEMO_VENV)/bin/pip install $(PIP_FLAGS) -e '.[heif,video,runner]'
+	$(DEMO_VENV)/bin/pip install $(PIN) $(DEMO_TORCH)
+	$(DEMO_VENV)/bin/pip install $(PIN) -e '.[heif,video,runner]'
 	touch $@
 
-$(FUZZ_VENV)/.ready: pyproject.toml
+$(FUZZ_VENV)/.ready: pyproject.toml $(LOCK)
 	test -x $(FUZZ_VENV)/bin/python || $(PYTHON) -m venv $(FUZZ_VENV)
-	$(FUZZ_VENV)/bin/pip install $(PIP_FLAGS) $(DEMO_TORCH)
-	$(FUZZ_VENV)/bin/pip install $(PIP_FLAGS) -e '.[fuzz,video]'
+	$(FUZZ_VENV)/bin/pip install $(PIN) $(DEMO_TORCH)
+	$(FUZZ_VENV)/bin/pip install $(PIN) -e '.[fuzz,video]'
 	touch $@
 
 demo: $(DEMO_VENV)/.ready
 	$(DEMO_VENV)/bin/python examples/demo.py
 
 lint: $(TEST_VENV)/.ready
-	$(TEST_VENV)/bin/ruff check src tests benchmarks examples fuzz
+	$(TEST_VENV)/bin/ruff check src tests benchmarks examples fuzz scripts
 
 typecheck: $(TEST_VENV)/.ready
 	$(TEST_VENV)/bin/mypy --strict src
@@ -59,9 +68,17 @@ fuzz: $(FUZZ_VENV)/.ready
 	cat $(FUZZ_WORK)/campaign.log
 
 bench: $(TEST_VENV)/.ready
-	$(TEST_VENV)/bin/pip install $(PIP_FLAGS) -e '.[bench]'
+	$(TEST_VENV)/bin/pip install $(PIN) -e '.[bench]'
 	$(TEST_VENV)/bin/python benchmarks/images.py --out docs/performance.md
 	$(TEST_VENV)/bin/python benchmarks/throughput.py --out docs/performance.md --plots docs/images
 
+compat: $(TEST_VENV)/.ready
+	$(TEST_VENV)/bin/python scripts/compat.py --versions "$(COMPAT_VERSIONS)" --out docs/compatibility.md
+
+# Rewrites constraints.txt from the test venv (plus the demo/fuzz/bench-only extras): run it
+# after changing a version in pyproject.toml, then make test and make compat, and commit.
+lock: $(TEST_VENV)/.ready
+	$(TEST_VENV)/bin/python scripts/lock.py --venv $(TEST_VENV) --extra atheris matplotlib --out $(LOCK)
+
 clean:
-	rm -rf $(TEST_VENV) $(DEMO_VENV) $(FUZZ_VENV) $(FUZZ_WORK) .mypy_cache .ruff_cache .pytest_cache .hypothesis
+	rm -rf $(TEST_VENV) $(DEMO_VENV) $(FUZZ_VENV) .venv-compat $(FUZZ_WORK) .mypy_cache .ruff_cache .pytest_cache .hypothesis
