@@ -52,7 +52,7 @@ demo: $(DEMO_VENV)/.ready
 	$(DEMO_VENV)/bin/python examples/demo.py
 
 lint: $(TEST_VENV)/.ready
-	$(TEST_VENV)/bin/ruff check src tests benchmarks examples fuzz scripts
+	$(TEST_VENV)/bin/ruff check src tests tests_gpu benchmarks examples fuzz scripts
 
 typecheck: $(TEST_VENV)/.ready
 	$(TEST_VENV)/bin/mypy --strict src
@@ -71,6 +71,7 @@ bench: $(TEST_VENV)/.ready
 	$(TEST_VENV)/bin/pip install $(PIN) -e '.[bench]'
 	$(TEST_VENV)/bin/python benchmarks/images.py --out docs/performance.md
 	$(TEST_VENV)/bin/python benchmarks/throughput.py --out docs/performance.md --plots docs/images
+	$(TEST_VENV)/bin/python benchmarks/bf16.py --repeat 9 --out docs/performance.md
 
 compat: $(TEST_VENV)/.ready
 	$(TEST_VENV)/bin/python scripts/compat.py --versions "$(COMPAT_VERSIONS)" --out docs/compatibility.md

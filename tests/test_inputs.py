@@ -322,3 +322,21 @@ def test_concurrent_loading_keeps_order_and_attributes_errors(root: Path, clip: 
     assert "while loading vision item 2 of 3" in "\n".join(info.value.__notes__)
     with pytest.raises(InvalidInputError, match="workers"):
         build_inputs(conversations, processor, workers=0)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, "bfloat16"])
+def test_dtype_writes_pixels_as_the_cast(dtype: Any, root: Path, clip: Path) -> None:
+    processor = load_processor("qwen2.5-vl", root, backend="pil")
+    conversations = _cases(clip)["mixed"]
+    full = build_inputs(conversations, processor)
+    low = build_inputs(conversations, processor, dtype=dtype)
+    target = getattr(torch, dtype) if isinstance(dtype, str) else dtype
+    assert sorted(low.keys()) == sorted(full.keys())
+    for key in full:
+        if key in ("pixel_values", "pixel_values_videos"):
+            assert low[key].dtype == target, key
+            assert torch.equal(low[key].view(torch.int16), full[key].to(target).view(torch.int16))
+        else:
+            assert low[key].dtype == full[key].dtype and torch.equal(low[key], full[key]), key
+    with pytest.raises(InvalidInputError, match="pixel dtype"):
+        build_inputs(conversations, processor, dtype=torch.float64)

@@ -349,3 +349,27 @@ def test_cache_keyword_follows_the_models_signature(checkpoints: dict[str, Path]
     model = Runner.from_pretrained(checkpoints["qwen2-vl"], device="cpu").model
     assert cache_keyword(model) == CACHE_KEYWORD
 
+
+
+def test_runner_asks_build_inputs_for_its_dtype(
+    checkpoints: dict[str, Path], clip: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import vlprep.runner._runner as runner_module
+
+    runner = Runner.from_pretrained(checkpoints["qwen2.5-vl"], device="cpu", dtype="bfloat16")
+    assert runner.dtype == torch.bfloat16
+    asked: list[Any] = []
+    real = runner_module.build_inputs
+
+    def spy(*args: Any, **kwargs: Any) -> Any:
+        asked.append(kwargs.get("dtype"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(runner_module, "build_inputs", spy)
+    inputs = runner.prepare(_conversation(clip))
+    assert asked == [torch.bfloat16]
+    assert inputs["pixel_values"].dtype == torch.bfloat16
+    assert inputs["pixel_values_videos"].dtype == torch.bfloat16
+    expected = build_inputs(_conversation(clip), runner.processor)["pixel_values"]
+    assert torch.equal(inputs["pixel_values"], expected.to(torch.bfloat16))
+    assert isinstance(runner.generate(_conversation(clip), max_new_tokens=2), str)

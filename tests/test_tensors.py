@@ -206,3 +206,52 @@ def test_resize_exact_equals_frame_resizer() -> None:
     assert resize_exact(same, 171, 257) is not same  # never the caller's tensor
     with pytest.raises(InvalidInputError, match="at least 1x1"):
         resize_exact(chw, 0, 5)
+
+
+LOW_PRECISION = [torch.bfloat16, torch.float16]
+
+
+@pytest.mark.parametrize("dtype", LOW_PRECISION)
+@pytest.mark.parametrize("preset", [QWEN2_VL, QWEN3_VL])
+def test_low_precision_images_equal_the_cast(preset: Preset, dtype: torch.dtype) -> None:
+    """Written in bf16/fp16 directly, equal bit for bit to casting the float32 output."""
+    from vlprep.tensors import patchify_image_tensors
+
+    f = preset.factor
+    images = [photo(4 * f, 3 * f, seed=1), photo(2 * f, 7 * f, seed=2)]
+    full, grid = patchify_images(images, preset)
+    low, low_grid = patchify_images(images, preset, dtype=dtype)
+    assert low.dtype == dtype and torch.equal(low_grid, grid)
+    assert torch.equal(low.view(torch.int16), full.to(dtype).view(torch.int16))
+    tensors = [torch.from_numpy(np.array(im)).permute(2, 0, 1).contiguous() for im in images]
+    dev, _ = patchify_image_tensors(tensors, preset, dtype=dtype)
+    assert torch.equal(dev.view(torch.int16), low.view(torch.int16))
+
+
+@pytest.mark.parametrize("dtype", LOW_PRECISION)
+@pytest.mark.parametrize("frames", [4, 5])
+def test_low_precision_videos_equal_the_cast(dtype: torch.dtype, frames: int) -> None:
+    from vlprep.tensors import patchify_videos
+
+    f = QWEN2_VL.factor
+    rng = np.random.default_rng(frames)
+    clips = [
+        torch.from_numpy(rng.integers(0, 256, (frames, 3, 2 * f, 3 * f), dtype=np.uint8)),
+        torch.from_numpy(rng.integers(0, 256, (2, 3, f, f), dtype=np.uint8)).float(),
+    ]
+    full, grid = patchify_videos(clips, QWEN2_VL)
+    low, low_grid = patchify_videos(clips, QWEN2_VL, dtype=dtype)
+    assert low.dtype == dtype and torch.equal(low_grid, grid)
+    assert torch.equal(low.view(torch.int16), full.to(dtype).view(torch.int16))
+
+
+def test_pixel_dtype_names_and_refusals() -> None:
+    from vlprep.tensors import pixel_dtype
+
+    assert pixel_dtype(None) is torch.float32
+    assert pixel_dtype("bfloat16") is torch.bfloat16
+    assert pixel_dtype(torch.float16) is torch.float16
+    for bad in (torch.float64, torch.int8, "half-ish", 3):
+        with pytest.raises(InvalidInputError, match="pixel dtype") as info:
+            pixel_dtype(bad)
+        assert isinstance(info.value, ValueError)

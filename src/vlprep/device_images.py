@@ -235,6 +235,7 @@ def images_to_device(
     options: ImageOptions | None = None,
     workers: int | None = None,
     decoder: JpegDecoder | None = None,
+    dtype: torch.dtype = torch.float32,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Load, resize, normalise and patchify image elements, producing tensors on ``device``.
 
@@ -253,9 +254,11 @@ def images_to_device(
         options: decode rules (formats, source limits, ``exif_transpose``).
         workers: items fetched and probed at once on CPU (default ``min(4, CPU count)``).
         decoder: the batched JPEG decoder (default :func:`jpeg_decoder`, torchvision's).
+        dtype: ``pixel_values``' dtype (float32, bfloat16, float16), written as
+            :func:`vlprep.tensors.patchify_image_tensors` writes it.
 
     Returns:
-        ``pixel_values`` float32 ``(sum gh*gw, 3*T*P*P)`` on ``device``, normalised, in
+        ``pixel_values`` ``dtype`` ``(sum gh*gw, 3*T*P*P)`` on ``device``, normalised, in
         :func:`vlprep.tensors.patchify_images`' layout, and ``image_grid_thw`` int64
         ``(n, 3)`` rows ``[1, gh, gw]`` on CPU (as transformers' processors return it;
         :func:`vlprep.build_inputs` moves it with the rest).
@@ -294,4 +297,4 @@ def images_to_device(
             pixels = torch.from_numpy(array).permute(2, 0, 1)
         resized.append(resize_exact(pixels.to(target_device), *item.target))
         del pixels
-    return patchify_image_tensors(resized, preset)
+    return patchify_image_tensors(resized, preset, dtype=dtype)

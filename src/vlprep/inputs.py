@@ -39,7 +39,7 @@ from vlprep.presets import Preset, family_of, get_preset, preset_from_processor
 from vlprep.sizing import count_tokens
 from vlprep.sources import FetchPolicy
 from vlprep.specs import element_kind
-from vlprep.tensors import patchify_images, patchify_videos
+from vlprep.tensors import patchify_images, patchify_videos, pixel_dtype
 from vlprep.video import fetch_video
 
 __all__ = ["LoadedVideo", "Qwen3VideoText", "build_inputs"]
@@ -227,6 +227,7 @@ def build_inputs(
     workers: int | None = None,
     device: str | torch.device | None = None,
     cache: MediaCache | None = None,
+    dtype: torch.dtype | str | None = None,
 ) -> Any:
     """Build a Qwen-VL model's inputs for one conversation or a batch.
 
@@ -262,11 +263,16 @@ def build_inputs(
             resent in a later turn (same content, same parameters) is fetched and hashed
             but not decoded or resized again; within one call, repeats of an item that
             fits the cache are loaded once. ``None``: no caching.
+        dtype: the dtype of ``pixel_values`` / ``pixel_values_videos``: ``None`` or
+            ``torch.float32`` (default), ``torch.bfloat16`` or ``torch.float16`` (or their
+            names). Written directly in that dtype, equal bit for bit to casting the float32
+            result (the arithmetic stays float32 on a one-item scratch), so a bf16 model's
+            input never exists in float32 as a whole. Other tensors keep their dtypes.
 
     Returns:
         ``transformers.BatchFeature`` with ``input_ids`` and ``attention_mask`` (int64
         ``(B, L)``), ``mm_token_type_ids`` (int64 ``(B, L)``: 0 text, 1 image, 2 video);
-        with images ``pixel_values`` (float32 ``(sum gh*gw, 3*2*P*P)``) and
+        with images ``pixel_values`` (``dtype``, float32 by default, ``(sum gh*gw, 3*2*P*P)``) and
         ``image_grid_thw`` (int64 ``(n, 3)``); with videos ``pixel_values_videos``,
         ``video_grid_thw`` and, for Qwen2.5-VL, ``second_per_grid_ts`` (float32 ``(n,)``,
         ``temporal_patch_size / sample_fps`` with the real sample fps).
@@ -279,6 +285,7 @@ def build_inputs(
     """
     if qwen3_video_text not in ("auto", "wrapped", "unwrapped", "transformers"):
         _qwen3_form(qwen3_video_text, processor)  # raises the typed error
+    pixels_dtype = pixel_dtype(dtype)
     batch = as_conversations(conversations)
     if not batch:
         raise InvalidInputError("build_inputs needs at least one conversation")
@@ -308,15 +315,23 @@ def build_inputs(
     if images or on_device:
         pixel_values, image_grid = (
             images_to_device(
-                on_device, preset, target, policy=policy, options=image_options, workers=workers
+                on_device,
+                preset,
+                target,
+                policy=policy,
+                options=image_options,
+                workers=workers,
+                dtype=pixels_dtype,
             )
             if on_device and target is not None
-            else patchify_images(images, preset)
+            else patchify_images(images, preset, dtype=pixels_dtype)
         )
         data["pixel_values"], data["image_grid_thw"] = pixel_values, image_grid
         image_counts = [count_tokens(tuple(g), preset.merge_size) for g in image_grid.tolist()]
     if videos:
-        pixel_values_videos, video_grid = patchify_videos([v[0] for v in videos], preset)
+        pixel_values_videos, video_grid = patchify_videos(
+            [v[0] for v in videos], preset, dtype=pixels_dtype
+        )
         data["pixel_values_videos"], data["video_grid_thw"] = pixel_values_videos, video_grid
         if family == "qwen3-vl":
             placeholders = sum(text.count(tokens.video) for text in texts)

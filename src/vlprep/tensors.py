@@ -6,6 +6,11 @@ place with ``(x / 255 - mean) / std`` in float32. For every level 0..255, ``floa
 equals transformers' PIL-backend ``float32(float64(x) * (1/255))`` (checked by a test), so
 the result is bit-identical to that backend without float64 arrays; torch runs both steps on
 all cores.
+
+``dtype`` (``torch.float32`` default, ``torch.bfloat16``, ``torch.float16``) is the dtype of
+the output written: the arithmetic stays float32 on a scratch of one item (an image's one
+temporal slot, a video's clip) and is rounded once into the output, so the result equals
+``float32_result.to(dtype)`` bit for bit, without ever holding the float32 output.
 """
 
 from __future__ import annotations
@@ -21,19 +26,40 @@ from vlprep.errors import InvalidInputError
 from vlprep.presets import Preset
 
 __all__ = [
-    "ResizeMode",
+    "PIXEL_DTYPES",
     "FrameResizer",
+    "ResizeMode",
     "patchify_image",
     "patchify_image_tensors",
     "patchify_images",
     "patchify_video",
     "patchify_videos",
+    "pixel_dtype",
     "resize_exact",
     "resize_frame",
     "resize_uint8",
 ]
 
 ResizeMode = Literal["exact", "fast"]
+
+PIXEL_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
+
+
+def pixel_dtype(dtype: object) -> torch.dtype:
+    """``dtype`` as one of :data:`PIXEL_DTYPES` (``None`` is float32; names like ``"bfloat16"``).
+
+    Raises:
+        InvalidInputError: any other dtype.
+    """
+    if dtype is None:
+        return torch.float32
+    if isinstance(dtype, str):
+        dtype = getattr(torch, dtype, None)
+    if isinstance(dtype, torch.dtype) and dtype in PIXEL_DTYPES:
+        return dtype
+    raise InvalidInputError(
+        f"pixel dtype must be torch.float32, torch.bfloat16 or torch.float16, got {dtype!r:.40}"
+    )
 
 
 def _as_rgb_array(image: Image.Image | np.ndarray, preset: Preset) -> np.ndarray:
@@ -60,6 +86,10 @@ def _normalise_(blocks: torch.Tensor, preset: Preset, channel_dim: int) -> None:
     std = torch.tensor(preset.image_std, dtype=torch.float32, device=blocks.device).view(shape)
     blocks.div_(255.0).sub_(mean).div_(std)
 
+
+# Float32 elements normalised at once on CPU (4 MiB): measured fastest on a 12 MP image
+# (1,000-2,000 rows of 588 values: 31 ms against 39 ms unchunked and 37 ms at 256 rows).
+_CHUNK_FLOATS = 1 << 20
 
 # (gh/m, m, P, gw/m, m, P, C) -> (gh/m, gw/m, m, m, C, P, P): the merge-blocked row order.
 _BLOCK_ORDER = (0, 3, 1, 4, 6, 2, 5)
@@ -93,10 +123,17 @@ def _patchify_image_into(
     broadcasting copy that fills every temporal slot of ``out``; all on ``out``'s device.
     """
     p, t = preset.patch_size, preset.temporal_patch_size
-    patches = _merge_blocks(pixels, preset).float()
-    _normalise_(patches, preset, channel_dim=1)
-    rows = patches.shape[0]
-    out.view(rows, 3, t, p * p).copy_(patches.unsqueeze(2).expand(rows, 3, t, p * p))
+    blocks = _merge_blocks(pixels, preset)
+    rows = blocks.shape[0]
+    target = out.view(rows, 3, t, p * p)
+    # On CPU, row chunks of about 4 MB of float32 keep the float conversion, the three
+    # normalisation passes and the (casting) copy in cache; one pass on an accelerator.
+    step = rows if out.device.type != "cpu" else max(1, _CHUNK_FLOATS // (3 * p * p))
+    for start in range(0, rows, step):
+        stop = min(rows, start + step)
+        patches = blocks[start:stop].float()
+        _normalise_(patches, preset, channel_dim=1)
+        target[start:stop].copy_(patches.unsqueeze(2).expand(stop - start, 3, t, p * p))
 
 
 def patchify_image(
@@ -120,14 +157,24 @@ def patchify_image(
 
 
 def patchify_images(
-    images: Sequence[Image.Image | np.ndarray], preset: Preset
+    images: Sequence[Image.Image | np.ndarray],
+    preset: Preset,
+    *,
+    dtype: torch.dtype = torch.float32,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Patchify several images into one preallocated output, in order.
 
+    Args:
+        images: RGB ``PIL.Image`` objects or uint8 ``(H, W, 3)`` arrays, sides multiples of
+            the factor.
+        preset: patch, merge and temporal sizes, mean and std.
+        dtype: the output's dtype (float32, bfloat16 or float16): the float32 values
+            rounded once, equal to ``.to(dtype)`` of the float32 output bit for bit.
+
     Returns:
-        ``pixel_values`` float32 ``(sum gh*gw, 3*T*P*P)`` and ``image_grid_thw`` int64
+        ``pixel_values`` ``dtype`` ``(sum gh*gw, 3*T*P*P)`` and ``image_grid_thw`` int64
         ``(n_images, 3)`` rows ``[1, gh, gw]``, equal to transformers' Qwen2-VL image
-        processor (PIL backend) called with ``do_resize=False``, bit for bit.
+        processor (PIL backend) called with ``do_resize=False``, bit for bit (then cast).
     """
     if not images:
         raise InvalidInputError("patchify_images needs at least one image")
@@ -135,7 +182,9 @@ def patchify_images(
     p = preset.patch_size
     grids = [(1, a.shape[0] // p, a.shape[1] // p) for a in arrays]
     rows = [gh * gw for _, gh, gw in grids]
-    out = torch.empty((sum(rows), 3 * preset.temporal_patch_size * p * p), dtype=torch.float32)
+    out = torch.empty(
+        (sum(rows), 3 * preset.temporal_patch_size * p * p), dtype=pixel_dtype(dtype)
+    )
     start = 0
     for arr, n in zip(arrays, rows, strict=True):
         _patchify_image_into(arr, preset, out[start : start + n])
@@ -162,7 +211,10 @@ def _check_image_tensor(image: object, preset: Preset, device: torch.device) -> 
 
 
 def patchify_image_tensors(
-    images: Sequence[torch.Tensor], preset: Preset
+    images: Sequence[torch.Tensor],
+    preset: Preset,
+    *,
+    dtype: torch.dtype = torch.float32,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """:func:`patchify_images` for resized image tensors, computed on their device.
 
@@ -171,9 +223,10 @@ def patchify_image_tensors(
             :func:`resize_exact` returns), all on one device (CPU or an accelerator); H and
             W multiples of ``preset.factor``.
         preset: patch, merge and temporal sizes, mean and std.
+        dtype: the output's dtype, as for :func:`patchify_images`.
 
     Returns:
-        ``pixel_values`` float32 ``(sum gh*gw, 3*T*P*P)`` on the images' device and
+        ``pixel_values`` ``dtype`` ``(sum gh*gw, 3*T*P*P)`` on the images' device and
         ``image_grid_thw`` int64 ``(n_images, 3)`` rows ``[1, gh, gw]`` on CPU (host
         metadata, as transformers' processors return it: reading it needs no device
         sync); the same layout and arithmetic as :func:`patchify_images` (bit-identical
@@ -190,7 +243,9 @@ def patchify_image_tensors(
     grids = [(1, int(c.shape[1]) // p, int(c.shape[2]) // p) for c in checked]
     rows = [gh * gw for _, gh, gw in grids]
     out = torch.empty(
-        (sum(rows), 3 * preset.temporal_patch_size * p * p), dtype=torch.float32, device=device
+        (sum(rows), 3 * preset.temporal_patch_size * p * p),
+        dtype=pixel_dtype(dtype),
+        device=device,
     )
     start = 0
     for chw, n in zip(checked, rows, strict=True):
@@ -235,7 +290,10 @@ def _patchify_clip_into(frames: torch.Tensor, preset: Preset, out: torch.Tensor)
 
 
 def patchify_videos(
-    videos: Sequence[torch.Tensor | np.ndarray], preset: Preset
+    videos: Sequence[torch.Tensor | np.ndarray],
+    preset: Preset,
+    *,
+    dtype: torch.dtype = torch.float32,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Patchify video clips into ``pixel_values_videos`` and ``video_grid_thw``.
 
@@ -243,9 +301,11 @@ def patchify_videos(
         videos: each ``(T, 3, H, W)`` uint8 or float levels 0..255 (what
             :func:`vlprep.fetch_video` returns); H and W multiples of ``preset.factor``.
         preset: patch, merge and temporal sizes, mean and std.
+        dtype: the output's dtype (float32, bfloat16 or float16); each clip is normalised
+            in a float32 scratch and rounded once, equal to ``.to(dtype)`` bit for bit.
 
     Returns:
-        ``pixel_values_videos`` float32 ``(sum t*gh*gw, 3*T*P*P)`` and ``video_grid_thw``
+        ``pixel_values_videos`` ``dtype`` ``(sum t*gh*gw, 3*T*P*P)`` and ``video_grid_thw``
         int64 ``(n_videos, 3)`` rows ``[ceil(frames / T), gh, gw]``. A clip whose frame count
         is not a multiple of ``T`` gets its last frame repeated, as transformers' video
         processors do. Rows are temporal-patch major, then the merge-blocked spatial order;
@@ -261,10 +321,17 @@ def patchify_videos(
     p, tp = preset.patch_size, preset.temporal_patch_size
     grids = [(-(-c.shape[0] // tp), c.shape[2] // p, c.shape[3] // p) for c in clips]
     rows = [gt * gh * gw for gt, gh, gw in grids]
-    out = torch.empty((sum(rows), 3 * tp * p * p), dtype=torch.float32)
+    target = pixel_dtype(dtype)
+    out = torch.empty((sum(rows), 3 * tp * p * p), dtype=target)
     start = 0
     for clip, n in zip(clips, rows, strict=True):
-        _patchify_clip_into(clip, preset, out[start : start + n])
+        if target == torch.float32:
+            _patchify_clip_into(clip, preset, out[start : start + n])
+        else:  # float32 arithmetic on one clip's scratch, rounded once into the output
+            scratch = torch.empty((n, out.shape[1]), dtype=torch.float32)
+            _patchify_clip_into(clip, preset, scratch)
+            out[start : start + n].copy_(scratch)
+            del scratch
         start += n
     return out, torch.tensor(grids, dtype=torch.int64)
 

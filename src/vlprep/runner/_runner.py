@@ -19,6 +19,7 @@ from vlprep.positions import RopeSemantics
 from vlprep.presets import Preset, preset_from_processor
 from vlprep.runner._decode import DecodeResult, Sampling, decode
 from vlprep.runner._loading import load_checkpoint, pick_device, pick_dtype
+from vlprep.tensors import PIXEL_DTYPES
 
 __all__ = ["GenerationResult", "Runner"]
 
@@ -160,13 +161,19 @@ class Runner:
         )
 
     def prepare(self, conversations: Conversation | Sequence[Conversation]) -> Any:
-        """:func:`vlprep.build_inputs` output on the runner's device and dtype."""
+        """:func:`vlprep.build_inputs` output on the runner's device and dtype.
+
+        Pixel values are written in the model's dtype directly (``build_inputs(dtype=...)``,
+        equal to a cast of the float32 values) when it is float32, bfloat16 or float16.
+        """
+        dtype = self.dtype if self.dtype in PIXEL_DTYPES else None
         inputs = build_inputs(
             conversations,
             self.processor,
             preset=self.preset,
             image_options=self.image_options,
             video_options=self.video_options,
+            dtype=dtype,
         )
         pixels = ("pixel_values", "pixel_values_videos")
         moved = {
