@@ -23,6 +23,7 @@ limit, the observed value and the fix; they never contain payload bytes or base6
 from __future__ import annotations
 
 import re
+from urllib.parse import urlsplit
 
 __all__ = [
     "BackendUnavailableError",
@@ -38,6 +39,8 @@ __all__ = [
     "UnsupportedFormatError",
     "VlprepError",
     "describe_source",
+    "looks_like_payload",
+    "redact_url",
 ]
 
 
@@ -97,11 +100,65 @@ _MAX_SHOWN = 64
 _BASE64ISH = re.compile(r"[A-Za-z0-9+/=\s]+")
 
 
+_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]{0,15}://")
+# A path-like string whose longest run between separators is this long is a payload
+# (base64 with a file suffix, say), not a file name.
+_PAYLOAD_RUN = 40
+
+
+def redact_url(url: str) -> str:
+    """``url`` with what may be a credential removed: userinfo dropped, every query value
+    and the fragment elided (keys kept, so ``?X-Amz-Signature=...`` still says what it was).
+
+    Unparseable input is summarised by its length.
+    """
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        port = parts.port
+    except ValueError:
+        return f"<URL of {len(url)} chars>"
+    if ":" in host:
+        host = f"[{host}]"
+    netloc = host + (f":{port}" if port is not None else "")
+    if parts.username is not None or parts.password is not None:
+        netloc = "<userinfo>@" + netloc
+    text = f"{parts.scheme}://{netloc}{parts.path}"
+    if parts.query:
+        keys = [pair.split("=", 1)[0][:24] for pair in parts.query.split("&") if pair]
+        text += "?" + "&".join(f"{key}=..." for key in keys[:6])
+        if len(keys) > 6:
+            text += f"&<{len(keys) - 6} more>"
+    if parts.fragment:
+        text += "#..."
+    return text
+
+
+def _shorten(value: str) -> str:
+    if len(value) <= _MAX_SHOWN:
+        return repr(value)
+    half = (_MAX_SHOWN - 3) // 2
+    return repr(value[:half] + "..." + value[-half:])
+
+
+def looks_like_payload(value: str) -> bool:
+    """Raw base64 (possibly with a ``.png``-style suffix) rather than a path."""
+    stem = re.sub(r"\.[A-Za-z0-9]{1,5}$", "", value)
+    if "/" not in stem and "\\" not in stem:
+        return True
+    if _BASE64ISH.fullmatch(stem):
+        runs = re.split(r"[/\\]", stem)
+        return max(len(run) for run in runs) >= _PAYLOAD_RUN
+    return False
+
+
 def describe_source(value: object) -> str:
     """A short, safe description of a source for error messages.
 
-    Never returns payload bytes or base64: ``data:`` URIs show only their media type,
-    byte strings only their length, and long strings are truncated to 64 characters.
+    Never returns payload bytes, base64 or credentials: ``data:`` URIs show only their
+    media type, byte strings only their length, URLs lose their userinfo, query values and
+    fragment (:func:`redact_url`), strings that look like base64 (with or without a file
+    suffix) show only their length, and other long strings are cut to 64 characters.
     """
     if isinstance(value, (bytes, bytearray, memoryview)):
         return f"<{len(value)} bytes>"
@@ -110,10 +167,9 @@ def describe_source(value: object) -> str:
             # Escaped: a header is attacker text and must not inject control characters.
             head = value[5:].split(",", 1)[0][:40].encode("unicode_escape").decode("ascii")
             return f"data:{head},<{len(value)} chars>"
-        if len(value) <= _MAX_SHOWN:
-            return repr(value)
-        if ("/" not in value and "\\" not in value) or _BASE64ISH.fullmatch(value):
+        if _URL.match(value):
+            return _shorten(redact_url(value))
+        if len(value) > _MAX_SHOWN and looks_like_payload(value):
             return f"<str of {len(value)} chars>"  # likely raw base64: never echo it
-        half = (_MAX_SHOWN - 3) // 2
-        return repr(value[:half] + "..." + value[-half:])
+        return _shorten(value)
     return f"<{type(value).__name__}>"

@@ -14,6 +14,7 @@ from vlprep.errors import (
     SourceNotAllowedError,
     SourceNotFoundError,
     describe_source,
+    looks_like_payload,
 )
 from vlprep.sources._payload import Payload
 from vlprep.sources.policy import FetchPolicy, Modality
@@ -56,12 +57,18 @@ def check_local(path: str, policy: FetchPolicy, modality: Modality) -> tuple[str
             raise SourceNotAllowedError(
                 f"local file {shown} resolves outside the allowed root {describe_source(root)}"
             )
+    hint = ""
+    if len(path) > 64 and looks_like_payload(path):
+        hint = (
+            "; it looks like raw base64, not a path: pass it as "
+            "'data:image/png;base64,<data>' (or the decoded bytes)"
+        )
     try:
         st = os.stat(real)
     except FileNotFoundError as exc:
-        raise SourceNotFoundError(f"no such file: {shown}") from exc
+        raise SourceNotFoundError(f"no such file: {shown}{hint}") from exc
     except OSError as exc:
-        raise FetchError(f"cannot stat {shown}: {exc.strerror}") from exc
+        raise FetchError(f"cannot stat {shown}: {exc.strerror}{hint}") from exc
     if not stat.S_ISREG(st.st_mode):
         raise InvalidInputError(f"{shown} is not a regular file; pass an image or video file")
     cap = policy.max_bytes(modality)
