@@ -66,6 +66,37 @@ LoadedVideo = tuple[torch.Tensor, dict[str, Any], float]
 """A loaded clip: float32 ``(T, 3, H, W)`` frames, qwen-vl-utils metadata, sample fps."""
 
 
+def _check_messages(conversations: Sequence[Conversation]) -> None:
+    """What the chat template needs: dict messages, content a string, a list of dicts or None.
+
+    Raises:
+        InvalidInputError: naming the conversation and message that is not.
+    """
+    for c, conversation in enumerate(conversations):
+        for m, message in enumerate(conversation):
+            where = f"conversation {c}, message {m}"
+            if not isinstance(message, Mapping):
+                raise InvalidInputError(
+                    f"{where} must be a dict with 'role' and 'content', got "
+                    f"{type(message).__name__}"
+                )
+            content = message.get("content")
+            if content is None or isinstance(content, str):  # None: tool-call turns
+                continue
+            if not isinstance(content, list):
+                raise InvalidInputError(
+                    f"{where}: 'content' must be a string or a list of parts, got "
+                    f"{type(content).__name__}"
+                )
+            for p, part in enumerate(content):
+                if not isinstance(part, Mapping):
+                    raise InvalidInputError(
+                        f"{where}, part {p}: each content part must be a dict "
+                        "({'type': 'text', 'text': ...}, {'type': 'image', 'image': ...}), got "
+                        f"{type(part).__name__}"
+                    )
+
+
 def _render(
     conversations: Sequence[Conversation],
     processor: Any,
@@ -295,6 +326,7 @@ def build_inputs(
     family = family_of(preset)
     tokens = SpecialTokens.from_processor(processor)
 
+    _check_messages(batch)
     texts = _render(batch, processor, add_generation_prompt, chat_template_kwargs or {})
     workers = resolve_workers(workers)
     elements = extract_vision_info(batch)

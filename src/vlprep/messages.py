@@ -39,6 +39,14 @@ def as_conversations(conversations: Conversation | Sequence[Conversation]) -> li
         return []
     if isinstance(conversations[0], Mapping):
         return [conversations]  # type: ignore[list-item]
+    for index, conversation in enumerate(conversations):
+        if isinstance(conversation, (str, bytes, Mapping)) or not isinstance(
+            conversation, Sequence
+        ):
+            raise InvalidInputError(
+                f"conversation {index} of the batch must be a list of messages, "
+                f"got {type(conversation).__name__}"
+            )
     return list(conversations)  # type: ignore[arg-type]
 
 

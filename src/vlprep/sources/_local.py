@@ -44,6 +44,8 @@ def check_local(path: str, policy: FetchPolicy, modality: Modality) -> tuple[str
         as :func:`read_local`.
     """
     shown = describe_source(path)
+    if "\x00" in path:
+        raise InvalidInputError(f"local path {shown} contains a NUL byte; no file has that name")
     if not policy.allow_local or "file" not in policy.allowed_schemes:
         raise SourceNotAllowedError(
             f"local file {shown} refused: this FetchPolicy does not allow local files "
