@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import difflib
+import logging
 import math
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -10,6 +13,8 @@ from typing import Any, Literal
 from vlprep.errors import InvalidInputError
 
 __all__ = [
+    "IMAGE_KEYS",
+    "VIDEO_KEYS",
     "ImageSpec",
     "VideoSpec",
     "element_kind",
@@ -18,6 +23,81 @@ __all__ = [
     "parse_video_element",
     "unwrap_url",
 ]
+
+
+logger = logging.getLogger(__name__)
+
+IMAGE_KEYS = frozenset(
+    {"type", "image", "image_url", "min_pixels", "max_pixels", "resized_height", "resized_width"}
+)
+"""Every key an image element is read for (anything else is ignored, with a warning)."""
+VIDEO_KEYS = frozenset(
+    {
+        "type",
+        "video",
+        "video_url",
+        "fps",
+        "nframes",
+        "min_frames",
+        "max_frames",
+        "video_start",
+        "video_end",
+        "min_pixels",
+        "max_pixels",
+        "total_pixels",
+        "resized_height",
+        "resized_width",
+        "sample_fps",
+        "raw_fps",
+    }
+)
+"""Every key a video element is read for."""
+_TYPES = ("image", "image_url", "video", "video_url", "text")
+_WARNED: set[tuple[str, str]] = set()
+_WARNED_LOCK = threading.Lock()
+
+
+def _warn_once(kind: str, key: str, message: str) -> None:
+    with _WARNED_LOCK:
+        if (kind, key) in _WARNED:
+            return
+        _WARNED.add((kind, key))
+    logger.warning(message)
+
+
+def warn_unknown_keys(ele: Mapping[str, Any], kind: Literal["image", "video"]) -> None:
+    """Log once per key (a ``logging`` warning on ``vlprep.specs``) what ``ele`` holds that
+    vlprep ignores: a misspelled key (``"max_pixel"``), a key of the other modality, or an
+    unknown ``"type"`` (``"imgae"``), naming the closest valid one."""
+    known = IMAGE_KEYS if kind == "image" else VIDEO_KEYS
+    other = VIDEO_KEYS if kind == "image" else IMAGE_KEYS
+    for key in ele:
+        if key in known:
+            continue
+        name = str(key)[:40]
+        if key in other:
+            _warn_once(
+                kind,
+                name,
+                f"{kind} elements ignore {name!r} (a {'image' if kind == 'video' else 'video'} "
+                "key there)",
+            )
+            continue
+        close = difflib.get_close_matches(name, sorted(known), n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        _warn_once(
+            kind, name, f"{kind} element key {name!r} is not one vlprep reads, ignored{hint}"
+        )
+    kind_value = ele.get("type")
+    if isinstance(kind_value, str) and kind_value not in _TYPES:
+        close = difflib.get_close_matches(kind_value[:40], _TYPES, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        _warn_once(
+            "type",
+            kind_value[:40],
+            f"element type {kind_value[:40]!r} is unknown (read as {kind} from its source "
+            f"key){hint}",
+        )
 
 
 def element_kind(ele: Mapping[str, Any]) -> Literal["image", "video"] | None:
@@ -102,6 +182,7 @@ def parse_image_element(ele: Mapping[str, Any]) -> ImageSpec:
         raise InvalidInputError(
             "an element has both an image and a 'video' source; split it into two elements"
         )
+    warn_unknown_keys(ele, "image")
     min_pixels = number_or_none(ele, "min_pixels")
     max_pixels = number_or_none(ele, "max_pixels")
     if min_pixels is not None and max_pixels is not None and min_pixels > max_pixels:
@@ -193,6 +274,7 @@ def parse_video_element(ele: Mapping[str, Any]) -> VideoSpec:
         source = unwrap_url(ele["video_url"], "video_url")
     else:
         raise InvalidInputError("a video element needs a 'video' or 'video_url' key")
+    warn_unknown_keys(ele, "video")
     if ele.get("fps") is not None and ele.get("nframes") is not None:
         raise InvalidInputError("give either 'fps' or 'nframes' in a video element, not both")
     numbers = {
