@@ -768,3 +768,13 @@ def test_https_to_http_downgrade_refused(
     with pytest.raises(SourceNotAllowedError, match="downgrade"):
         fetch_http(url, FetchPolicy(), "image")
     assert server.requests == []
+
+
+def test_deprecated_site_local_ipv6_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Red-team finding: the strict policy accepted a DNS answer of fec0::1."""
+    fake_dns(monkeypatch, {"site.test": ["fec0::1"]})
+    with pytest.raises(SourceNotAllowedError, match=r"fec0::1 \(site-local\)"):
+        fetch_http("http://site.test/x.jpg", FetchPolicy.strict(), "image")
+    assert _http._refusal(ipaddress.ip_address("fec0::1")) == "site-local"
+    assert _http._refusal(ipaddress.ip_address("2001:4860:4860::8888")) is None
+

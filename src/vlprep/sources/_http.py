@@ -122,8 +122,12 @@ def _refusal(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str | None:
     for network, name in _REFUSED_NETWORKS.items():
         if ip.version == network.version and ip in network:
             return name
-    for flag in ("loopback", "link_local", "private", "multicast", "unspecified", "reserved"):
-        if getattr(ip, f"is_{flag}"):
+    # site_local: IPv6 fec0::/10, deprecated (RFC 3879) but still routed inside some
+    # networks; Python counts it as global.
+    flags = ("loopback", "link_local", "site_local", "private", "multicast", "unspecified",
+             "reserved")
+    for flag in flags:
+        if getattr(ip, f"is_{flag}", False):
             return flag.replace("_", "-")
     return None if ip.is_global else "not globally routable"
 
