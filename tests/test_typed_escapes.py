@@ -55,3 +55,10 @@ def test_tool_call_turns_with_no_content_still_render(processor: Any) -> None:
     out = build_inputs(conversation, processor)
     text = processor.tokenizer.decode(out["input_ids"][0])
     assert text.endswith("hi<|im_end|>\n<|im_start|>assistant\n<|im_end|>\n<|im_start|>assistant\n")
+
+
+def test_lone_surrogate_in_text_is_invalid_input(processor: Any) -> None:
+    conversation = [{"role": "user", "content": [{"type": "text", "text": "hi \udc80 there"}]}]
+    with pytest.raises(InvalidInputError, match=r"lone surrogate \(U\+DC80"):
+        build_inputs(conversation, processor)
+

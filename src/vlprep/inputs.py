@@ -106,7 +106,7 @@ def _render(
     render = getattr(processor, "apply_chat_template", None)
     if render is None:
         render = processor.tokenizer.apply_chat_template
-    texts = []
+    texts: list[str] = []
     for conversation in conversations:
         text = render(
             [dict(message) for message in conversation],
@@ -120,6 +120,14 @@ def _render(
             raise InvalidInputError(
                 f"the chat template rendered {type(text).__name__}, expected a string"
             )
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as exc:  # the tokenizer would raise a bare TypeError
+            raise InvalidInputError(
+                f"the text of conversation {len(texts)} holds a lone surrogate "
+                f"(U+{ord(text[exc.start]):04X} at character {exc.start}), which is not "
+                "valid Unicode text; decode the input with errors='replace' or fix it"
+            ) from None
         texts.append(text)
     return texts
 
