@@ -172,6 +172,11 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         self._head(Content_Type="image/png", Content_Length="10000000000")
         self.server.stop.wait(8)
 
+    def route_hints(self, arg: str, q: dict[str, str]) -> None:
+        for _ in range(int(arg or 1)):
+            self.wfile.write(b"HTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload\r\n\r\n")
+        self._send(200, IMAGE)
+
     def route_short(self, arg: str, q: dict[str, str]) -> None:
         self._head(Content_Type="image/png", Content_Length="1000")
         self.wfile.write(IMAGE[:10])
@@ -777,4 +782,12 @@ def test_deprecated_site_local_ipv6_is_refused(monkeypatch: pytest.MonkeyPatch) 
         fetch_http("http://site.test/x.jpg", FetchPolicy.strict(), "image")
     assert _http._refusal(ipaddress.ip_address("fec0::1")) == "site-local"
     assert _http._refusal(ipaddress.ip_address("2001:4860:4860::8888")) is None
+
+
+def test_informational_responses_before_the_answer_are_skipped(server: _Server) -> None:
+    """Red-team finding: a 103 Early Hints before the 200 failed the fetch."""
+    assert fetch_http(f"{server.base}/hints/1", FetchPolicy(), "image").data == IMAGE
+    assert fetch_http(f"{server.base}/hints/3", FetchPolicy(), "image").data == IMAGE
+    with pytest.raises(FetchError, match="invalid HTTP response"):  # more than 8 1xx
+        fetch_http(f"{server.base}/hints/9", FetchPolicy(), "image")
 

@@ -245,6 +245,9 @@ class _DeadlineReader(io.RawIOBase):
         return self._sock.recv_into(buffer)
 
 
+_MAX_INFORMATIONAL = 8
+
+
 class _DeadlineResponse(http.client.HTTPResponse):
     """An HTTPResponse reading through a :class:`_DeadlineReader`, headers included."""
 
@@ -252,6 +255,22 @@ class _DeadlineResponse(http.client.HTTPResponse):
         super().__init__(sock, method="GET")
         self.fp.close()
         self.fp = io.BufferedReader(_DeadlineReader(sock, clock, read_timeout))
+
+    def _read_status(self) -> tuple[str, int, str]:
+        """The status line, past any informational response (``103 Early Hints``, ...).
+
+        http.client skips only ``100 Continue``; other 1xx (not 101, which vlprep never asks
+        for) are skipped here with their headers, at most ``_MAX_INFORMATIONAL`` of them
+        (each read under the same deadline).
+        """
+        for _ in range(_MAX_INFORMATIONAL):
+            version, status, reason = super()._read_status()  # type: ignore[misc]
+            if not (100 < status < 200 and status != 101):
+                return version, status, reason
+            http.client.parse_headers(self.fp)
+        raise http.client.HTTPException(
+            f"more than {_MAX_INFORMATIONAL} informational (1xx) responses"
+        )
 
 
 class _PinnedConnection(http.client.HTTPConnection):
