@@ -130,7 +130,9 @@ def _plan(
     bounds = (preset.image_min_pixels, preset.image_max_pixels)
 
     def target_of(height: int, width: int) -> tuple[int, int]:
-        return image_target_size(spec, height, width, preset.factor, bounds)
+        return image_target_size(
+            spec, height, width, preset.factor, bounds, max_output_pixels=options.max_output_pixels
+        )
 
     if isinstance(spec.source, (str, bytes, bytearray, memoryview)):
         payload = fetch(spec.source, policy, "image")

@@ -198,7 +198,9 @@ def _estimate_image(
     spec = parse_image_element(ele)
     height, width, fmt = _image_size(spec.source, policy, options)
     bounds = (preset.image_min_pixels, preset.image_max_pixels)
-    rh, rw = image_target_size(spec, height, width, preset.factor, bounds)
+    rh, rw = image_target_size(
+        spec, height, width, preset.factor, bounds, max_output_pixels=options.max_output_pixels
+    )
     grid = (1, rh // preset.patch_size, rw // preset.patch_size)
     return MediaEstimate(
         source=_shown(spec.source),
@@ -218,7 +220,9 @@ def _estimate_container(
 ) -> MediaEstimate:
     # The same steps as vlprep.video.fetch_video, stopping before the first frame decode.
     meta = probe_video(_container(spec.source, policy), options, backend=_backend(options))
-    plan, indices, (height, width) = plan_clip(spec, meta, preset.factor, options.seek)
+    plan, indices, (height, width) = plan_clip(
+        spec, meta, preset.factor, options.seek, options=options
+    )
     sized = estimate_video(
         len(indices),
         height,
@@ -274,7 +278,9 @@ def _estimate_frames(
     total = ceil_by_factor(count, FRAME_FACTOR)
     sample_fps = spec.sample_fps if spec.sample_fps is not None else 2.0
     raw_fps = spec.raw_fps if spec.raw_fps is not None else sample_fps
-    height, width = video_target_size(spec, frame_height, frame_width, total, preset.patch_size * 2)
+    height, width = video_target_size(
+        spec, frame_height, frame_width, total, preset.patch_size * 2, options=options
+    )
     sized = estimate_video(
         total,
         height,

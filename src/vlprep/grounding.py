@@ -324,7 +324,14 @@ def image_sizes(
     else:
         original = _upright_size(spec.source, policy, options)
     bounds = (preset.image_min_pixels, preset.image_max_pixels)
-    resized = image_target_size(spec, original[0], original[1], preset.factor, bounds)
+    resized = image_target_size(
+        spec,
+        original[0],
+        original[1],
+        preset.factor,
+        bounds,
+        max_output_pixels=options.max_output_pixels,
+    )
     return original, resized
 
 

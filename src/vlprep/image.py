@@ -18,16 +18,23 @@ from vlprep.decode.image import (
     orient_and_convert,
     to_rgb,
 )
-from vlprep.errors import InvalidInputError
+from vlprep.errors import InvalidInputError, ResourceLimitError
 from vlprep.presets import Preset
 from vlprep.sizing import image_pixel_bounds, smart_resize
 from vlprep.sources import FetchPolicy, fetch
-from vlprep.specs import ImageSpec, parse_image_element
+from vlprep.specs import ImageSpec, VideoSpec, parse_image_element
 from vlprep.tensors import resize_uint8
 
-__all__ = ["fetch_image", "fetch_image_for", "image_target_size", "load_image"]
+__all__ = [
+    "check_output_pixels",
+    "fetch_image",
+    "fetch_image_for",
+    "image_target_size",
+    "load_image",
+]
 
 _DEFAULT_OPTIONS = ImageOptions()
+_OUTPUT_LIMIT = _DEFAULT_OPTIONS.max_output_pixels
 
 
 def _array_to_pil(value: Any) -> Image.Image:
@@ -88,12 +95,47 @@ def load_image(
     )
 
 
+def check_output_pixels(
+    spec: ImageSpec | VideoSpec, limit: int, what: str, setting: str
+) -> None:
+    """Refuse element keys that alone ask for more than ``limit`` output pixels.
+
+    Raises:
+        ResourceLimitError: ``min_pixels`` or ``resized_height * resized_width`` above it.
+    """
+    if spec.min_pixels is not None and spec.min_pixels > limit:
+        raise ResourceLimitError(
+            f"'min_pixels': {spec.min_pixels:.4g} asks for a {what} above the limit of "
+            f"{limit:,} output pixels ({setting}); lower it or raise the limit"
+        )
+    if spec.resized_height is not None and spec.resized_width is not None:
+        area = spec.resized_height * spec.resized_width
+        if area > limit:
+            raise ResourceLimitError(
+                f"'resized_height' x 'resized_width' ({spec.resized_height:.4g} x "
+                f"{spec.resized_width:.4g}) asks for a {what} above the limit of {limit:,} "
+                f"output pixels ({setting}); lower them or raise the limit"
+            )
+
+
+def _checked(size: tuple[int, int], limit: int, what: str, setting: str) -> tuple[int, int]:
+    if size[0] * size[1] > limit:
+        raise ResourceLimitError(
+            f"the {what} would be resized to {size[0]}x{size[1]} = {size[0] * size[1]:,} "
+            f"pixels, above the limit of {limit:,} ({setting}); lower max_pixels / the "
+            "bounds or raise the limit"
+        )
+    return size
+
+
 def image_target_size(
     spec: ImageSpec,
     height: int,
     width: int,
     factor: int,
     bounds: tuple[float, float] | None = None,
+    *,
+    max_output_pixels: int = _OUTPUT_LIMIT,
 ) -> tuple[int, int]:
     """The ``(height, width)`` a ``height x width`` image is resized to, as qwen-vl-utils does.
 
@@ -101,16 +143,24 @@ def image_target_size(
     the default image bounds (element bounds ignored); otherwise the element's
     ``min_pixels``/``max_pixels`` bound the source size. The defaults are ``bounds``
     (``(min_pixels, max_pixels)``), else qwen-vl-utils' ``4·f²`` / ``16384·f²``.
+
+    Raises:
+        ResourceLimitError: the result (or ``min_pixels`` / ``resized_*`` alone) above
+            ``max_output_pixels`` (:attr:`ImageOptions.max_output_pixels`), checked
+            before anything is allocated.
     """
+    setting = "ImageOptions.max_output_pixels"
+    check_output_pixels(spec, max_output_pixels, "image", setting)
     default_min, default_max = bounds if bounds is not None else image_pixel_bounds(factor)
     if spec.resized_height is not None and spec.resized_width is not None:
-        return smart_resize(
+        size = smart_resize(
             spec.resized_height,
             spec.resized_width,
             factor=factor,
             min_pixels=default_min,
             max_pixels=default_max,
         )
+        return _checked(size, max_output_pixels, "image", setting)
     low = spec.min_pixels if spec.min_pixels is not None else default_min
     high = spec.max_pixels if spec.max_pixels is not None else default_max
     if bounds is not None:
@@ -121,7 +171,8 @@ def image_target_size(
             low = min(low, high)
         if spec.max_pixels is None:
             high = max(high, low)
-    return smart_resize(height, width, factor=factor, min_pixels=low, max_pixels=high)
+    size = smart_resize(height, width, factor=factor, min_pixels=low, max_pixels=high)
+    return _checked(size, max_output_pixels, "image", setting)
 
 
 def _resize(image: Image.Image, size: tuple[int, int], options: ImageOptions) -> Image.Image:
@@ -224,10 +275,16 @@ def _fetch_sized(
 ) -> Image.Image:
     """Both fetchers: the element's image sized on ``factor`` with default ``bounds``."""
     spec = parse_image_element(ele)
+    limit = (options or _DEFAULT_OPTIONS).max_output_pixels
 
     def load(source: object) -> Image.Image:
         return _load_sized(
-            source, lambda h, w: image_target_size(spec, h, w, factor, bounds), policy, options
+            source,
+            lambda h, w: image_target_size(
+                spec, h, w, factor, bounds, max_output_pixels=limit
+            ),
+            policy,
+            options,
         )
 
     if cache is None:

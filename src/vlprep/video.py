@@ -40,7 +40,7 @@ from vlprep.errors import (
     UnsupportedFormatError,
     VlprepError,
 )
-from vlprep.image import load_image
+from vlprep.image import check_output_pixels, load_image
 from vlprep.sampling import (
     FRAME_FACTOR,
     FramePlan,
@@ -71,20 +71,50 @@ VideoResult = tuple[torch.Tensor, dict[str, Any], float]
 
 
 def video_target_size(
-    spec: VideoSpec, height: int, width: int, nframes: int, factor: int
+    spec: VideoSpec,
+    height: int,
+    width: int,
+    nframes: int,
+    factor: int,
+    *,
+    options: VideoOptions | None = None,
 ) -> tuple[int, int]:
     """Frame size for a clip of ``nframes`` frames of ``height x width``, as qwen-vl-utils.
 
     ``resized_height``/``resized_width`` (both) win, snapped with the image bounds;
     otherwise the per-frame budget of :func:`vlprep.sampling.video_frame_pixels`.
+
+    Raises:
+        ResourceLimitError: a frame above ``options.max_output_frame_pixels`` or the clip
+            (``nframes`` frames) above ``options.max_output_pixels``, from the keys or the
+            result, before anything is allocated.
     """
+    options = options or _DEFAULT_OPTIONS
+    frame_limit = options.max_output_frame_pixels
+    check_output_pixels(spec, frame_limit, "frame", "VideoOptions.max_output_frame_pixels")
     if spec.resized_height is not None and spec.resized_width is not None:
         image_low, image_high = image_pixel_bounds(factor)
-        return smart_resize(spec.resized_height, spec.resized_width, factor, image_low, image_high)
-    low, high = video_frame_pixels(
-        nframes, factor, spec.min_pixels, spec.max_pixels, spec.total_pixels
-    )
-    return smart_resize(height, width, factor, low, high)
+        size = smart_resize(spec.resized_height, spec.resized_width, factor, image_low, image_high)
+    else:
+        low, high = video_frame_pixels(
+            nframes, factor, spec.min_pixels, spec.max_pixels, spec.total_pixels
+        )
+        size = smart_resize(height, width, factor, low, high)
+    area = size[0] * size[1]
+    if area > frame_limit:
+        raise ResourceLimitError(
+            f"video frames would be resized to {size[0]}x{size[1]} = {area:,} pixels, above "
+            f"the limit of {frame_limit:,} (VideoOptions.max_output_frame_pixels); lower "
+            "max_pixels / resized_height / resized_width or raise the limit"
+        )
+    if nframes * area > options.max_output_pixels:
+        raise ResourceLimitError(
+            f"the clip would be {nframes} frames of {size[0]}x{size[1]} = "
+            f"{nframes * area:,} output pixels, above the limit of "
+            f"{options.max_output_pixels:,} (VideoOptions.max_output_pixels); lower "
+            "nframes / fps / max_pixels / resized_* or raise the limit"
+        )
+    return size
 
 
 def _thread_split(options: VideoOptions) -> tuple[VideoOptions, int]:
@@ -143,7 +173,12 @@ def _container(source: object, policy: FetchPolicy | None) -> VideoInput:
 
 
 def plan_clip(
-    spec: VideoSpec, meta: VideoMetadata, factor: int, seek: FrameSeek = "exact"
+    spec: VideoSpec,
+    meta: VideoMetadata,
+    factor: int,
+    seek: FrameSeek = "exact",
+    *,
+    options: VideoOptions | None = None,
 ) -> tuple[FramePlan, list[int], tuple[int, int]]:
     """What :func:`fetch_video` will decode from a container: plan, frame indices, frame size.
 
@@ -172,7 +207,7 @@ def plan_clip(
     indices = list(plan.indices)
     if meta.frame_times and is_variable_rate(meta.frame_times, meta.fps):
         indices = indices_at_times(meta.frame_times, indices, meta.fps)
-    size = video_target_size(spec, meta.height, meta.width, len(indices), factor)
+    size = video_target_size(spec, meta.height, meta.width, len(indices), factor, options=options)
     if seek == "keyframe":
         indices, sample_fps = _keyframe_plan(indices, meta, plan.sample_fps)
         plan = dataclasses.replace(plan, sample_fps=sample_fps)
@@ -231,7 +266,9 @@ def _from_container(
     options, resize_threads = _thread_split(options)
     with open_video(handle, options, backend=_backend(options)) as reader:
         meta: VideoMetadata = reader.metadata
-        plan, indices, (height, width) = plan_clip(spec, meta, factor, options.seek)
+        plan, indices, (height, width) = plan_clip(
+            spec, meta, factor, options.seek, options=options
+        )
         video = torch.empty((len(indices), 3, height, width), dtype=torch.float32)
         if options.resize == "decoder":
             decoded = reader.frames(indices, (height, width))
@@ -330,7 +367,9 @@ def _from_frames(
     raw_fps = spec.raw_fps if spec.raw_fps is not None else sample_fps
     with contextlib.closing(frames):
         first = next(frames)
-        height, width = video_target_size(spec, first.shape[0], first.shape[1], total, factor)
+        height, width = video_target_size(
+            spec, first.shape[0], first.shape[1], total, factor, options=options
+        )
         video = torch.empty((total, 3, height, width), dtype=torch.float32)
         resize = FrameResizer(height, width, _resize_kernel(options))
         resize(first, video[0])

@@ -102,6 +102,10 @@ class ImageOptions:
         exif_transpose: apply the EXIF Orientation tag (``False`` = qwen-vl-utils' behaviour).
         decode: ``"exact"`` (default, qwen-vl-utils' pixels) or ``"fast"`` (reduced-scale
             JPEG decode and a uint8 resize; see :data:`ImageDecode`).
+        max_output_pixels: largest ``height * width`` an image is resized *to*, checked from
+            the plan (element keys and bounds) before anything is allocated (default
+            ``2**25``, twice the largest default bound, Qwen3-VL's ``16384 * 32**2``): a
+            tiny file with ``"min_pixels": 4e8`` is a ``ResourceLimitError``, not 1.5 GiB.
     """
 
     formats: frozenset[str] = field(default=DEFAULT_FORMATS)
@@ -109,9 +113,16 @@ class ImageOptions:
     max_aspect_ratio: float = 200.0
     exif_transpose: bool = True
     decode: ImageDecode = "exact"
+    max_output_pixels: int = 1 << 25
 
     def __post_init__(self) -> None:
         from vlprep.errors import InvalidInputError
+
+        limit = self.max_output_pixels
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+            raise InvalidInputError(
+                f"ImageOptions.max_output_pixels must be a positive int, got {limit!r:.32}"
+            )
 
         if self.decode not in _DECODES:
             raise InvalidInputError(

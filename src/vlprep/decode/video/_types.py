@@ -93,6 +93,11 @@ class VideoOptions:
             are those of the keyframes. Readers in this mode accept only keyframe indices
             (``VideoMetadata.keyframes``). All three backends support it; a stream whose
             keyframes are unknown raises ``UnsupportedFormatError``.
+        max_output_frame_pixels: largest ``height * width`` a frame is resized to (default
+            ``2**25``), and ``max_output_pixels`` the largest ``frames * height * width`` of
+            one clip's output (default ``2**28``, just above what qwen-vl-utils' default
+            budget allows: 768 frames at the 128,000-token clip budget): both checked from
+            the plan before the output is allocated (``ResourceLimitError`` naming the keys).
     """
 
     backend: BackendChoice = "auto"
@@ -106,7 +111,9 @@ class VideoOptions:
     isolate: bool = False
     isolate_memory: int = 4 << 30
     isolate_timeout: float = 120.0
-    seek: FrameSeek = "exact"  # last: positional construction keeps its meaning
+    seek: FrameSeek = "exact"  # positional construction keeps its meaning up to here
+    max_output_frame_pixels: int = 1 << 25
+    max_output_pixels: int = 1 << 28
 
     def __post_init__(self) -> None:
         if self.backend not in _CHOICES:
@@ -145,6 +152,8 @@ class VideoOptions:
             "max_packets_scanned",
             "max_frames_decoded",
             "max_list_frames",
+            "max_output_frame_pixels",
+            "max_output_pixels",
         ):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
