@@ -791,3 +791,36 @@ def test_informational_responses_before_the_answer_are_skipped(server: _Server) 
     with pytest.raises(FetchError, match="invalid HTTP response"):  # more than 8 1xx
         fetch_http(f"{server.base}/hints/9", FetchPolicy(), "image")
 
+
+class _DripResponse:
+    """A response whose body arrives 2 bytes per read, as from a slow-drip server."""
+
+    length = None
+
+    def __init__(self, size: int) -> None:
+        self.left = size
+
+    def getheader(self, name: str) -> None:
+        return None
+
+    def read1(self, n: int) -> bytes:
+        if self.left <= 0:
+            return b""
+        self.left -= 2
+        return b"ab"
+
+
+def test_a_dripped_body_costs_about_its_size() -> None:
+    """Red-team finding: 2-byte packets cost +464 MiB for an image (one object per packet)."""
+    import tracemalloc
+
+    size = 1 << 20
+    tracemalloc.start()
+    try:
+        data = _http._read_body(_DripResponse(size), 32 << 20, "'x'", "image")  # type: ignore[arg-type]
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert len(data) == size
+    assert peak < 4 * size, f"peak {peak} bytes for a {size}-byte body"
+
