@@ -190,3 +190,13 @@ def test_count_tokens_and_estimates() -> None:
         estimate_video(0, 224, 448)
     with pytest.raises(InvalidInputError, match="multiple of 28"):
         estimate_video(2, 225, 448)
+
+
+def test_transformers_smart_resize_exceeds_max_pixels_where_vlprep_does_not() -> None:
+    """A listed deviation (docs/deviations.md): transformers rounds 10 -> 0, then overshoots."""
+    from transformers.models.qwen2_vl.image_processing_qwen2_vl import smart_resize as hf_resize
+
+    theirs = hf_resize(10, 98, factor=28, min_pixels=3136, max_pixels=3136)
+    ours = smart_resize(10, 98, factor=28, min_pixels=3136, max_pixels=3136)
+    assert theirs[0] * theirs[1] > 3136
+    assert ours == (28, 112) and ours[0] * ours[1] <= 3136

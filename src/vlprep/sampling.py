@@ -276,8 +276,9 @@ def indices_at_times(frame_times: Sequence[float], indices: Sequence[int], fps: 
 
     qwen-vl-utils treats index ``i`` as time ``i / fps``; on a variable-frame-rate file
     that is not where frame ``i`` is shown. This returns, for each planned index, the frame
-    displayed at ``frame_times[0] + i / fps`` (the last frame whose time is not later,
-    ties to the nearer), keeping the order.
+    whose timestamp is nearest ``frame_times[0] + i / fps`` (ties to the earlier one; not
+    necessarily the frame on screen at that time, which may start before it), keeping the
+    order.
     """
     origin = frame_times[0]
     chosen = []
