@@ -207,7 +207,9 @@ class VideoMetadata:
 
     Attributes:
         backend: ``"pyav"``, ``"decord"`` or ``"torchcodec"``.
-        stream_index: container index of the chosen video stream.
+        stream_index: container index of the chosen video stream (PyAV, torchcodec), or
+            ``-1`` where the backend does not say which stream it chose (decord: FFmpeg's
+            best stream, not exposed).
         fps: average frame rate (what decord's ``get_avg_fps()`` reports).
         total_frames: frames in the stream, in presentation order; frame ``i`` is the
             frame with the ``i``-th smallest presentation timestamp (decord's definition).
