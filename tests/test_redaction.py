@@ -8,6 +8,7 @@ a file suffix (60 characters of payload were shown).
 from __future__ import annotations
 
 import base64
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -65,3 +66,19 @@ def test_long_paths_still_show_their_ends() -> None:
     shown = describe_source(path)
     assert shown.startswith("'/home/user/") and shown.endswith("photo_0001.jpg'")
     assert "looks like raw base64" not in _message(path)
+
+
+def test_decode_errors_name_the_source_and_chain_no_address(tmp_path: Path) -> None:
+    """Red-team finding 9: DecodeError did not name the source; its cause printed a heap address."""
+    import traceback
+
+    from vlprep import DecodeError
+    from vlprep.image import fetch_image
+
+    bad = tmp_path / "not-an-image.jpg"
+    bad.write_bytes(b"this is not an image at all" * 10)
+    with pytest.raises(DecodeError) as info:
+        fetch_image({"image": str(bad)})
+    assert "not-an-image.jpg" in str(info.value)
+    printed = "".join(traceback.format_exception(info.value))
+    assert " object at 0x" not in printed

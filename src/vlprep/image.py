@@ -18,7 +18,7 @@ from vlprep.decode.image import (
     orient_and_convert,
     to_rgb,
 )
-from vlprep.errors import InvalidInputError, ResourceLimitError
+from vlprep.errors import DecodeError, InvalidInputError, ResourceLimitError, describe_source
 from vlprep.presets import Preset
 from vlprep.sizing import image_pixel_bounds, smart_resize
 from vlprep.sources import FetchPolicy, fetch
@@ -65,6 +65,13 @@ def _array_to_pil(value: Any) -> Image.Image:
     return Image.fromarray(arr)
 
 
+def _naming(exc: DecodeError, source: object) -> DecodeError:
+    """``exc`` again (same class), its message naming the (redacted) source."""
+    named = type(exc)(f"{exc} (source {describe_source(source)})")
+    named.__notes__ = list(getattr(exc, "__notes__", []))
+    return named
+
+
 def load_image(
     source: object,
     *,
@@ -86,7 +93,11 @@ def load_image(
     if isinstance(source, Image.Image):
         return orient_and_convert(source, options.exif_transpose)
     if isinstance(source, (str, bytes, bytearray, memoryview)):
-        return decode_image(fetch(source, policy, "image").data, options)
+        data = fetch(source, policy, "image").data
+        try:
+            return decode_image(data, options)
+        except DecodeError as exc:
+            raise _naming(exc, source) from exc.__cause__
     if hasattr(source, "__array__") or type(source).__module__.startswith(("numpy", "torch")):
         return to_rgb(_array_to_pil(source))
     raise InvalidInputError(
@@ -194,7 +205,10 @@ def _load_sized(
     options = options or _DEFAULT_OPTIONS
     if options.decode == "fast" and isinstance(source, (str, bytes, bytearray, memoryview)):
         data = fetch(source, policy, "image").data
-        image, target = decode_image_for(data, options, target_of)
+        try:
+            image, target = decode_image_for(data, options, target_of)
+        except DecodeError as exc:
+            raise _naming(exc, source) from exc.__cause__
     else:
         image = load_image(source, policy=policy, options=options)
         target = target_of(image.height, image.width)

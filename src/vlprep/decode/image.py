@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import io
 import logging
+import re
 import struct
 import warnings
 import zlib
@@ -251,7 +252,7 @@ def _open(data: bytes, options: ImageOptions) -> Image.Image:
         raise ResourceLimitError("not enough memory to read the image header") from exc
     except _DECODER_ERRORS as exc:
         what = f"{sniffed} data is corrupt or truncated" if sniffed else "not a recognised image"
-        raise DecodeError(f"cannot decode image ({len(data)} bytes): {what}") from exc
+        raise DecodeError(f"cannot decode image ({len(data)} bytes): {what}") from _scrubbed(exc)
     _check_limits(image.width, image.height, options)
     return image
 
@@ -319,6 +320,26 @@ def _frames_hint(image: Image.Image) -> int:
         raise DecodeError(
             f"cannot read the frame table of this {image.format} image ({type(exc).__name__})"
         ) from exc
+
+
+_ADDRESS = re.compile(r"<[^<>]{0,80} at 0x[0-9A-Fa-f]+>")
+
+
+def _scrubbed(exc: BaseException) -> BaseException:
+    """``exc`` for chaining, with object addresses removed from its text.
+
+    Pillow's text names the buffer (``<_io.BytesIO object at 0x...>``): a heap address in
+    every log that prints the chain. The cause keeps its class and traceback.
+    """
+    text = str(exc)
+    if not _ADDRESS.search(text):
+        return exc
+    clean = _ADDRESS.sub("<buffer>", text)
+    try:
+        scrubbed = type(exc)(clean)
+    except Exception:
+        scrubbed = RuntimeError(f"{type(exc).__name__}: {clean}")
+    return scrubbed.with_traceback(exc.__traceback__)
 
 
 def _scale_high_depth(image: Image.Image) -> Image.Image:
