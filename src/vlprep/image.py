@@ -18,15 +18,14 @@ from vlprep.decode.image import (
     orient_and_convert,
     to_rgb,
 )
-from vlprep.errors import DecodeError, InvalidInputError, ResourceLimitError, describe_source
+from vlprep.errors import DecodeError, InvalidInputError, describe_source
 from vlprep.presets import Preset
-from vlprep.sizing import image_pixel_bounds, smart_resize
+from vlprep.sizing import check_output_keys, check_output_size, image_pixel_bounds, smart_resize
 from vlprep.sources import FetchPolicy, fetch
-from vlprep.specs import ImageSpec, VideoSpec, parse_image_element
+from vlprep.specs import ImageSpec, parse_image_element
 from vlprep.tensors import resize_uint8
 
 __all__ = [
-    "check_output_pixels",
     "fetch_image",
     "fetch_image_for",
     "image_target_size",
@@ -106,39 +105,6 @@ def load_image(
     )
 
 
-def check_output_pixels(
-    spec: ImageSpec | VideoSpec, limit: int, what: str, setting: str
-) -> None:
-    """Refuse element keys that alone ask for more than ``limit`` output pixels.
-
-    Raises:
-        ResourceLimitError: ``min_pixels`` or ``resized_height * resized_width`` above it.
-    """
-    if spec.min_pixels is not None and spec.min_pixels > limit:
-        raise ResourceLimitError(
-            f"'min_pixels': {spec.min_pixels:.4g} asks for a {what} above the limit of "
-            f"{limit:,} output pixels ({setting}); lower it or raise the limit"
-        )
-    if spec.resized_height is not None and spec.resized_width is not None:
-        area = spec.resized_height * spec.resized_width
-        if area > limit:
-            raise ResourceLimitError(
-                f"'resized_height' x 'resized_width' ({spec.resized_height:.4g} x "
-                f"{spec.resized_width:.4g}) asks for a {what} above the limit of {limit:,} "
-                f"output pixels ({setting}); lower them or raise the limit"
-            )
-
-
-def _checked(size: tuple[int, int], limit: int, what: str, setting: str) -> tuple[int, int]:
-    if size[0] * size[1] > limit:
-        raise ResourceLimitError(
-            f"the {what} would be resized to {size[0]}x{size[1]} = {size[0] * size[1]:,} "
-            f"pixels, above the limit of {limit:,} ({setting}); lower max_pixels / the "
-            "bounds or raise the limit"
-        )
-    return size
-
-
 def image_target_size(
     spec: ImageSpec,
     height: int,
@@ -161,7 +127,7 @@ def image_target_size(
             before anything is allocated.
     """
     setting = "ImageOptions.max_output_pixels"
-    check_output_pixels(spec, max_output_pixels, "image", setting)
+    check_output_keys(spec, max_output_pixels, "image", setting)
     default_min, default_max = bounds if bounds is not None else image_pixel_bounds(factor)
     if spec.resized_height is not None and spec.resized_width is not None:
         size = smart_resize(
@@ -171,7 +137,7 @@ def image_target_size(
             min_pixels=default_min,
             max_pixels=default_max,
         )
-        return _checked(size, max_output_pixels, "image", setting)
+        return check_output_size(size, max_output_pixels, "image", setting)
     low = spec.min_pixels if spec.min_pixels is not None else default_min
     high = spec.max_pixels if spec.max_pixels is not None else default_max
     if bounds is not None:
@@ -183,7 +149,7 @@ def image_target_size(
         if spec.max_pixels is None:
             high = max(high, low)
     size = smart_resize(height, width, factor=factor, min_pixels=low, max_pixels=high)
-    return _checked(size, max_output_pixels, "image", setting)
+    return check_output_size(size, max_output_pixels, "image", setting)
 
 
 def _resize(image: Image.Image, size: tuple[int, int], options: ImageOptions) -> Image.Image:

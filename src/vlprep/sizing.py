@@ -9,8 +9,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from vlprep.errors import InvalidInputError
+from vlprep.errors import InvalidInputError, ResourceLimitError
+
+if TYPE_CHECKING:
+    from vlprep.specs import ImageSpec, VideoSpec
 
 __all__ = [
     "IMAGE_MAX_TOKEN_NUM",
@@ -19,6 +23,8 @@ __all__ = [
     "SPATIAL_MERGE_SIZE",
     "TokenEstimate",
     "ceil_by_factor",
+    "check_output_keys",
+    "check_output_size",
     "count_tokens",
     "estimate_image",
     "estimate_video",
@@ -222,3 +228,41 @@ def estimate_video(
     t = -(-nframes // temporal_patch_size)
     grid = (t, height // patch_size, width // patch_size)
     return TokenEstimate(height, width, grid, count_tokens(grid, merge_size))
+
+
+def check_output_keys(spec: ImageSpec | VideoSpec, limit: int, what: str, setting: str) -> None:
+    """Refuse element keys that alone ask for more than ``limit`` output pixels.
+
+    Raises:
+        ResourceLimitError: ``min_pixels`` or ``resized_height * resized_width`` above it.
+    """
+    if spec.min_pixels is not None and spec.min_pixels > limit:
+        raise ResourceLimitError(
+            f"'min_pixels': {spec.min_pixels:.4g} asks for a {what} above the limit of "
+            f"{limit:,} output pixels ({setting}); lower it or raise the limit"
+        )
+    if spec.resized_height is not None and spec.resized_width is not None:
+        area = spec.resized_height * spec.resized_width
+        if area > limit:
+            raise ResourceLimitError(
+                f"'resized_height' x 'resized_width' ({spec.resized_height:.4g} x "
+                f"{spec.resized_width:.4g}) asks for a {what} above the limit of {limit:,} "
+                f"output pixels ({setting}); lower them or raise the limit"
+            )
+
+
+def check_output_size(
+    size: tuple[int, int], limit: int, what: str, setting: str
+) -> tuple[int, int]:
+    """``size`` (``(height, width)``) when its area is within ``limit``.
+
+    Raises:
+        ResourceLimitError: above it, naming ``setting``.
+    """
+    if size[0] * size[1] > limit:
+        raise ResourceLimitError(
+            f"the {what} would be resized to {size[0]}x{size[1]} = {size[0] * size[1]:,} "
+            f"pixels, above the limit of {limit:,} ({setting}); lower max_pixels / "
+            "resized_height / resized_width or raise the limit"
+        )
+    return size

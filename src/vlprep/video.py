@@ -40,7 +40,7 @@ from vlprep.errors import (
     UnsupportedFormatError,
     VlprepError,
 )
-from vlprep.image import check_output_pixels, load_image
+from vlprep.image import load_image
 from vlprep.sampling import (
     FRAME_FACTOR,
     FramePlan,
@@ -50,7 +50,13 @@ from vlprep.sampling import (
     snap_to_keyframes,
     video_frame_pixels,
 )
-from vlprep.sizing import ceil_by_factor, image_pixel_bounds, smart_resize
+from vlprep.sizing import (
+    ceil_by_factor,
+    check_output_keys,
+    check_output_size,
+    image_pixel_bounds,
+    smart_resize,
+)
 from vlprep.sources import FetchPolicy, fetch, local_path
 from vlprep.specs import VideoSpec, parse_video_element
 from vlprep.tensors import FrameResizer, ResizeMode
@@ -91,7 +97,8 @@ def video_target_size(
     """
     options = options or _DEFAULT_OPTIONS
     frame_limit = options.max_output_frame_pixels
-    check_output_pixels(spec, frame_limit, "frame", "VideoOptions.max_output_frame_pixels")
+    setting = "VideoOptions.max_output_frame_pixels"
+    check_output_keys(spec, frame_limit, "video frame", setting)
     if spec.resized_height is not None and spec.resized_width is not None:
         image_low, image_high = image_pixel_bounds(factor)
         size = smart_resize(spec.resized_height, spec.resized_width, factor, image_low, image_high)
@@ -100,13 +107,8 @@ def video_target_size(
             nframes, factor, spec.min_pixels, spec.max_pixels, spec.total_pixels
         )
         size = smart_resize(height, width, factor, low, high)
+    check_output_size(size, frame_limit, "video frame", setting)
     area = size[0] * size[1]
-    if area > frame_limit:
-        raise ResourceLimitError(
-            f"video frames would be resized to {size[0]}x{size[1]} = {area:,} pixels, above "
-            f"the limit of {frame_limit:,} (VideoOptions.max_output_frame_pixels); lower "
-            "max_pixels / resized_height / resized_width or raise the limit"
-        )
     if nframes * area > options.max_output_pixels:
         raise ResourceLimitError(
             f"the clip would be {nframes} frames of {size[0]}x{size[1]} = "
