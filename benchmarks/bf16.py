@@ -23,15 +23,10 @@ Target: at least 2x against every reference at the hub's bounds.
 
 from __future__ import annotations
 
-import argparse
-import datetime as dt
-import os
-import platform
 import statistics
 import sys
 import tempfile
 import time
-import warnings
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -44,8 +39,7 @@ sys.path.insert(0, str(HERE.parent))
 
 import _report  # noqa: E402
 from _media import write_media  # noqa: E402
-from images import keep_freed_memory  # noqa: E402
-from inputs import _reference  # noqa: E402  (forces qwen-vl-utils' video reader too)
+from inputs import _reference, environment, parse_common  # noqa: E402  (forces the video reader)
 
 import vlprep  # noqa: E402
 from tests.hf_fixtures import load_processor  # noqa: E402
@@ -99,16 +93,7 @@ def _ms(values: list[float]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    parser.add_argument("--repeat", type=int, default=7)
-    parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
-    parser.add_argument("--out", type=Path, help="Markdown file whose bf16 section to replace")
-    args = parser.parse_args(argv)
-    if args.repeat < 1 or args.threads < 1:
-        parser.error("--repeat and --threads must be >= 1")
-    torch.set_num_threads(args.threads)
-    keep_freed_memory()
-    warnings.filterwarnings("ignore", message=".*cap_pixels_per_frame.*")
+    args = parse_common(__doc__.split("\n", 1)[0], "bf16", argv)
     started = time.perf_counter()
     rows = []
     with tempfile.TemporaryDirectory(prefix="vlprep-bf16-") as tmp:
@@ -138,15 +123,7 @@ def main(argv: list[str] | None = None) -> int:
             rows.append((label, tokens, _report.round_robin(calls, args.repeat), note))
             print(f"done: {label}", file=sys.stderr, flush=True)
     names = list(methods)
-    versions = ", ".join(
-        f"{d} {_report.version(d)}"
-        for d in ("Pillow", "numpy", "torch", "torchvision", "transformers", "qwen-vl-utils")
-    )
-    env = (
-        f"{dt.date.today().isoformat()} · Python {platform.python_version()}, {versions}, "
-        f"vlprep {vlprep.__version__} · {_report.cpu_model()}, {os.cpu_count()} cores "
-        f"visible, CPU only, torch threads {args.threads}"
-    )
+    env = environment(args.threads)
     refs = [n for n in names if n != "vlprep bf16"]
     head = "| input | tokens | " + " | ".join(names) + " | " + " | ".join(
         f"{n} / vlprep bf16" for n in refs

@@ -181,6 +181,35 @@ def _ms(values: list[float]) -> str:
     return f"{statistics.median(values) * 1e3:.1f} ({min(values) * 1e3:.1f})"
 
 
+def environment(threads: int) -> str:
+    """The environment line of the model-input tables (also ``benchmarks/bf16.py``)."""
+    versions = ", ".join(
+        f"{d} {_report.version(d)}"
+        for d in ("Pillow", "numpy", "torch", "torchvision", "transformers", "qwen-vl-utils")
+    )
+    return (
+        f"{dt.date.today().isoformat()} · Python {platform.python_version()}, {versions}, "
+        f"vlprep {vlprep.__version__} · {_report.cpu_model()}, {os.cpu_count()} cores "
+        f"visible, CPU only, torch threads {threads}, glibc keeps freed memory (mallopt)"
+    )
+
+
+def parse_common(description: str, section: str, argv: list[str] | None) -> argparse.Namespace:
+    """``--repeat``, ``--threads``, ``--out`` checked, then the process set up for timing:
+    torch threads, freed memory kept (mallopt), transformers' cap warning silenced."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--repeat", type=int, default=7)
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    parser.add_argument("--out", type=Path, help=f"Markdown file whose {section} section to replace")
+    args = parser.parse_args(argv)
+    if args.repeat < 1 or args.threads < 1:
+        parser.error("--repeat and --threads must be >= 1")
+    torch.set_num_threads(args.threads)
+    keep_freed_memory()
+    warnings.filterwarnings("ignore", message=".*cap_pixels_per_frame.*")
+    return args
+
+
 def render(
     rows: list[tuple[Case, dict[str, list[float]], str, int]],
     names: list[str],
@@ -188,15 +217,7 @@ def render(
     threads: int,
     elapsed: float,
 ) -> str:
-    versions = ", ".join(
-        f"{d} {_report.version(d)}"
-        for d in ("Pillow", "numpy", "torch", "torchvision", "transformers", "qwen-vl-utils")
-    )
-    env = (
-        f"{dt.date.today().isoformat()} · Python {platform.python_version()}, {versions}, "
-        f"vlprep {vlprep.__version__} · {_report.cpu_model()}, {os.cpu_count()} cores "
-        f"visible, CPU only, torch threads {threads}, glibc keeps freed memory (mallopt)"
-    )
+    env = environment(threads)
     head = (
         "| input | tokens | "
         + " | ".join(names)
@@ -244,16 +265,7 @@ def render(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    parser.add_argument("--repeat", type=int, default=7)
-    parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
-    parser.add_argument("--out", type=Path, help="Markdown file whose inputs section to replace")
-    args = parser.parse_args(argv)
-    if args.repeat < 1 or args.threads < 1:
-        parser.error("--repeat and --threads must be >= 1")
-    torch.set_num_threads(args.threads)
-    keep_freed_memory()
-    warnings.filterwarnings("ignore", message=".*cap_pixels_per_frame.*")
+    args = parse_common(__doc__.split("\n", 1)[0], "inputs", argv)
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="vlprep-inputs-") as tmp:
         methods, processor = build_methods(Path(tmp) / "processors")
