@@ -24,7 +24,10 @@ class FetchPolicy:
         allowed_schemes: URL schemes accepted (subset of http, https, data, file).
             Bare local paths count as ``file``.
         allow_local: whether ``file://`` URLs and bare paths may be read at all.
-        local_root: when set, local files must resolve (realpath) inside this folder.
+        local_root: when set, local files are opened beneath this folder and nowhere else:
+            the open itself refuses ``..`` and symbolic links that lead out of it (links
+            that stay inside are followed), so a file swapped for a link between checks
+            cannot escape. The folder itself may be a link; it is resolved once per open.
         allow_private_networks: whether http(s) may reach loopback, private, link-local
             and other non-public addresses (checked after DNS resolution, every hop).
         allowed_hosts: when set, the only hostnames http(s) may contact (exact match).
@@ -59,6 +62,12 @@ class FetchPolicy:
         if self.allowed_hosts is not None:
             hosts = frozenset(h.lower() for h in self.allowed_hosts)
             object.__setattr__(self, "allowed_hosts", hosts)
+        root = self.local_root
+        if root is not None and (not isinstance(root, str) or not root or "\x00" in root):
+            raise InvalidInputError(
+                "FetchPolicy.local_root must be None or a folder path: a non-empty str "
+                "without NUL bytes"
+            )
         for name in (
             "connect_timeout",
             "read_timeout",
