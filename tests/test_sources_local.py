@@ -281,6 +281,19 @@ def test_local_root_failures_are_vlprep_errors(tree: Path, local_opener: str) ->
         fetch(str(tree / "no-such-root" / "x.png"), gone)
 
 
+def test_hard_links_refused_under_strict_root_only(tree: Path, local_opener: str) -> None:
+    linked = tree / "hard.png"
+    os.link(tree.parent / "elsewhere" / "secret.png", linked)
+    strict = FetchPolicy.strict(local_root=str(tree))
+    assert strict.refuse_hard_links and not FetchPolicy().refuse_hard_links
+    with pytest.raises(SourceNotAllowedError, match=r"2 hard links.*refuse_hard_links=False"):
+        fetch(str(linked), strict)
+    assert fetch(str(linked), strict.replace(refuse_hard_links=False)).data == b"secret"
+    assert fetch(str(linked), FetchPolicy(local_root=str(tree))).data == b"secret"
+    assert fetch(str(linked)).data == b"secret"  # no root: nothing to contain
+    assert fetch(str(tree / "ok.png"), strict).data == b"ok"  # one link: read
+
+
 def test_without_a_root_links_are_followed(tree: Path) -> None:
     assert fetch(str(tree / "out" / "secret.png")).data == b"secret"  # no containment promised
     assert fetch(str(tree / "abs.png")).data == b"ok"
@@ -289,6 +302,9 @@ def test_without_a_root_links_are_followed(tree: Path) -> None:
 
 
 def test_policy_checks_the_local_fields() -> None:
+    for bad in (1, "yes", None):
+        with pytest.raises(InvalidInputError, match="refuse_hard_links"):
+            FetchPolicy(refuse_hard_links=bad)  # type: ignore[arg-type]
     for root in ("", "a\x00b", 3):
         with pytest.raises(InvalidInputError, match="local_root"):
             FetchPolicy(local_root=root)  # type: ignore[arg-type]

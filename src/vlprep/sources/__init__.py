@@ -123,7 +123,7 @@ def open_local_file(
 
     Lets a video decoder read a large local file in place (seeking, no copy into memory)
     under the same rules :func:`fetch` applies: local files allowed, opened beneath
-    ``local_root``, a regular file, within the byte cap.
+    ``local_root``, a regular file, hard links as the policy says, within the byte cap.
     The checks are made on the opened descriptor, so decode from the returned file (and
     close it), never by opening the path again.
 

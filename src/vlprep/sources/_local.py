@@ -1,7 +1,7 @@
 """Local files: bare paths and ``file://`` URLs, with root containment and size caps.
 
 The one opener of local files, for images and videos alike (:func:`open_path`): a path is
-opened once and every check (regular file, size) is made on the opened
+opened once and every check (regular file, size, hard links) is made on the opened
 descriptor, never on the path again. Under ``local_root`` the open itself stays beneath the
 root: ``openat2(RESOLVE_BENEATH)`` where the kernel has it (Linux 5.6+), else a walk that
 opens one component at a time from a descriptor of the root, never following a link or
@@ -309,7 +309,8 @@ def open_local(
     """Apply the policy to a local path and open it, once: the checks are on what was opened.
 
     Under ``policy.local_root`` the path is opened beneath the root (:func:`open_path`),
-    so no symlink, ``..`` or swap between a check and a reopen can lead out of it.
+    so no symlink, ``..`` or swap between a check and a reopen can lead out of it; with
+    ``policy.refuse_hard_links`` a file with more than one hard link is refused too.
 
     Returns:
         The open file (the caller closes it) and the ``fstat`` of its descriptor.
@@ -331,6 +332,13 @@ def open_local(
         )
     file, info = open_path(path, policy.local_root, hint=hint)
     try:
+        if policy.local_root is not None and policy.refuse_hard_links and info.st_nlink > 1:
+            raise SourceNotAllowedError(
+                f"local file {shown} has {info.st_nlink} hard links; this FetchPolicy "
+                "(refuse_hard_links=True) reads only files with one link under local_root, "
+                "since a hard link can bring a file from outside the root into it (copy the "
+                "file instead, or set FetchPolicy.refuse_hard_links=False)"
+            )
         cap = policy.max_bytes(modality)
         if info.st_size > cap:
             raise FetchTooLargeError(
@@ -353,7 +361,7 @@ def read_local(
 
     Raises:
         SourceNotAllowedError: local files are disabled, the path leaves ``local_root``
-            (``..``, a symbolic link out of it).
+            (``..``, a symbolic link out of it), or a hard link refused by the policy.
         SourceNotFoundError: the file does not exist.
         InvalidInputError: not a regular file (directory, FIFO, device), or a NUL byte.
         FetchTooLargeError: larger than the modality's byte cap.
