@@ -72,3 +72,17 @@ def _qwen_video_reader() -> Iterator[None]:
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(vision_process, "get_video_reader_backend", lambda: QWEN_VIDEO_READER)
         yield
+
+
+@pytest.fixture(params=["openat2", "walk"])
+def local_opener(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Run a ``local_root`` test with openat2 (when the kernel has it) and with the walk.
+
+    ``walk`` forces the component-by-component fallback that kernels without openat2
+    (before 5.6, or under a seccomp filter that refuses it) use.
+    """
+    from vlprep.sources import _local
+
+    if request.param == "walk":
+        monkeypatch.setattr(_local, "_openat2_works", lambda root_fd: False)
+    return str(request.param)

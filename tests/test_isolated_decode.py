@@ -55,6 +55,31 @@ def test_fetch_video_output_identical(clip: Path) -> None:
     assert isinstance(direct, torch.Tensor) and torch.equal(direct, isolated)
 
 
+def test_the_child_reads_the_opened_file_not_the_path(
+    clip: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from vlprep.sources import FetchPolicy, open_local_file
+
+    sent: list[dict[str, object]] = []
+    real_send = IsolatedReader._send
+
+    def send(self: IsolatedReader, message: dict[str, object], deadline: object) -> None:
+        sent.append(message)
+        real_send(self, message, deadline)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(IsolatedReader, "_send", send)
+    moved = tmp_path / "moved.mp4"
+    moved.write_bytes(clip.read_bytes())
+    file = open_local_file(str(moved), FetchPolicy(local_root=str(tmp_path)))
+    assert file is not None
+    moved.unlink()  # the path is gone (or could now name another file): only the fd is left
+    with file, open_video(file, ISOLATED) as isolated, open_video(clip) as direct:
+        assert isolated.metadata == direct.metadata
+        assert np.array_equal(next(iter(isolated.frames([5]))), next(iter(direct.frames([5]))))
+    assert file.closed
+    assert isinstance(sent[0]["fd"], int) and sent[0]["size"] == 0  # a descriptor, no copy
+
+
 def test_errors_keep_their_class_and_message() -> None:
     bad = b"\x00\x00\x00\x18ftypmp42" + bytes(200)
     with pytest.raises(DecodeError) as direct:

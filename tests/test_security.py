@@ -38,7 +38,7 @@ from vlprep.errors import (
     SourceNotAllowedError,
     VlprepError,
 )
-from vlprep.sources import FetchPolicy, _local, fetch
+from vlprep.sources import FetchPolicy, fetch
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -114,12 +114,19 @@ def test_row25_fifo_swapped_in_after_the_check_is_not_read(
 ) -> None:
     fifo = tmp_path / "fifo"
     os.mkfifo(fifo)
-    # The path passed the stat check as a regular file, then became a FIFO (a race).
-    monkeypatch.setattr(_local, "check_local", lambda path, policy, modality: (str(fifo), 10))
-    start = time.monotonic()
-    with pytest.raises(InvalidInputError, match="not a regular file"):
-        fetch(str(fifo))
-    assert time.monotonic() - start < 2.0  # neither blocked on open nor read forever
+    # Any look at the path says "regular file", as it would have just before a swap: the
+    # decision must come from the opened descriptor (there is no separate path check).
+    real_stat, regular = os.stat, os.stat(__file__)
+
+    def stat_says_regular(path: Any, *args: Any, **kwargs: Any) -> os.stat_result:
+        return regular if str(path) == str(fifo) else real_stat(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "stat", stat_says_regular)
+    for policy in (FetchPolicy(), FetchPolicy.strict(local_root=str(tmp_path))):
+        start = time.monotonic()
+        with pytest.raises(InvalidInputError, match="not a regular file"):
+            fetch(str(fifo), policy)
+        assert time.monotonic() - start < 2.0  # neither blocked on open nor read forever
 
 
 def test_row25_video_path_swapped_to_a_fifo_is_not_opened(

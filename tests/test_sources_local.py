@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import base64
 import os
+import time
 from pathlib import Path
 
 import pytest
 
 from vlprep import (
+    FetchError,
     FetchPolicy,
     FetchTooLargeError,
     InvalidInputError,
@@ -175,18 +177,134 @@ def test_empty_and_wrong_types() -> None:
         fetch(123)  # type: ignore[arg-type]
 
 
-def test_local_path_checks_without_reading(tmp_path: Path) -> None:
-    from vlprep.sources import local_path
+def test_open_local_file_checks_and_opens(tmp_path: Path) -> None:
+    from vlprep.sources import open_local_file
 
     clip = tmp_path / "clip.mp4"
     clip.write_bytes(b"x" * 100)
-    assert local_path(str(clip)) == str(clip)
-    assert local_path(clip.as_uri()) == str(clip)
-    assert local_path("https://example.test/v.mp4") is None
-    assert local_path("data:video/mp4;base64,AAAA") is None
+    for src in (str(clip), clip.as_uri()):
+        file = open_local_file(src)
+        assert file is not None
+        with file:
+            assert file.read() == b"x" * 100
+    assert open_local_file("https://example.test/v.mp4") is None
+    assert open_local_file("data:video/mp4;base64,AAAA") is None
     with pytest.raises(FetchTooLargeError):
-        local_path(str(clip), FetchPolicy(max_video_bytes=10))
+        open_local_file(str(clip), FetchPolicy(max_video_bytes=10))
     with pytest.raises(SourceNotAllowedError):
-        local_path(str(clip), FetchPolicy.strict())
+        open_local_file(str(clip), FetchPolicy.strict())
     with pytest.raises(SourceNotFoundError):
-        local_path(str(tmp_path / "missing.mp4"))
+        open_local_file(str(tmp_path / "missing.mp4"))
+
+
+@pytest.fixture
+def tree(tmp_path: Path) -> Path:
+    """``root/`` with nested folders and links inside it, and ``elsewhere/secret.png``."""
+    root = tmp_path / "root"
+    (root / "a" / "b").mkdir(parents=True)
+    (root / "ok.png").write_bytes(b"ok")
+    (root / "a" / "b" / "deep.png").write_bytes(b"deep")
+    (root / "a" / "b" / "up.png").symlink_to("../../ok.png")  # stays inside
+    (root / "alias").symlink_to("a")  # a folder link that stays inside
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "elsewhere" / "secret.png").write_bytes(b"secret")
+    (root / "out").symlink_to("../elsewhere")  # a folder link out of the root
+    (root / "a" / "sneak.png").symlink_to("../out/secret.png")  # a chain out of the root
+    (root / "abs.png").symlink_to(root / "ok.png")  # absolute, even though inside
+    (root / "loop1").symlink_to("loop2")
+    (root / "loop2").symlink_to("loop1")
+    (tmp_path / "root_alias").symlink_to("root")
+    return root
+
+
+def test_local_root_reads_nested_files_and_links_that_stay_inside(
+    tree: Path, local_opener: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    policy = FetchPolicy.strict(local_root=str(tree))
+    assert fetch(str(tree / "a" / "b" / "deep.png"), policy).data == b"deep"
+    assert fetch(str(tree / "a" / ".." / "ok.png"), policy).data == b"ok"  # '..' that stays in
+    assert fetch(str(tree / "a" / "b" / "up.png"), policy).data == b"ok"
+    assert fetch(str(tree / "alias" / "b" / "deep.png"), policy).data == b"deep"
+    assert fetch((tree / "alias" / "b" / "up.png").as_uri(), policy).data == b"ok"
+    # the root given through a link, the file through either name, and the other way round
+    alias = tree.parent / "root_alias"
+    assert fetch(str(tree / "ok.png"), policy.replace(local_root=str(alias))).data == b"ok"
+    assert fetch(str(alias / "ok.png"), policy).data == b"ok"
+    assert fetch(str(alias / "ok.png"), policy.replace(local_root=str(alias))).data == b"ok"
+    monkeypatch.chdir(tree / "a")
+    assert fetch("b/deep.png", policy).data == b"deep"  # relative to the working directory
+    assert fetch("../ok.png", policy).data == b"ok"
+
+
+def test_local_root_refuses_every_way_out(tree: Path, local_opener: str) -> None:
+    from vlprep.sources import open_local_file
+
+    policy = FetchPolicy.strict(local_root=str(tree))
+    for src in (
+        str(tree / ".." / "elsewhere" / "secret.png"),
+        str(tree / "out" / "secret.png"),  # a folder link out
+        str(tree / "a" / "sneak.png"),  # a link to a link out
+        str(tree / "abs.png"),  # absolute links are refused, like RESOLVE_BENEATH does
+        (tree / "out" / "secret.png").as_uri(),
+    ):
+        with pytest.raises(SourceNotAllowedError, match="outside the allowed root") as info:
+            fetch(src, policy)
+        if "elsewhere" not in src:
+            assert "elsewhere" not in str(info.value)  # where a link leads is not told
+        with pytest.raises(SourceNotAllowedError, match="outside the allowed root"):
+            open_local_file(src, policy)  # the video path
+    with pytest.raises(SourceNotAllowedError, match="more than 40 symbolic links"):
+        fetch(str(tree / "loop1"), policy)
+
+
+def test_local_root_failures_are_vlprep_errors(tree: Path, local_opener: str) -> None:
+    policy = FetchPolicy.strict(local_root=str(tree))
+    with pytest.raises(SourceNotFoundError, match="no such file"):
+        fetch(str(tree / "a" / "missing.png"), policy)
+    with pytest.raises(SourceNotFoundError, match="no such file"):
+        fetch(str(tree / "nowhere" / "x.png"), policy)
+    with pytest.raises(FetchError, match="cannot open") as info:
+        fetch(str(tree / "ok.png" / "x.png"), policy)  # a file used as a folder
+    assert type(info.value) is FetchError
+    for folder in (tree, tree / "a", tree / "alias"):
+        with pytest.raises(InvalidInputError, match="not a regular file"):
+            fetch(str(folder), policy)
+    os.mkfifo(tree / "fifo.png")
+    start = time.monotonic()
+    with pytest.raises(InvalidInputError, match="not a regular file"):
+        fetch(str(tree / "fifo.png"), policy)
+    assert time.monotonic() - start < 2.0  # opened non-blocking, refused, never read
+    with pytest.raises(InvalidInputError, match="NUL"):
+        fetch(str(tree / "ok.png\x00.png"), policy)
+    gone = policy.replace(local_root=str(tree / "no-such-root"))
+    with pytest.raises(FetchError, match=r"allowed root .* must be an existing folder"):
+        fetch(str(tree / "no-such-root" / "x.png"), gone)
+
+
+def test_hard_links_refused_under_strict_root_only(tree: Path, local_opener: str) -> None:
+    linked = tree / "hard.png"
+    os.link(tree.parent / "elsewhere" / "secret.png", linked)
+    strict = FetchPolicy.strict(local_root=str(tree))
+    assert strict.refuse_hard_links and not FetchPolicy().refuse_hard_links
+    with pytest.raises(SourceNotAllowedError, match=r"2 hard links.*refuse_hard_links=False"):
+        fetch(str(linked), strict)
+    assert fetch(str(linked), strict.replace(refuse_hard_links=False)).data == b"secret"
+    assert fetch(str(linked), FetchPolicy(local_root=str(tree))).data == b"secret"
+    assert fetch(str(linked)).data == b"secret"  # no root: nothing to contain
+    assert fetch(str(tree / "ok.png"), strict).data == b"ok"  # one link: read
+
+
+def test_without_a_root_links_are_followed(tree: Path) -> None:
+    assert fetch(str(tree / "out" / "secret.png")).data == b"secret"  # no containment promised
+    assert fetch(str(tree / "abs.png")).data == b"ok"
+    with pytest.raises(FetchError, match="cannot open"):
+        fetch(str(tree / "loop1"))
+
+
+def test_policy_checks_the_local_fields() -> None:
+    for bad in (1, "yes", None):
+        with pytest.raises(InvalidInputError, match="refuse_hard_links"):
+            FetchPolicy(refuse_hard_links=bad)  # type: ignore[arg-type]
+    for root in ("", "a\x00b", 3):
+        with pytest.raises(InvalidInputError, match="local_root"):
+            FetchPolicy(local_root=root)  # type: ignore[arg-type]

@@ -32,7 +32,13 @@ from vlprep.sampling import FRAME_FACTOR
 from vlprep.sizing import ceil_by_factor, count_tokens, estimate_video
 from vlprep.sources import FetchPolicy, fetch
 from vlprep.specs import VideoSpec, element_kind, parse_image_element, parse_video_element
-from vlprep.video import _backend, _container, _frames_from_array, plan_clip, video_target_size
+from vlprep.video import (
+    _backend,
+    _frames_from_array,
+    _opened_container,
+    plan_clip,
+    video_target_size,
+)
 
 __all__ = [
     "HEADER_PREFIX",
@@ -219,7 +225,8 @@ def _estimate_container(
     spec: VideoSpec, preset: Preset, policy: FetchPolicy | None, options: VideoOptions
 ) -> MediaEstimate:
     # The same steps as vlprep.video.fetch_video, stopping before the first frame decode.
-    meta = probe_video(_container(spec.source, policy), options, backend=_backend(options))
+    with _opened_container(spec.source, policy) as container:
+        meta = probe_video(container, options, backend=_backend(options))
     plan, indices, (height, width) = plan_clip(
         spec, meta, preset.factor, options.seek, options=options
     )

@@ -12,7 +12,7 @@ import contextlib
 import dataclasses
 import logging
 import os
-from collections.abc import Callable, Generator, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from typing import Any, BinaryIO, cast
 
 import numpy as np
@@ -57,7 +57,7 @@ from vlprep.sizing import (
     image_pixel_bounds,
     smart_resize,
 )
-from vlprep.sources import FetchPolicy, fetch, local_path
+from vlprep.sources import FetchPolicy, fetch, open_local_file
 from vlprep.specs import VideoSpec, parse_video_element
 from vlprep.tensors import FrameResizer, ResizeMode
 
@@ -160,14 +160,28 @@ def _backend(options: VideoOptions) -> BackendName | None:
     return _QWEN_BACKENDS[forced]
 
 
-def _container(source: object, policy: FetchPolicy | None) -> VideoInput:
+@contextlib.contextmanager
+def _opened_container(source: object, policy: FetchPolicy | None) -> Iterator[VideoInput]:
+    """The container of a video element, as the decoders take it; closed on exit.
+
+    A local path is opened once under the policy and decoded from that open file, never
+    reopened by path (the policy's checks hold for the file that is read). URLs and
+    ``data:`` URIs are fetched into bytes; bytes and file objects pass through.
+    """
     if isinstance(source, str):
-        path = local_path(source, policy, "video")
-        return path if path is not None else fetch(source, policy, "video").data
+        file = open_local_file(source, policy, "video")
+        if file is None:
+            yield fetch(source, policy, "video").data
+            return
+        with file:
+            yield file
+        return
     if isinstance(source, (bytes, bytearray, memoryview)):
-        return fetch(source, policy, "video").data
+        yield fetch(source, policy, "video").data
+        return
     if callable(getattr(source, "read", None)):
-        return cast(BinaryIO, source)
+        yield cast(BinaryIO, source)
+        return
     raise InvalidInputError(
         f"unsupported video source of type {type(source).__name__}: give a path, URL, data "
         "URI, bytes, a binary file object, a uint8 array/tensor or a list of frames"
@@ -264,9 +278,11 @@ def _copy_frame(frame: np.ndarray, out: torch.Tensor) -> None:
 def _from_container(
     spec: VideoSpec, factor: int, policy: FetchPolicy | None, options: VideoOptions
 ) -> VideoResult:
-    handle = _container(spec.source, policy)
     options, resize_threads = _thread_split(options)
-    with open_video(handle, options, backend=_backend(options)) as reader:
+    with (
+        _opened_container(spec.source, policy) as handle,
+        open_video(handle, options, backend=_backend(options)) as reader,
+    ):
         meta: VideoMetadata = reader.metadata
         plan, indices, (height, width) = plan_clip(
             spec, meta, factor, options.seek, options=options

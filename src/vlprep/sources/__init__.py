@@ -2,7 +2,8 @@
 
 Every source string goes through :func:`fetch`, which applies a :class:`FetchPolicy`
 (schemes, local root, hosts, timeouts, total deadline, byte caps). Decoders receive only
-the resulting :class:`Payload` bytes, never a URL or path.
+the resulting :class:`Payload` bytes, or a local file already opened under the policy
+(:func:`open_local_file`), never a URL or a path to open.
 """
 
 from __future__ import annotations
@@ -16,11 +17,19 @@ from vlprep.errors import (
     describe_source,
 )
 from vlprep.sources._data_uri import decode_data_uri
-from vlprep.sources._local import check_local, path_from_file_url, read_local
+from vlprep.sources._local import LocalFile, open_local, path_from_file_url, read_local
 from vlprep.sources._payload import Payload
 from vlprep.sources.policy import DEFAULT_POLICY, MIB, FetchPolicy, Modality
 
-__all__ = ["DEFAULT_POLICY", "MIB", "FetchPolicy", "Modality", "Payload", "fetch", "local_path"]
+__all__ = [
+    "DEFAULT_POLICY",
+    "MIB",
+    "FetchPolicy",
+    "Modality",
+    "Payload",
+    "fetch",
+    "open_local_file",
+]
 
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]+):")
 
@@ -107,23 +116,26 @@ def _fetch(
     return read_local(source, policy, modality, prefix)
 
 
-def local_path(
+def open_local_file(
     source: str, policy: FetchPolicy | None = None, modality: Modality = "video"
-) -> str | None:
-    """The policy-checked path of a local source, or ``None`` for http(s) and ``data:``.
+) -> LocalFile | None:
+    """Open a local source under the policy, or return ``None`` for http(s) and ``data:``.
 
     Lets a video decoder read a large local file in place (seeking, no copy into memory)
-    under the same rules :func:`fetch` applies: local files allowed, inside
-    ``local_root``, a regular file, within the byte cap.
+    under the same rules :func:`fetch` applies: local files allowed, opened beneath
+    ``local_root``, a regular file, hard links as the policy says, within the byte cap.
+    The checks are made on the opened descriptor, so decode from the returned file (and
+    close it), never by opening the path again.
 
     Raises:
-        SourceNotAllowedError, SourceNotFoundError, InvalidInputError, FetchTooLargeError.
+        SourceNotAllowedError, SourceNotFoundError, InvalidInputError, FetchTooLargeError,
+        FetchError.
     """
     policy = DEFAULT_POLICY if policy is None else policy
     match = _SCHEME.match(source)
     scheme = match.group(1).lower() if match else None
     if scheme is None:
-        return check_local(source, policy, modality)[0]
+        return open_local(source, policy, modality)[0]
     if scheme == "file" and source[:7].lower() == "file://":
-        return check_local(path_from_file_url(source), policy, modality)[0]
+        return open_local(path_from_file_url(source), policy, modality)[0]
     return None

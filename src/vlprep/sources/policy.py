@@ -24,7 +24,14 @@ class FetchPolicy:
         allowed_schemes: URL schemes accepted (subset of http, https, data, file).
             Bare local paths count as ``file``.
         allow_local: whether ``file://`` URLs and bare paths may be read at all.
-        local_root: when set, local files must resolve (realpath) inside this folder.
+        local_root: when set, local files are opened beneath this folder and nowhere else:
+            the open itself refuses ``..`` and symbolic links that lead out of it (links
+            that stay inside are followed), so a file swapped for a link between checks
+            cannot escape. The folder itself may be a link; it is resolved once per open.
+        refuse_hard_links: with ``local_root``, refuse files with more than one hard link
+            (``st_nlink > 1`` on the opened file). A hard link made inside the root to a
+            file outside it is indistinguishable from the file itself; this refuses every
+            file that has one. True in :meth:`strict`.
         allow_private_networks: whether http(s) may reach loopback, private, link-local
             and other non-public addresses (checked after DNS resolution, every hop).
         allowed_hosts: when set, the only hostnames http(s) may contact (exact match).
@@ -38,6 +45,7 @@ class FetchPolicy:
     allowed_schemes: frozenset[str] = _KNOWN_SCHEMES
     allow_local: bool = True
     local_root: str | None = None
+    refuse_hard_links: bool = False
     allow_private_networks: bool = True
     allowed_hosts: frozenset[str] | None = None
     connect_timeout: float = 5.0
@@ -59,6 +67,17 @@ class FetchPolicy:
         if self.allowed_hosts is not None:
             hosts = frozenset(h.lower() for h in self.allowed_hosts)
             object.__setattr__(self, "allowed_hosts", hosts)
+        if not isinstance(self.refuse_hard_links, bool):
+            raise InvalidInputError(
+                "FetchPolicy.refuse_hard_links must be True or False, got "
+                f"{type(self.refuse_hard_links).__name__}"
+            )
+        root = self.local_root
+        if root is not None and (not isinstance(root, str) or not root or "\x00" in root):
+            raise InvalidInputError(
+                "FetchPolicy.local_root must be None or a folder path: a non-empty str "
+                "without NUL bytes"
+            )
         for name in (
             "connect_timeout",
             "read_timeout",
@@ -87,15 +106,17 @@ class FetchPolicy:
     ) -> FetchPolicy:
         """A policy for servers that take sources from strangers.
 
-        http(s) and ``data:`` only; local files only under ``local_root`` when given;
-        no private, loopback, link-local or metadata addresses; optional host allow-list;
-        same timeouts, deadlines and caps as the default.
+        http(s) and ``data:`` only; local files only under ``local_root`` when given, and
+        only files with a single hard link (``refuse_hard_links``); no private, loopback,
+        link-local or metadata addresses; optional host allow-list; same timeouts,
+        deadlines and caps as the default.
         """
         schemes = {"http", "https", "data"} | ({"file"} if local_root else set())
         return cls(
             allowed_schemes=frozenset(schemes),
             allow_local=local_root is not None,
             local_root=local_root,
+            refuse_hard_links=True,
             allow_private_networks=False,
             allowed_hosts=allowed_hosts,
         )

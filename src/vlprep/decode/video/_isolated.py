@@ -3,7 +3,8 @@
 ``VideoOptions(isolate=True)`` makes :func:`vlprep.decode.video.open_video` return an
 :class:`IsolatedReader`. The parent never hands the container to FFmpeg: it starts a
 child Python (``_BOOT``, which skips ``vlprep/__init__`` and so torch), sends the
-options and the bytes (or the already policy-checked path) over a pipe, and reads back
+options and the bytes over a pipe (a local file that vlprep opened goes as its descriptor,
+inherited by the child, so the child reads the file that was checked), and reads back
 the metadata and then raw RGB frames. The child caps its address space with
 ``RLIMIT_AS`` (its size after imports plus ``isolate_memory``) and is killed when a
 request outlives ``isolate_timeout``. What goes wrong in the child becomes a typed error:
@@ -87,20 +88,25 @@ class IsolatedReader(ReaderBase):
     def __init__(self, opened: OpenedSource, options: VideoOptions, backend: BackendName):
         self._options = options
         self._timeout = options.isolate_timeout
-        path = opened.path  # a checked local file: the child opens it itself, no copy
+        # A file vlprep opened (and checked) itself: the child inherits its descriptor and
+        # reads it in place, no copy; it never opens a path (which could have changed).
+        fd = opened.file.fileno() if opened.local else None
         data = b""
-        if path is None:
+        if fd is None:
             opened.file.seek(0)
             data = opened.file.read()
-        opened.close()
         child_options = dataclasses.replace(options, isolate=False, backend=backend)
-        self._proc: subprocess.Popen[bytes] | None = subprocess.Popen(
-            [sys.executable, "-c", _BOOT, json.dumps(sys.path), json.dumps(_package_path())],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,  # killed as a group, never by a terminal's signals
-        )
+        try:
+            self._proc: subprocess.Popen[bytes] | None = subprocess.Popen(
+                [sys.executable, "-c", _BOOT, json.dumps(sys.path), json.dumps(_package_path())],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.DEVNULL,
+                pass_fds=() if fd is None else (fd,),
+                start_new_session=True,  # killed as a group, never by a terminal's signals
+            )
+        finally:
+            opened.close()
         assert self._proc.stdin is not None and self._proc.stdout is not None
         self._in, self._out = self._proc.stdin.fileno(), self._proc.stdout.fileno()
         os.set_blocking(self._in, False)
@@ -110,7 +116,7 @@ class IsolatedReader(ReaderBase):
             self._send(
                 {
                     "options": _options_dict(child_options),
-                    "path": path,
+                    "fd": fd,
                     "size": len(data),
                     "memory": options.isolate_memory,
                 },
@@ -353,14 +359,15 @@ def _child_main() -> None:  # pragma: no cover - runs in the child, exercised by
     sys.stdout = sys.stderr  # nothing else may write to the reply pipe
     request = _child_receive(stdin)
     memory = int(request["memory"])
-    data = _child_read(stdin, int(request["size"])) if request["path"] is None else b""
+    fd = request["fd"]
+    data = _child_read(stdin, int(request["size"])) if fd is None else b""
     try:
         options = VideoOptions(**request["options"])
         # Import the decoder before capping memory: the cap is for decoding, not imports.
         name = resolve_backend(options)
         importlib.import_module(f"vlprep.decode.video._{name}")
         _limit_memory(memory)
-        reader = open_video(request["path"] or data, options)
+        reader = open_video(data if fd is None else os.fdopen(fd, "rb"), options)
     except BaseException as exc:
         _child_send(stdout, _error(exc, memory))
         return

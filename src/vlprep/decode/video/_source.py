@@ -10,18 +10,16 @@ from __future__ import annotations
 import io
 import os
 import re
-import stat
 from dataclasses import dataclass
 from typing import BinaryIO, Literal
 
 from vlprep.errors import (
     DecodeError,
-    FetchError,
     InvalidInputError,
-    SourceNotFoundError,
     UnsupportedFormatError,
     describe_source,
 )
+from vlprep.sources._local import LocalFile, open_path
 
 __all__ = ["Container", "OpenedSource", "VideoSource", "open_source", "sniff_container"]
 
@@ -40,12 +38,17 @@ _HEAD = 64
 
 @dataclass(slots=True)
 class OpenedSource:
-    """A readable, seekable binary file positioned at 0, and whether we must close it."""
+    """A readable, seekable binary file positioned at 0, and whether we must close it.
+
+    ``local`` marks a regular file that vlprep opened itself (:class:`LocalFile`): its
+    descriptor may be handed to an isolated decoder process, which then reads the very
+    file that was checked instead of opening a path again.
+    """
 
     file: BinaryIO
     owned: bool
     description: str
-    path: str | None = None
+    local: bool = False
 
     def close(self) -> None:
         if self.owned:
@@ -53,27 +56,9 @@ class OpenedSource:
 
 
 def _open_path(path: str) -> OpenedSource:
-    shown = describe_source(path)
-    try:
-        info = os.stat(path)
-    except FileNotFoundError as exc:
-        raise SourceNotFoundError(f"video file {shown} does not exist") from exc
-    except OSError as exc:
-        raise FetchError(f"cannot stat video file {shown}: {exc.strerror}") from exc
-    if not stat.S_ISREG(info.st_mode):
-        raise InvalidInputError(f"video source {shown} is not a regular file")
-    try:
-        # Non-blocking open and fstat of the descriptor: a FIFO or device swapped in after
-        # the stat above is refused instead of blocking the open or being read forever.
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
-    except OSError as exc:
-        raise FetchError(f"cannot open video file {shown}: {exc.strerror}") from exc
-    if not stat.S_ISREG(os.fstat(fd).st_mode):
-        os.close(fd)
-        raise InvalidInputError(f"video source {shown} is not a regular file")
-    os.set_blocking(fd, True)
-    file = os.fdopen(fd, "rb")
-    return OpenedSource(file, owned=True, description=shown, path=path)
+    # The one local-file opener (shared with fetch): opened once, checked on the descriptor.
+    file, _ = open_path(path)
+    return OpenedSource(file, owned=True, description=file.shown, local=True)
 
 
 def open_source(source: object) -> OpenedSource:
@@ -81,12 +66,15 @@ def open_source(source: object) -> OpenedSource:
 
     Args:
         source: ``bytes``-like (wrapped in ``BytesIO``), a readable and seekable binary
-            file object (used as is, not closed by us), or a local path (``str`` or
-            ``os.PathLike``) that the fetch policy has already allowed. URLs (anything
-            with a scheme) are refused: fetch them with ``vlprep.sources.fetch`` first.
+            file object (used as is, not closed by us; a :class:`LocalFile` from
+            :func:`vlprep.sources.open_local_file` is one, opened under the fetch policy),
+            or a local path (``str`` or ``os.PathLike``), opened as the OS resolves it: no
+            fetch policy applies, so give only paths you trust. URLs (anything with a
+            scheme) are refused: fetch them with ``vlprep.sources.fetch`` first.
 
     Raises:
-        InvalidInputError: a URL, an empty path, a non-seekable file or another type.
+        InvalidInputError: a URL, an empty path, a path that is not a regular file, a
+            non-seekable file or another type.
         SourceNotFoundError: the path does not exist.
         FetchError: the path cannot be opened.
     """
@@ -106,6 +94,8 @@ def open_source(source: object) -> OpenedSource:
                 "bytes, a file object or a local path (fetch URLs with vlprep.sources.fetch)"
             )
         return _open_path(source)
+    if isinstance(source, LocalFile):
+        return OpenedSource(source, owned=False, description=source.shown, local=True)
     if hasattr(source, "read") and hasattr(source, "seek"):
         file: BinaryIO = source  # type: ignore[assignment]
         seekable = getattr(file, "seekable", None)
