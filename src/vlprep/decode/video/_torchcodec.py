@@ -8,7 +8,9 @@ timestamp, like decord and the PyAV backend) and applies the display rotation it
 * the codec allow-list is checked after torchcodec has opened the stream (before any
   frame is requested); the nested-URL and decoder whitelists cannot be set;
 * ``max_packets_scanned`` is not applied (torchcodec scans the whole file);
-* ``frame_times`` is ``None`` (torchcodec does not expose them without decoding);
+* ``frame_times`` is ``None`` (torchcodec does not expose them without decoding), so a
+  variable-frame-rate file is sampled by index, not re-aimed by time; the presentation
+  times of the frames it decoded are kept (:meth:`TorchCodecReader.decoded_seconds`);
 * ``frames_decoded`` is an estimate from torchcodec's keyframe list.
 """
 
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -73,6 +76,8 @@ class TorchCodecReader(BatchReader):
         self._seek_mode = options.seek
         self.frames_decoded = 0
         self._decoder: Any = None
+        self._origin = 0.0
+        self._seconds: dict[int, float] = {}
         try:
             self._open(_decoder_class())
         except BaseException:
@@ -106,6 +111,7 @@ class TorchCodecReader(BatchReader):
         if total < 1 or width < 1 or height < 1 or not fps > 0:
             raise DecodeError("no decodable video frames")
         check_frame_limits(width, height, duration, self._options)
+        self._origin = float(getattr(meta, "begin_stream_seconds", None) or 0.0)
         ccw = meta.rotation or 0.0
         self._walk = WalkEstimate(keys, self._options)
         self.metadata = VideoMetadata(
@@ -128,9 +134,22 @@ class TorchCodecReader(BatchReader):
 
     def _batch(self, indices: list[int]) -> np.ndarray:
         try:
-            return np.asarray(self._decoder.get_frames_at(indices).data.numpy())
+            batch = self._decoder.get_frames_at(indices)
+            pts = [float(t) for t in batch.pts_seconds.tolist()]
+            frames = np.asarray(batch.data.numpy())
+            self._seconds.update(zip(indices, pts, strict=True))
         except _ERRORS as exc:
             raise DecodeError("torchcodec failed to decode the requested frames") from exc
+        return frames
+
+    def decoded_seconds(self, indices: Sequence[int]) -> tuple[float, ...] | None:
+        """Presentation times of already decoded frames, seconds from the stream's first frame.
+
+        ``None`` when any of ``indices`` has not been decoded by this reader.
+        """
+        if not all(int(i) in self._seconds for i in indices):
+            return None
+        return tuple(self._seconds[int(i)] - self._origin for i in indices)
 
     def close(self) -> None:
         """Release the decoder and the file we opened (idempotent)."""
