@@ -32,6 +32,7 @@ from vlprep.decode.video._types import (
     WalkEstimate,
     check_frame_limits,
     known_keyframes,
+    stream_error,
 )
 from vlprep.errors import BackendUnavailableError, DecodeError, UnsupportedFormatError
 
@@ -85,11 +86,16 @@ class TorchCodecReader(BatchReader):
             raise
 
     def _open(self, decoder_class: Any) -> None:
+        wanted = self._options.stream
         try:
-            decoder = decoder_class(self._opened.file, seek_mode="exact", dimension_order="NHWC")
+            decoder = decoder_class(
+                self._opened.file, seek_mode="exact", dimension_order="NHWC", stream_index=wanted
+            )
             meta = decoder.metadata
             keys = list(decoder._get_key_frame_indices())
         except _ERRORS as exc:
+            if wanted is not None:
+                self._check_stream(decoder_class, wanted)
             raise DecodeError(
                 "torchcodec cannot open the video (corrupt, truncated or no video stream)"
             ) from exc
@@ -128,6 +134,28 @@ class TorchCodecReader(BatchReader):
             frame_times=None,
             keyframes=known_keyframes(keys, total),
         )
+
+    def _check_stream(self, decoder_class: Any, wanted: int) -> None:
+        """Raise the listing ``InvalidInputError`` when ``wanted`` is not a video stream.
+
+        Called after torchcodec refused the index: the file is opened again on its best
+        stream (header only) to list the video streams. Returns when that fails or
+        ``wanted`` is a video stream (the caller then raises its ``DecodeError``).
+        """
+        try:
+            self._opened.file.seek(0)
+            decoder = decoder_class(self._opened.file, seek_mode="approximate")
+            core = importlib.import_module("torchcodec._core")
+            container = core.get_container_metadata(decoder._decoder)
+            videos = [
+                (int(m.stream_index), f"{m.stream_index} ({m.codec} {m.width}x{m.height})")
+                for m in container.streams
+                if isinstance(m, core.VideoStreamMetadata) and m.stream_index is not None
+            ]
+        except (*_ERRORS, AttributeError, ImportError, TypeError):
+            return
+        if wanted not in {index for index, _ in videos}:
+            raise stream_error(wanted, [text for _, text in videos])
 
     def _alive(self) -> bool:
         return self._decoder is not None
