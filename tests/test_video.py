@@ -219,6 +219,29 @@ def test_presentation_times_travel_with_the_clip(backend: BackendChoice) -> None
     assert FRAMES_SECONDS not in listed  # frame lists have no presentation times
 
 
+def test_video_stream_key_picks_the_stream(tmp_path: Path) -> None:
+    """nasa_13013.mp4 holds two video streams: 0 (320x180, 25 fps) and 3 (480x270, 29.97)."""
+    path = str(media_dir() / "videos" / "nasa_13013.mp4")
+    default, meta, fps = ours(Path(path), 14, {"fps": 1})
+    ref_video, ref_meta, ref_fps = reference(Path(path), 14, {"fps": 1})
+    assert default.shape == ref_video.shape and fps == ref_fps  # the best stream, unchanged
+    assert meta["frames_indices"] == ref_meta["frames_indices"] and meta["fps"] == ref_meta["fps"]
+    best, best_meta, _ = ours(Path(path), 14, {"fps": 1, "video_stream": 3})
+    assert torch.equal(best, default) and best_meta == meta
+    other, other_meta, other_fps = ours(Path(path), 14, {"fps": 1, "video_stream": 0})
+    assert other_meta["fps"] == 25.0 and other_meta["total_num_frames"] == 325
+    assert other.shape[2:] == (252, 448) != default.shape[2:]  # 320x180 scaled, exactly 16:9
+    assert other_fps == pytest.approx(len(other_meta["frames_indices"]) / 13.0)
+    # the element key overrides the option; the option alone picks too
+    keyed, _, _ = ours(Path(path), 14, {"fps": 1, "video_stream": 0}, options=VideoOptions(stream=3))
+    option, _, _ = ours(Path(path), 14, {"fps": 1}, options=VideoOptions(stream=0))
+    assert torch.equal(keyed, other) and torch.equal(option, other)
+    with pytest.raises(InvalidInputError, match=r"its video streams: 0 .*, 3 "):
+        ours(Path(path), 14, {"video_stream": 1})
+    with pytest.raises(InvalidInputError, match=r"'video_stream'.*frame list"):
+        fetch_video({"video": [photo(32, 32)] * 2, "video_stream": 0})
+
+
 def test_exact_frames_are_decoded(tmp_path: Path) -> None:
     path = write_clip(tmp_path / "clip.mp4", frames=120, gop=30, fps=30)
     video, meta, _ = ours(path, 14, {"nframes": 12})

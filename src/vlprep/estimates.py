@@ -32,7 +32,15 @@ from vlprep.sampling import FRAME_FACTOR
 from vlprep.sizing import ceil_by_factor, count_tokens, estimate_video
 from vlprep.sources import FetchPolicy, fetch
 from vlprep.specs import VideoSpec, element_kind, parse_image_element, parse_video_element
-from vlprep.video import _backend, _container, _frames_from_array, plan_clip, video_target_size
+from vlprep.video import (
+    _backend,
+    _container,
+    _frames_from_array,
+    _refuse_stream_key,
+    _stream_options,
+    plan_clip,
+    video_target_size,
+)
 
 __all__ = [
     "HEADER_PREFIX",
@@ -219,6 +227,7 @@ def _estimate_container(
     spec: VideoSpec, preset: Preset, policy: FetchPolicy | None, options: VideoOptions
 ) -> MediaEstimate:
     # The same steps as vlprep.video.fetch_video, stopping before the first frame decode.
+    options = _stream_options(spec, options)  # the element's video_stream, as the loader
     meta = probe_video(_container(spec.source, policy), options, backend=_backend(options))
     plan, indices, (height, width) = plan_clip(
         spec, meta, preset.factor, options.seek, options=options
@@ -259,6 +268,7 @@ def _estimate_frames(
     options: VideoOptions,
     image_options: ImageOptions,
 ) -> MediaEstimate:
+    _refuse_stream_key(spec)
     source = spec.source
     if isinstance(source, (list, tuple)):
         count = len(source)

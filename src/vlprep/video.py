@@ -271,11 +271,31 @@ def _copy_frame(frame: np.ndarray, out: torch.Tensor) -> None:
     out.copy_(torch.from_numpy(frame).permute(2, 0, 1))
 
 
+def _stream_options(spec: VideoSpec, options: VideoOptions) -> VideoOptions:
+    """``options`` with the element's ``video_stream`` (when set) as ``stream``."""
+    if spec.video_stream is None or spec.video_stream == options.stream:
+        return options
+    return dataclasses.replace(options, stream=spec.video_stream)
+
+
+def _refuse_stream_key(spec: VideoSpec) -> None:
+    """Frame lists and arrays have no streams: refuse a ``video_stream`` key on them.
+
+    Raises:
+        InvalidInputError: ``spec.video_stream`` is set.
+    """
+    if spec.video_stream is not None:
+        raise InvalidInputError(
+            f"'video_stream' ({spec.video_stream}) picks a stream of a video file; a frame "
+            "list or array has none: drop the key"
+        )
+
+
 def _from_container(
     spec: VideoSpec, factor: int, policy: FetchPolicy | None, options: VideoOptions
 ) -> VideoResult:
     handle = _container(spec.source, policy)
-    options, resize_threads = _thread_split(options)
+    options, resize_threads = _thread_split(_stream_options(spec, options))
     with open_video(handle, options, backend=_backend(options)) as reader:
         meta: VideoMetadata = reader.metadata
         plan, indices, (height, width) = plan_clip(
@@ -376,6 +396,7 @@ def _from_frames(
     options: VideoOptions,
     image_options: ImageOptions | None,
 ) -> VideoResult:
+    _refuse_stream_key(spec)
     source = spec.source
     arrays: Sequence[object] = source if isinstance(source, (list, tuple)) else []
     if not isinstance(source, (list, tuple)):
