@@ -15,6 +15,7 @@ import io
 import json
 import os
 import random
+import re
 import subprocess
 import sys
 import threading
@@ -36,6 +37,7 @@ from vlprep.decode.video import (
     VideoMetadata,
     VideoOptions,
     VideoReader,
+    available_backends,
     open_video,
     probe_video,
     resolve_backend,
@@ -301,6 +303,65 @@ def test_nasa_equals_reference_frames() -> None:
         assert ref.dtype == torch.uint8 and tuple(ref.shape) == frame.shape
         d = diff(frame, ref.numpy())
         assert d.mean() < MEAN_8BIT and d.max() <= MAX_8BIT  # measured: 0 and 0
+
+
+# nasa_13013.mp4: two H.264 video streams (ffprobe): stream 0 320x180 at 25 fps (325 frames,
+# 13.0 s) and stream 3 480x270 at 29.97 fps (390 frames, 13.013 s), FFmpeg's best; 1 and 4
+# are AAC audio, 2 and 5 mov_text subtitles.
+NASA_STREAMS = {0: (320, 180, 25.0, 325, 13.0), 3: (480, 270, 30000 / 1001, 390, 13.013)}
+NASA_LISTING = re.escape("its video streams: 0 (h264 320x180), 3 (h264 480x270)")
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("backend", ["pyav", "torchcodec", "pyav-isolated"])
+def test_stream_choice_reads_either_nasa_stream(backend: str) -> None:
+    """Red-team finding 8: a multi-stream file's other video stream could not be read."""
+    name, isolate = backend.removesuffix("-isolated"), backend.endswith("-isolated")
+    if name not in available_backends():
+        pytest.skip(f"{name} is not installed")
+    path = VIDEOS / "nasa_13013.mp4"
+    default = probe_video(path, VideoOptions(backend=name, isolate=isolate))  # type: ignore[arg-type]
+    assert default.stream_index == 3  # the best stream, unchanged
+    for index, (width, height, fps, frames, duration) in NASA_STREAMS.items():
+        options = VideoOptions(backend=name, isolate=isolate, stream=index)  # type: ignore[arg-type]
+        with open_video(path, options) as reader:
+            meta = reader.metadata
+            got = list(reader.frames([0, 35]))
+        assert (meta.stream_index, meta.width, meta.height) == (index, width, height)
+        assert (meta.total_frames, meta.codec) == (frames, "h264")
+        assert meta.fps == pytest.approx(fps, rel=1e-12)
+        assert meta.duration == pytest.approx(duration, abs=1e-3)
+        for frame, i in zip(got, [0, 35], strict=True):
+            ref = torch.load(
+                REFERENCE / f"nasa_13013.mp4.stream{index}.frame{i:06d}.pt", weights_only=True
+            )
+            assert diff(frame, ref.numpy()).max() <= MAX_8BIT
+        if meta.frame_times is not None:
+            info = json.loads(
+                (REFERENCE / f"nasa_13013.mp4.stream{index}.all_frames_info.json").read_text()
+            )
+            expected = [float(f["pts_time"]) for f in info]
+            assert np.abs(np.array(meta.frame_times) - expected).max() <= 1e-6
+    for wrong in (1, 2, 4, 5, 6, 99):  # audio, subtitles, absent
+        with pytest.raises(InvalidInputError, match=NASA_LISTING):
+            probe_video(path, VideoOptions(backend=name, isolate=isolate, stream=wrong))  # type: ignore[arg-type]
+
+
+def test_decord_reads_only_the_best_stream() -> None:
+    path = VIDEOS / "nasa_13013.mp4"
+    assert probe_video(path, VideoOptions(backend="decord")).stream_index == -1  # not reported
+    chosen = probe_video(path, VideoOptions(backend="decord", stream=3))
+    assert (chosen.stream_index, chosen.width, chosen.total_frames) == (3, 480, 390)
+    with pytest.raises(InvalidInputError, match=r"backend='pyav' or 'torchcodec'.*reads stream 3"):
+        probe_video(path, VideoOptions(backend="decord", stream=0))
+    with pytest.raises(InvalidInputError, match=NASA_LISTING):
+        probe_video(path, VideoOptions(backend="decord", stream=1))
+
+
+@pytest.mark.parametrize("value", [-1, True, 1.0, "0"])
+def test_stream_option_is_validated(value: Any) -> None:
+    with pytest.raises(InvalidInputError, match=r"VideoOptions\.stream must be"):
+        VideoOptions(stream=value)
 
 
 def test_full_range_keeps_full_levels() -> None:

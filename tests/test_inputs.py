@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -208,6 +210,74 @@ def test_qwen3_video_timestamps(root: Path, clip: Path) -> None:
     assert torch.equal(legacy["input_ids"], wrapped["input_ids"])
     auto = inputs if qwen3_video_form(processor) == "wrapped" else unwrapped
     assert torch.equal(inputs["input_ids"], auto["input_ids"])
+
+
+def _pts_times(name: str) -> list[float]:
+    """ffprobe's presentation time of every frame of a shared clip (``videos/reference``)."""
+    info = json.loads((VIDEOS / "reference" / f"{name}.stream0.all_frames_info.json").read_text())
+    frames = info["frames"] if isinstance(info, dict) else info
+    return [float(frame["pts_time"]) for frame in frames]
+
+
+def _written_seconds(inputs: Any, processor: Any) -> list[float]:
+    text = processor.tokenizer.decode(inputs["input_ids"][0])
+    return [float(t) for t in re.findall(r"<(\d+\.\d) seconds>", text)]
+
+
+@pytest.mark.parametrize("fps", [2, 4])
+def test_qwen3_timestamps_are_presentation_times_on_variable_frame_rate(
+    root: Path, fps: int
+) -> None:
+    """Red-team finding 8: ``index / average fps`` wrote <1.6 seconds> for frames at 1.3 s.
+
+    var_fps_video.mp4 has 30 and 15 fps stretches and a 0.53 s gap; each temporal patch's
+    time must be the mean of its two frames' real presentation times (ffprobe), off by the
+    one-decimal rounding only. ``video_timestamps="transformers"`` keeps the processor's
+    ``index / fps`` text, bit for bit.
+    """
+    processor = load_processor("qwen3-vl", root)
+    times = _pts_times("var_fps_video.mp4")
+    element = _video(str(VIDEOS / "var_fps_video.mp4"), fps=fps)
+    conversation = [_user(element, _text("?"))]
+    (_, metadata), _ = fetch_video(
+        dict(element), 16, return_video_sample_fps=True, return_video_metadata=True
+    )
+    indices = list(metadata["frames_indices"])
+    indices += indices[-1:] * (len(indices) % 2)
+    real = [(times[a] + times[b]) / 2 for a, b in zip(indices[::2], indices[1::2], strict=True)]
+
+    written = _written_seconds(build_inputs(conversation, processor), processor)
+    assert len(written) == len(real)
+    assert max(abs(w - r) for w, r in zip(written, real, strict=True)) <= 0.05 + 1e-9
+
+    legacy = build_inputs(conversation, processor, video_timestamps="transformers")
+    assert torch.equal(legacy["input_ids"], _reference(conversation, processor)["input_ids"])
+    legacy_written = _written_seconds(legacy, processor)
+    assert max(abs(w - r) for w, r in zip(legacy_written, real, strict=True)) > 0.25
+
+
+def test_qwen3_presentation_times_keep_transformers_text_on_constant_rate(
+    root: Path, clip: Path
+) -> None:
+    """On constant-rate video the "pts" text is the processor's, bit for bit."""
+    from vlprep.inputs import _load
+    from vlprep.video import FRAMES_SECONDS
+
+    processor = load_processor("qwen3-vl", root)
+    for source, keys in (
+        (VIDEOS / "nasa_13013.mp4", {"fps": 2}),
+        (VIDEOS / "av1_video.mkv", {"nframes": 10}),  # Matroska: millisecond timestamps
+        (clip, {"fps": 4}),
+    ):
+        conversation = [_user(_video(str(source), **keys), _text("?"))]
+        _, videos = _load(extract_vision_info(conversation), QWEN3_VL, None, None)
+        assert FRAMES_SECONDS in videos[0][1]  # the times are known: the "pts" path runs
+        pts = build_inputs(conversation, processor)
+        legacy = build_inputs(conversation, processor, video_timestamps="transformers")
+        assert torch.equal(pts["input_ids"], legacy["input_ids"]), source.name
+        assert torch.equal(pts["input_ids"], _reference(conversation, processor)["input_ids"])
+    with pytest.raises(InvalidInputError, match="video_timestamps must be"):
+        build_inputs(conversation, processor, video_timestamps="index")  # type: ignore[arg-type]
 
 
 def test_qwen3_bare_video_pad_is_expanded_in_both_forms(root: Path, clip: Path) -> None:

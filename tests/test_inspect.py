@@ -26,6 +26,7 @@ from vlprep import (
     MediaEstimate,
     SourceNotFoundError,
     UnsupportedFormatError,
+    VideoOptions,
     get_preset,
 )
 from vlprep.estimates import HEADER_PREFIX, element_for, kind_of
@@ -233,6 +234,22 @@ def test_shared_videos_equal_fetch_video(path: Path) -> None:
         est = _check_video({"video": str(path), **keys}, family)  # type: ignore[arg-type]
         assert est.duration is not None and est.duration > 0
         assert len(est.timestamps) == est.frames
+
+
+def test_video_stream_choice_is_estimated_as_loaded() -> None:
+    """The header-only estimate reads the stream the loader reads (element key or option)."""
+    path = str(media_dir() / "videos" / "nasa_13013.mp4")
+    default = _check_video({"video": path}, "qwen2.5-vl")
+    other = _check_video({"video": path, "video_stream": 0}, "qwen2.5-vl")
+    assert (default.original_width, default.native_fps) == (480, pytest.approx(30000 / 1001))
+    assert (other.original_width, other.original_height, other.native_fps) == (320, 180, 25.0)
+    assert other.tokens != default.tokens
+    by_option = vlprep.inspect(path, video_options=VideoOptions(stream=0))
+    assert by_option == other
+    with pytest.raises(InvalidInputError, match="its video streams"):
+        vlprep.inspect({"video": path, "video_stream": 2})
+    with pytest.raises(InvalidInputError, match="frame list"):
+        vlprep.inspect({"video": [photo(32, 32)] * 2, "video_stream": 0})
 
 
 @pytest.mark.parametrize("family", FAMILIES)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import pytest
 
 from vlprep import InvalidInputError
@@ -50,12 +51,22 @@ def test_video_element_fields() -> None:
         ({"video": "a.mp4", "min_pixels": 100, "max_pixels": 10}, "min_pixels"),
         ({"video": ["a.jpg"], "sample_fps": "one"}, "'sample_fps' must be a number"),
         ({"video": ["a.jpg"], "raw_fps": -3}, "> 0"),
+        ({"video": "a.mp4", "video_stream": -1}, "'video_stream' must be"),
+        ({"video": "a.mp4", "video_stream": True}, "'video_stream' must be"),
+        ({"video": "a.mp4", "video_stream": 1.5}, "'video_stream' must be"),
+        ({"video": "a.mp4", "video_stream": "3"}, "'video_stream' must be"),
         ("a.mp4", "must be a dict"),
     ],
 )
 def test_video_element_errors(ele: Any, match: str) -> None:
     with pytest.raises(InvalidInputError, match=match):
         parse_video_element(ele)
+
+
+def test_video_stream_key() -> None:
+    assert parse_video_element({"video": "a.mp4"}).video_stream is None
+    assert parse_video_element({"video": "a.mp4", "video_stream": 3}).video_stream == 3
+    assert parse_video_element({"video": "a.mp4", "video_stream": np.int64(0)}).video_stream == 0
 
 
 def test_lone_resized_side_ignored() -> None:

@@ -22,8 +22,8 @@ from vlprep import (
     UnsupportedFormatError,
     process_vision_info,
 )
-from vlprep.decode.video import VideoOptions
-from vlprep.video import fetch_video
+from vlprep.decode.video import BackendChoice, VideoOptions, available_backends
+from vlprep.video import FRAMES_SECONDS, fetch_video, load_clip
 
 logging.getLogger("qwen_vl_utils.vision_process").setLevel(logging.ERROR)
 
@@ -186,6 +186,60 @@ def test_variable_frame_rate_is_sampled_by_time(patch: int) -> None:
         assert ours_err <= min(ref_err, 0.27) + 1e-9  # at most half of the 0.53 s gap
         errors.append((ours_err, ref_err))
     assert max(e[0] for e in errors) < max(e[1] for e in errors)
+
+
+@pytest.mark.parametrize("backend", ["pyav", "decord", "torchcodec"])
+def test_presentation_times_travel_with_the_clip(backend: BackendChoice) -> None:
+    """Each sampled frame's pts reaches build_inputs; fetch_video's metadata stays upstream's."""
+    import json
+
+    from transformers.video_utils import VideoMetadata
+
+    if backend not in available_backends():
+        pytest.skip(f"{backend} is not installed")
+    name = "var_fps_video.mp4"
+    path = media_dir() / "videos" / name
+    info = json.loads(
+        (media_dir() / "videos" / "reference" / f"{name}.stream0.all_frames_info.json").read_text()
+    )
+    frames = info["frames"] if isinstance(info, dict) else info
+    times = [float(f["pts_time"]) for f in frames]
+    for ele in ({"fps": 2.0}, {"nframes": 8}):
+        _, meta, _ = load_clip({"video": str(path), **ele}, 16, backend=backend)
+        seconds = meta[FRAMES_SECONDS]
+        assert len(seconds) == len(meta["frames_indices"])
+        expected = [times[i] for i in meta["frames_indices"]]
+        assert np.abs(np.array(seconds) - expected).max() <= 1e-6  # json: 6 decimals
+        _, public = fetch_video(
+            {"video": str(path), **ele}, 16, return_video_metadata=True, backend=backend
+        )
+        assert set(public) == {"fps", "frames_indices", "total_num_frames", "video_backend"}
+        VideoMetadata(**public)  # transformers refuses unknown keys
+    _, listed, _ = load_clip({"video": [photo(32, 32)] * 4}, 16)
+    assert FRAMES_SECONDS not in listed  # frame lists have no presentation times
+
+
+def test_video_stream_key_picks_the_stream(tmp_path: Path) -> None:
+    """nasa_13013.mp4 holds two video streams: 0 (320x180, 25 fps) and 3 (480x270, 29.97)."""
+    path = str(media_dir() / "videos" / "nasa_13013.mp4")
+    default, meta, fps = ours(Path(path), 14, {"fps": 1})
+    ref_video, ref_meta, ref_fps = reference(Path(path), 14, {"fps": 1})
+    assert default.shape == ref_video.shape and fps == ref_fps  # the best stream, unchanged
+    assert meta["frames_indices"] == ref_meta["frames_indices"] and meta["fps"] == ref_meta["fps"]
+    best, best_meta, _ = ours(Path(path), 14, {"fps": 1, "video_stream": 3})
+    assert torch.equal(best, default) and best_meta == meta
+    other, other_meta, other_fps = ours(Path(path), 14, {"fps": 1, "video_stream": 0})
+    assert other_meta["fps"] == 25.0 and other_meta["total_num_frames"] == 325
+    assert other.shape[2:] == (252, 448) != default.shape[2:]  # 320x180 scaled, exactly 16:9
+    assert other_fps == pytest.approx(len(other_meta["frames_indices"]) / 13.0)
+    # the element key overrides the option; the option alone picks too
+    keyed, _, _ = ours(Path(path), 14, {"fps": 1, "video_stream": 0}, options=VideoOptions(stream=3))
+    option, _, _ = ours(Path(path), 14, {"fps": 1}, options=VideoOptions(stream=0))
+    assert torch.equal(keyed, other) and torch.equal(option, other)
+    with pytest.raises(InvalidInputError, match=r"its video streams: 0 .*, 3 "):
+        ours(Path(path), 14, {"video_stream": 1})
+    with pytest.raises(InvalidInputError, match=r"'video_stream'.*frame list"):
+        fetch_video({"video": [photo(32, 32)] * 2, "video_stream": 0})
 
 
 def test_exact_frames_are_decoded(tmp_path: Path) -> None:

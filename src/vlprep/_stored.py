@@ -85,7 +85,8 @@ def pack_video(result: tuple[torch.Tensor, dict[str, Any], float]) -> tuple[obje
     """
     video, metadata, sample_fps = result
     metadata = copy.deepcopy(metadata)
-    extra = 64 + 8 * len(metadata.get("frames_indices", ()))
+    # frames_indices and, where known, the frames' presentation times: 8 bytes a value
+    extra = 64 + sum(8 * len(v) for v in metadata.values() if isinstance(v, (list, tuple)))
     levels = integer_levels(video)
     if levels is None:
         frames = video.clone()

@@ -36,6 +36,8 @@ from vlprep.video import (
     _backend,
     _frames_from_array,
     _opened_container,
+    _refuse_stream_key,
+    _stream_options,
     plan_clip,
     video_target_size,
 )
@@ -225,6 +227,7 @@ def _estimate_container(
     spec: VideoSpec, preset: Preset, policy: FetchPolicy | None, options: VideoOptions
 ) -> MediaEstimate:
     # The same steps as vlprep.video.fetch_video, stopping before the first frame decode.
+    options = _stream_options(spec, options)  # the element's video_stream, as the loader
     with _opened_container(spec.source, policy) as container:
         meta = probe_video(container, options, backend=_backend(options))
     plan, indices, (height, width) = plan_clip(
@@ -266,6 +269,7 @@ def _estimate_frames(
     options: VideoOptions,
     image_options: ImageOptions,
 ) -> MediaEstimate:
+    _refuse_stream_key(spec)
     source = spec.source
     if isinstance(source, (list, tuple)):
         count = len(source)

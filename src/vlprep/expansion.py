@@ -9,6 +9,7 @@ and re-scanning strings of thousands of placeholders.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -19,6 +20,7 @@ import torch
 from vlprep.errors import InvalidInputError
 
 __all__ = [
+    "PTS_TOLERANCE",
     "SpecialTokens",
     "expand_placeholders",
     "mm_token_type_ids",
@@ -77,25 +79,59 @@ class SpecialTokens:
         )
 
 
+PTS_TOLERANCE = 1e-3
+"""Seconds by which sampled frames' presentation times may differ from ``index / fps`` and
+still be written as ``index / fps`` (:func:`video_timestamps`): timestamp rounding (Matroska
+stores milliseconds) on a constant-rate stream, far below the text's 0.1 s."""
+
+
 def video_timestamps(
-    frames_indices: Sequence[int], fps: float, temporal_patch_size: int = 2
+    frames_indices: Sequence[int],
+    fps: float,
+    temporal_patch_size: int = 2,
+    *,
+    frame_seconds: Sequence[float] | None = None,
 ) -> list[float]:
     """Seconds at the middle of each temporal patch, as Qwen3-VL's processor computes them.
 
     The indices are padded to a multiple of ``temporal_patch_size`` with the last one;
-    each patch's time is the mean of its first and last frame's ``index / fps``.
+    each patch's time is the mean of its first and last frame's time. Without
+    ``frame_seconds`` a frame's time is ``index / fps`` (what the processor computes from
+    the same metadata). With ``frame_seconds`` (the presentation time of each sampled
+    frame, seconds from the stream's first frame) those times are used, unless every one
+    is within :data:`PTS_TOLERANCE` of ``index / fps`` (a constant-rate stream): then
+    ``index / fps`` is kept, so the text equals the processor's bit for bit.
+
+    Args:
+        frames_indices: absolute indices of the sampled frames, ``T`` ints.
+        fps: the stream's average frame rate.
+        temporal_patch_size: frames per temporal patch (2).
+        frame_seconds: ``T`` finite floats, or ``None`` when the times are unknown.
+
+    Returns:
+        ``ceil(T / temporal_patch_size)`` floats.
 
     Raises:
-        InvalidInputError: no indices or ``fps <= 0``.
+        InvalidInputError: no indices, ``fps <= 0``, or ``frame_seconds`` not ``T`` finite
+            numbers.
     """
     if not frames_indices:
         raise InvalidInputError("timestamps need the sampled frame indices")
     if not fps > 0:
         raise InvalidInputError(f"timestamps need the video's native fps > 0, got {fps!r}")
     indices = [int(i) for i in frames_indices]
-    while len(indices) % temporal_patch_size:
-        indices.append(indices[-1])
     seconds = [i / fps for i in indices]
+    if frame_seconds is not None:
+        times = [float(t) for t in frame_seconds]
+        if len(times) != len(indices) or not all(math.isfinite(t) for t in times):
+            raise InvalidInputError(
+                f"frame_seconds must hold one finite time per sampled frame ({len(indices)}), "
+                f"got {len(times)} values"
+            )
+        if any(abs(t - s) > PTS_TOLERANCE for t, s in zip(times, seconds, strict=True)):
+            seconds = times
+    while len(seconds) % temporal_patch_size:
+        seconds.append(seconds[-1])
     step = temporal_patch_size
     return [(seconds[i] + seconds[i + step - 1]) / 2 for i in range(0, len(seconds), step)]
 

@@ -31,8 +31,8 @@ from vlprep.expansion import (
     mm_token_type_ids,
     pad_batch,
     qwen3_video_text,
-    video_timestamps,
 )
+from vlprep.expansion import video_timestamps as patch_timestamps
 from vlprep.image import fetch_image_for
 from vlprep.messages import Conversation, as_conversations, extract_vision_info
 from vlprep.presets import Preset, family_of, get_preset, preset_from_processor
@@ -40,9 +40,9 @@ from vlprep.sizing import count_tokens
 from vlprep.sources import FetchPolicy
 from vlprep.specs import element_kind
 from vlprep.tensors import patchify_images, patchify_videos, pixel_dtype
-from vlprep.video import fetch_video
+from vlprep.video import FRAMES_SECONDS, load_clip
 
-__all__ = ["LoadedVideo", "Qwen3VideoText", "build_inputs"]
+__all__ = ["LoadedVideo", "Qwen3VideoText", "VideoTimestamps", "build_inputs"]
 
 Qwen3VideoText = Literal["auto", "wrapped", "unwrapped", "transformers"]
 """How Qwen3-VL video placeholders are written.
@@ -62,8 +62,28 @@ tokens more per video): transformers 5.10-5.24.
 default before ``"auto"``); kept so existing calls keep their output.
 """
 
+VideoTimestamps = Literal["pts", "transformers"]
+"""Where the seconds in Qwen3-VL's ``<t seconds>`` text come from.
+
+``"pts"`` (default): the sampled frames' presentation times, where the backend reports them
+(PyAV and decord from the container's index, torchcodec from the frames it decoded). On a
+constant-rate stream they equal ``index / fps`` to within
+:data:`vlprep.expansion.PTS_TOLERANCE` and ``index / fps`` is written, so the text is
+transformers' bit for bit; on a variable-frame-rate file it is the frames' real time, where
+``index / fps`` can be a quarter of a second or more off. Frame lists have no times:
+``index / fps`` as transformers.
+``"transformers"``: always ``index / fps`` (the mean of each temporal patch's first and
+last), what ``Qwen3VLProcessor`` computes from the same metadata: equal to transformers on
+every file, variable-rate ones included.
+"""
+
 LoadedVideo = tuple[torch.Tensor, dict[str, Any], float]
-"""A loaded clip: float32 ``(T, 3, H, W)`` frames, qwen-vl-utils metadata, sample fps."""
+"""A loaded clip: float32 ``(T, 3, H, W)`` frames, qwen-vl-utils metadata, sample fps.
+
+The metadata may also hold :data:`vlprep.video.FRAMES_SECONDS` (the frames' presentation
+times), which transformers' ``VideoMetadata`` does not accept: drop it before passing the
+dict to a processor.
+"""
 
 
 def _check_messages(conversations: Sequence[Conversation]) -> None:
@@ -145,11 +165,9 @@ def _load_one(
     if kind == "image":
         return fetch_image_for(ele, preset, policy=policy, options=image_options, cache=cache)
     if kind == "video":
-        (video, metadata), sample_fps = fetch_video(
+        video, metadata, sample_fps = load_clip(
             ele,
             preset.patch_size,
-            return_video_sample_fps=True,
-            return_video_metadata=True,
             policy=policy,
             options=video_options,
             image_options=image_options,
@@ -203,6 +221,21 @@ def _qwen3_form(mode: str, processor: Any) -> Qwen3VideoForm:
     )
 
 
+def _check_modes(qwen3_video_text: str, timestamps: str, processor: Any) -> None:
+    """Refuse an unknown ``qwen3_video_text`` or ``video_timestamps`` before any loading.
+
+    Raises:
+        InvalidInputError: naming the valid values.
+    """
+    if qwen3_video_text not in ("auto", "wrapped", "unwrapped", "transformers"):
+        _qwen3_form(qwen3_video_text, processor)  # raises the typed error
+    if timestamps not in ("pts", "transformers"):
+        raise InvalidInputError(
+            "video_timestamps must be 'pts' (the frames' presentation times) or "
+            f"'transformers' (index / fps, as the processor), got {str(timestamps)[:32]!r}"
+        )
+
+
 def _qwen3_texts(
     texts: list[str],
     videos: Sequence[LoadedVideo],
@@ -211,18 +244,24 @@ def _qwen3_texts(
     *,
     preset: Preset,
     form: Qwen3VideoForm,
+    timestamps: VideoTimestamps = "pts",
 ) -> tuple[list[str], list[int]]:
     """Write each video's per-frame blocks into the text; return the per-block token counts.
 
     ``"unwrapped"`` first collapses every template wrapper to a bare pad (as transformers
     5.25's ``get_text_with_replacements``), then both forms replace the pads in order.
+    ``timestamps`` as in :data:`VideoTimestamps`.
     """
     pieces: list[str] = []
     counts: list[int] = []
     for video, grid in zip(videos, grids.tolist(), strict=True):
         metadata = video[1]
-        stamps = video_timestamps(
-            metadata["frames_indices"], float(metadata["fps"]), preset.temporal_patch_size
+        seconds = metadata.get(FRAMES_SECONDS) if timestamps == "pts" else None
+        stamps = patch_timestamps(
+            metadata["frames_indices"],
+            float(metadata["fps"]),
+            preset.temporal_patch_size,
+            frame_seconds=seconds,
         )
         t, gh, gw = grid
         pieces.append(qwen3_video_text(stamps[:t], tokens))
@@ -260,6 +299,7 @@ def build_inputs(
     max_length: int | None = None,
     chat_template_kwargs: Mapping[str, Any] | None = None,
     qwen3_video_text: Qwen3VideoText = "auto",
+    video_timestamps: VideoTimestamps = "pts",
     policy: FetchPolicy | None = None,
     image_options: ImageOptions | None = None,
     video_options: VideoOptions | None = None,
@@ -289,6 +329,11 @@ def build_inputs(
             truncating would cut vision tokens and break the model's count check.
         chat_template_kwargs: extra template variables (``add_vision_id=True``, ...).
         qwen3_video_text: see :data:`Qwen3VideoText`.
+        video_timestamps: the seconds in Qwen3-VL's ``<t seconds>`` text: ``"pts"``
+            (default), the frames' presentation times (equal to transformers' text on
+            constant-rate video, the real times on variable-rate files), or
+            ``"transformers"``, ``index / fps`` as the processor computes it; see
+            :data:`VideoTimestamps`.
         policy, image_options, video_options: fetch and decode rules for every item.
         workers: items loaded at once (default ``min(4, CPU count)``; 1 = one after the
             other). Order is kept; each item keeps its own fetch deadline.
@@ -322,8 +367,7 @@ def build_inputs(
         ResourceLimitError: a sequence longer than ``max_length``.
         FetchError, DecodeError, ...: from loading the media, typed as everywhere in vlprep.
     """
-    if qwen3_video_text not in ("auto", "wrapped", "unwrapped", "transformers"):
-        _qwen3_form(qwen3_video_text, processor)  # raises the typed error
+    _check_modes(qwen3_video_text, video_timestamps, processor)
     pixels_dtype = pixel_dtype(dtype)
     batch = as_conversations(conversations)
     if not batch:
@@ -382,7 +426,13 @@ def build_inputs(
                 )
             form = _qwen3_form(qwen3_video_text, processor)
             texts, video_counts = _qwen3_texts(
-                texts, videos, video_grid, tokens, preset=preset, form=form
+                texts,
+                videos,
+                video_grid,
+                tokens,
+                preset=preset,
+                form=form,
+                timestamps=video_timestamps,
             )
         else:
             video_counts = [count_tokens(tuple(g), preset.merge_size) for g in video_grid.tolist()]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import difflib
 import logging
 import math
+import numbers
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -49,6 +50,7 @@ VIDEO_KEYS = frozenset(
         "resized_width",
         "sample_fps",
         "raw_fps",
+        "video_stream",
     }
 )
 """Every key a video element is read for."""
@@ -215,6 +217,8 @@ class VideoSpec:
         resized_height / resized_width: explicit frame size (both or neither).
         sample_fps / raw_fps: for frame lists and arrays: the rate the frames were taken at,
             and the source video's rate (metadata only).
+        video_stream: for containers: the index of the video stream to read (overrides
+            ``VideoOptions.stream``); ``None``: the options' choice (the best stream).
     """
 
     source: object
@@ -231,6 +235,20 @@ class VideoSpec:
     resized_width: float | None = None
     sample_fps: float | None = None
     raw_fps: float | None = None
+    video_stream: int | None = None
+
+
+def _stream(ele: Mapping[str, Any]) -> int | None:
+    """``ele["video_stream"]``: a container stream index (an int >= 0), ``None`` when absent."""
+    value = ele.get("video_stream")
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
+        raise InvalidInputError(
+            "'video_stream' must be the container index of a video stream (an int >= 0, "
+            f"as VideoMetadata.stream_index reports it), got {str(value)[:20]!r}"
+        )
+    return int(value)
 
 
 def _seconds(ele: Mapping[str, Any], key: str) -> float | None:
@@ -264,7 +282,8 @@ def parse_video_element(ele: Mapping[str, Any]) -> VideoSpec:
 
     Raises:
         InvalidInputError: no source, both ``fps`` and ``nframes``, bad numbers,
-            ``min_pixels > max_pixels``, or ``video_start >= video_end``.
+            ``min_pixels > max_pixels``, ``video_start >= video_end``, or a
+            ``video_stream`` that is not an int >= 0.
     """
     if not isinstance(ele, Mapping):
         raise InvalidInputError(f"a video element must be a dict, got {type(ele).__name__}")
@@ -310,5 +329,6 @@ def parse_video_element(ele: Mapping[str, Any]) -> VideoSpec:
         video_end=end,
         sample_fps=_rate(ele, "sample_fps"),
         raw_fps=_rate(ele, "raw_fps"),
+        video_stream=_stream(ele),
         **numbers,
     )

@@ -31,6 +31,7 @@ from vlprep.decode.video import (
     VideoInput,
     VideoMetadata,
     VideoOptions,
+    VideoReader,
     open_video,
 )
 from vlprep.errors import (
@@ -61,7 +62,7 @@ from vlprep.sources import FetchPolicy, fetch, open_local_file
 from vlprep.specs import VideoSpec, parse_video_element
 from vlprep.tensors import FrameResizer, ResizeMode
 
-__all__ = ["fetch_video", "plan_clip", "video_target_size"]
+__all__ = ["FRAMES_SECONDS", "fetch_video", "load_clip", "plan_clip", "video_target_size"]
 
 logger = logging.getLogger(__name__)
 
@@ -74,6 +75,15 @@ _QWEN_BACKENDS: dict[str, BackendName] = {
 }
 
 VideoResult = tuple[torch.Tensor, dict[str, Any], float]
+
+FRAMES_SECONDS = "frames_seconds"
+"""Metadata key, inside vlprep only, for the sampled frames' presentation times.
+
+A tuple of seconds from the stream's first frame, one per ``frames_indices`` entry, set
+when the backend reports them (PyAV and decord from the container's index, torchcodec from
+the frames it decoded); absent for frame lists. :func:`fetch_video` drops it:
+transformers builds ``VideoMetadata(**metadata)``, which refuses unknown keys.
+"""
 
 
 def video_target_size(
@@ -275,10 +285,30 @@ def _copy_frame(frame: np.ndarray, out: torch.Tensor) -> None:
     out.copy_(torch.from_numpy(frame).permute(2, 0, 1))
 
 
+def _stream_options(spec: VideoSpec, options: VideoOptions) -> VideoOptions:
+    """``options`` with the element's ``video_stream`` (when set) as ``stream``."""
+    if spec.video_stream is None or spec.video_stream == options.stream:
+        return options
+    return dataclasses.replace(options, stream=spec.video_stream)
+
+
+def _refuse_stream_key(spec: VideoSpec) -> None:
+    """Frame lists and arrays have no streams: refuse a ``video_stream`` key on them.
+
+    Raises:
+        InvalidInputError: ``spec.video_stream`` is set.
+    """
+    if spec.video_stream is not None:
+        raise InvalidInputError(
+            f"'video_stream' ({spec.video_stream}) picks a stream of a video file; a frame "
+            "list or array has none: drop the key"
+        )
+
+
 def _from_container(
     spec: VideoSpec, factor: int, policy: FetchPolicy | None, options: VideoOptions
 ) -> VideoResult:
-    options, resize_threads = _thread_split(options)
+    options, resize_threads = _thread_split(_stream_options(spec, options))
     with (
         _opened_container(spec.source, policy) as handle,
         open_video(handle, options, backend=_backend(options)) as reader,
@@ -307,15 +337,34 @@ def _from_container(
                     video[k].copy_(video[k - 1])  # the same frame again (keyframe mode, padding)
                 else:
                     place(frame, video[k])
+        seconds = _frame_seconds(reader, indices)
     if count != len(indices):
         raise DecodeError(f"the video yielded {count} of {len(indices)} planned frames")
-    metadata = {
+    metadata: dict[str, Any] = {
         "fps": meta.fps,
         "frames_indices": indices,
         "total_num_frames": plan.clip_frames,
         "video_backend": meta.backend,
     }
+    if seconds is not None:
+        metadata[FRAMES_SECONDS] = seconds
     return video, metadata, plan.sample_fps
+
+
+def _frame_seconds(reader: VideoReader, indices: Sequence[int]) -> tuple[float, ...] | None:
+    """Presentation times of the sampled frames, seconds from the stream's first frame.
+
+    From ``metadata.frame_times`` (PyAV, decord, and either in a child process), else from
+    the frames torchcodec decoded; ``None`` when neither is known.
+    """
+    times = reader.metadata.frame_times
+    if times:
+        return tuple(times[i] - times[0] for i in indices)
+    from vlprep.decode.video._torchcodec import TorchCodecReader
+
+    if isinstance(reader, TorchCodecReader):
+        return reader.decoded_seconds(indices)
+    return None
 
 
 def _frames_from_array(value: Any) -> list[np.ndarray]:
@@ -363,6 +412,7 @@ def _from_frames(
     options: VideoOptions,
     image_options: ImageOptions | None,
 ) -> VideoResult:
+    _refuse_stream_key(spec)
     source = spec.source
     arrays: Sequence[object] = source if isinstance(source, (list, tuple)) else []
     if not isinstance(source, (list, tuple)):
@@ -501,6 +551,41 @@ def fetch_video(
         InvalidInputError, SourceNotAllowedError, FetchError, DecodeError,
         UnsupportedFormatError, ResourceLimitError, BackendUnavailableError.
     """
+    video, metadata, sample_fps = load_clip(
+        ele,
+        image_patch_size,
+        policy=policy,
+        options=options,
+        image_options=image_options,
+        backend=backend,
+        cache=cache,
+    )
+    metadata.pop(FRAMES_SECONDS, None)  # not a transformers VideoMetadata field
+    final: Any = (video, metadata) if return_video_metadata else video
+    if return_video_sample_fps:
+        return final, sample_fps
+    return final
+
+
+def load_clip(
+    ele: Mapping[str, Any],
+    image_patch_size: int = 14,
+    *,
+    policy: FetchPolicy | None = None,
+    options: VideoOptions | None = None,
+    image_options: ImageOptions | None = None,
+    backend: BackendChoice | None = None,
+    cache: MediaCache | None = None,
+) -> VideoResult:
+    """:func:`fetch_video`'s ``((video, metadata), sample_fps)`` as one tuple, with the times.
+
+    Same arguments and errors as :func:`fetch_video`; the metadata also holds
+    :data:`FRAMES_SECONDS` where the backend reports the frames' presentation times
+    (what :func:`vlprep.build_inputs` writes in Qwen3-VL's ``<t seconds>`` text).
+
+    Returns:
+        float32 ``(T, 3, H, W)`` frames, a fresh metadata dict, the sample fps.
+    """
     if (
         isinstance(image_patch_size, bool)
         or not isinstance(image_patch_size, int)
@@ -515,12 +600,5 @@ def fetch_video(
         options = dataclasses.replace(options, backend=backend)
     factor = image_patch_size * 2
     if cache is None:
-        video, metadata, sample_fps = _load(spec, factor, policy, options, image_options)
-    else:
-        video, metadata, sample_fps = _cached(
-            cache, spec, factor, policy=policy, options=options, image_options=image_options
-        )
-    final: Any = (video, metadata) if return_video_metadata else video
-    if return_video_sample_fps:
-        return final, sample_fps
-    return final
+        return _load(spec, factor, policy, options, image_options)
+    return _cached(cache, spec, factor, policy=policy, options=options, image_options=image_options)

@@ -18,6 +18,11 @@ PyAV backend, all decord limitations:
 * ``frames_decoded`` is an estimate from decord's keyframe list (decode from the last
   keyframe unless the previous target is closer), enforced against
   ``max_frames_decoded`` before asking decord.
+* **No stream choice**: decord reads FFmpeg's best video stream. ``VideoOptions.stream``
+  is accepted only when it names that stream (read with PyAV's header probe, which runs
+  the same ``av_find_best_stream``), and is then reported as ``stream_index``; any other
+  index, or any index without PyAV installed, is an ``InvalidInputError`` naming the
+  backends that can read it.
 """
 
 from __future__ import annotations
@@ -36,8 +41,9 @@ from vlprep.decode.video._types import (
     WalkEstimate,
     check_frame_limits,
     known_keyframes,
+    stream_error,
 )
-from vlprep.errors import DecodeError
+from vlprep.errors import DecodeError, InvalidInputError
 
 __all__ = ["DecordReader"]
 
@@ -74,7 +80,8 @@ class DecordReader(BatchReader):
 
     Attributes:
         metadata: the stream's :class:`VideoMetadata` (``backend="decord"``, rotation 0,
-            ``stream_index`` -1: decord picks the best video stream but does not say which).
+            ``stream_index`` -1: decord picks the best video stream but does not say which;
+            the requested index when ``VideoOptions.stream`` named that stream).
         frames_decoded: estimated frames walked by decord so far.
     """
 
@@ -96,6 +103,8 @@ class DecordReader(BatchReader):
 
     def _open(self, decord: Any) -> None:
         errors = _errors()
+        wanted = self._options.stream
+        stream_index = -1 if wanted is None else self._check_stream(wanted)
         try:
             vr = decord.VideoReader(self._opened.file, ctx=decord.cpu(0))
         except errors as exc:
@@ -121,7 +130,7 @@ class DecordReader(BatchReader):
         self._walk = WalkEstimate(keys, self._options)
         self.metadata = VideoMetadata(
             backend="decord",
-            stream_index=-1,
+            stream_index=stream_index,
             fps=fps,
             total_frames=total,
             duration=duration,
@@ -133,6 +142,34 @@ class DecordReader(BatchReader):
             frame_times=tuple(float(t) for t in times[:, 0] - times[0, 0]),
             keyframes=known_keyframes(keys, total),
         )
+
+    def _check_stream(self, wanted: int) -> int:
+        """The requested stream index, when it is the one decord reads (FFmpeg's best).
+
+        Raises:
+            InvalidInputError: PyAV is not installed (the choice cannot be checked), the
+                index is not a video stream of the file, or it is not the best one.
+        """
+        need = (
+            f"decord always reads the file's best video stream and cannot choose stream "
+            f"{wanted}; use backend='pyav' or 'torchcodec' to pick a stream"
+        )
+        try:
+            importlib.import_module("av")
+        except ImportError:
+            raise InvalidInputError(
+                f"{need} (which stream decord reads is checked with PyAV, not installed)"
+            ) from None
+        from vlprep.decode.video._pyav import probe_streams
+        from vlprep.decode.video._source import read_head, sniff_container
+
+        kind = sniff_container(read_head(self._opened.file))
+        best, streams = probe_streams(self._opened.file, kind)
+        if wanted not in {index for index, _ in streams}:
+            raise stream_error(wanted, [text for _, text in streams])
+        if wanted != best:
+            raise InvalidInputError(f"{need} (it reads stream {best})")
+        return wanted
 
     def _batch(self, indices: list[int]) -> np.ndarray:
         try:

@@ -25,7 +25,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 from collections import deque
-from typing import TYPE_CHECKING, Any, NoReturn, cast
+from typing import TYPE_CHECKING, Any, BinaryIO, NoReturn, cast
 
 import numpy as np
 
@@ -46,6 +46,7 @@ from vlprep.decode.video._types import (
     check_indices,
     check_keyframe_plan,
     check_output_size,
+    stream_error,
 )
 from vlprep.errors import DecodeError, ResourceLimitError, UnsupportedFormatError
 
@@ -56,7 +57,7 @@ if TYPE_CHECKING:
     from av.video.frame import VideoFrame
     from av.video.stream import VideoStream
 
-__all__ = ["PyAVReader"]
+__all__ = ["PyAVReader", "probe_streams"]
 
 logger = logging.getLogger(__name__)
 
@@ -79,6 +80,73 @@ _PACKET_SLACK = 64  # packets walked beyond max_frames_decoded (decoder delay, s
 
 def _refuse_nested_open(url: str, flags: int, options: dict[str, str]) -> NoReturn:
     raise PermissionError("nested open refused by vlprep")
+
+
+def _describe(stream: Any) -> str:
+    """``"3 (h264 480x270)"``: a video stream's index, codec and coded size."""
+    ctx = stream.codec_context
+    if ctx is None:
+        return f"{stream.index} (no decoder)"
+    return f"{stream.index} ({ctx.name} {ctx.width}x{ctx.height})"
+
+
+def _video_stream(container: InputContainer, wanted: int | None) -> VideoStream:
+    """The stream to read: index ``wanted``, else FFmpeg's best video stream.
+
+    Raises:
+        DecodeError: the file has no video stream (``wanted`` unset).
+        InvalidInputError: ``wanted`` is absent or not a video stream; the message lists
+            the video streams there are.
+    """
+    if wanted is None:
+        best = container.streams.best("video")
+        if best is None:
+            raise DecodeError("no video stream in this file (audio-only or empty container)")
+        return cast("VideoStream", best)
+    for stream in container.streams:
+        if stream.index == wanted and stream.type == "video":
+            return cast("VideoStream", stream)
+    raise stream_error(wanted, [_describe(s) for s in container.streams.video])
+
+
+def probe_streams(file: BinaryIO, kind: Container) -> tuple[int | None, list[tuple[int, str]]]:
+    """FFmpeg's best video stream and every video stream ``(index, description)`` of a file.
+
+    Header only, opened as :class:`PyAVReader` opens it (forced demuxer, no nested opens,
+    allow-listed decoders); ``file`` is rewound before and after. For backends that cannot
+    choose a stream themselves (decord).
+
+    Raises:
+        DecodeError: the container cannot be opened.
+        UnsupportedFormatError: it references other files or URLs.
+    """
+    import av
+
+    file.seek(0)
+    try:
+        container = av.open(
+            file,
+            mode="r",
+            format=kind,
+            options={"codec_whitelist": _DECODERS},
+            container_options={"protocol_whitelist": "none", "format_whitelist": kind},
+            io_open=_refuse_nested_open,
+        )
+    except PermissionError as exc:
+        raise UnsupportedFormatError(
+            "the container references other files or URLs; refused"
+        ) from exc
+    except _av_errors() as exc:
+        raise DecodeError(
+            f"cannot open the video: the {kind} data is corrupt, truncated or not a video"
+        ) from exc
+    try:
+        best = container.streams.best("video")
+        streams = [(int(s.index), _describe(s)) for s in container.streams.video]
+        return (None if best is None else int(best.index)), streams
+    finally:
+        container.close()
+        file.seek(0)
 
 
 def _av_errors() -> tuple[type[BaseException], ...]:
@@ -168,10 +236,7 @@ class PyAVReader(ReaderBase):
             raise UnsupportedFormatError(
                 f"container format {container.format.name[:40]!r} is not accepted"
             )
-        best = container.streams.best("video")
-        if best is None:
-            raise DecodeError("no video stream in this file (audio-only or empty container)")
-        stream = cast("VideoStream", best)
+        stream = _video_stream(container, self._options.stream)
         self._stream = stream
         ctx = stream.codec_context
         if ctx is None:  # PyAV#2344: decoding such a stream can crash the interpreter

@@ -8,7 +8,9 @@ timestamp, like decord and the PyAV backend) and applies the display rotation it
 * the codec allow-list is checked after torchcodec has opened the stream (before any
   frame is requested); the nested-URL and decoder whitelists cannot be set;
 * ``max_packets_scanned`` is not applied (torchcodec scans the whole file);
-* ``frame_times`` is ``None`` (torchcodec does not expose them without decoding);
+* ``frame_times`` is ``None`` (torchcodec does not expose them without decoding), so a
+  variable-frame-rate file is sampled by index, not re-aimed by time; the presentation
+  times of the frames it decoded are kept (:meth:`TorchCodecReader.decoded_seconds`);
 * ``frames_decoded`` is an estimate from torchcodec's keyframe list.
 """
 
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -29,6 +32,7 @@ from vlprep.decode.video._types import (
     WalkEstimate,
     check_frame_limits,
     known_keyframes,
+    stream_error,
 )
 from vlprep.errors import BackendUnavailableError, DecodeError, UnsupportedFormatError
 
@@ -73,6 +77,8 @@ class TorchCodecReader(BatchReader):
         self._seek_mode = options.seek
         self.frames_decoded = 0
         self._decoder: Any = None
+        self._origin = 0.0
+        self._seconds: dict[int, float] = {}
         try:
             self._open(_decoder_class())
         except BaseException:
@@ -80,11 +86,16 @@ class TorchCodecReader(BatchReader):
             raise
 
     def _open(self, decoder_class: Any) -> None:
+        wanted = self._options.stream
         try:
-            decoder = decoder_class(self._opened.file, seek_mode="exact", dimension_order="NHWC")
+            decoder = decoder_class(
+                self._opened.file, seek_mode="exact", dimension_order="NHWC", stream_index=wanted
+            )
             meta = decoder.metadata
             keys = list(decoder._get_key_frame_indices())
         except _ERRORS as exc:
+            if wanted is not None:
+                self._check_stream(decoder_class, wanted)
             raise DecodeError(
                 "torchcodec cannot open the video (corrupt, truncated or no video stream)"
             ) from exc
@@ -106,6 +117,7 @@ class TorchCodecReader(BatchReader):
         if total < 1 or width < 1 or height < 1 or not fps > 0:
             raise DecodeError("no decodable video frames")
         check_frame_limits(width, height, duration, self._options)
+        self._origin = float(getattr(meta, "begin_stream_seconds", None) or 0.0)
         ccw = meta.rotation or 0.0
         self._walk = WalkEstimate(keys, self._options)
         self.metadata = VideoMetadata(
@@ -123,14 +135,49 @@ class TorchCodecReader(BatchReader):
             keyframes=known_keyframes(keys, total),
         )
 
+    def _check_stream(self, decoder_class: Any, wanted: int) -> None:
+        """Raise the listing ``InvalidInputError`` when ``wanted`` is not a video stream.
+
+        Called after torchcodec refused the index: the file is opened again on its best
+        stream (header only) to list the video streams. Returns when that fails or
+        ``wanted`` is a video stream (the caller then raises its ``DecodeError``).
+        """
+        try:
+            self._opened.file.seek(0)
+            decoder = decoder_class(self._opened.file, seek_mode="approximate")
+            core = importlib.import_module("torchcodec._core")
+            container = core.get_container_metadata(decoder._decoder)
+            videos = [
+                (int(m.stream_index), f"{m.stream_index} ({m.codec} {m.width}x{m.height})")
+                for m in container.streams
+                if isinstance(m, core.VideoStreamMetadata) and m.stream_index is not None
+            ]
+        except (*_ERRORS, AttributeError, ImportError, TypeError):
+            return
+        if wanted not in {index for index, _ in videos}:
+            raise stream_error(wanted, [text for _, text in videos])
+
     def _alive(self) -> bool:
         return self._decoder is not None
 
     def _batch(self, indices: list[int]) -> np.ndarray:
         try:
-            return np.asarray(self._decoder.get_frames_at(indices).data.numpy())
+            batch = self._decoder.get_frames_at(indices)
+            pts = [float(t) for t in batch.pts_seconds.tolist()]
+            frames = np.asarray(batch.data.numpy())
+            self._seconds.update(zip(indices, pts, strict=True))
         except _ERRORS as exc:
             raise DecodeError("torchcodec failed to decode the requested frames") from exc
+        return frames
+
+    def decoded_seconds(self, indices: Sequence[int]) -> tuple[float, ...] | None:
+        """Presentation times of already decoded frames, seconds from the stream's first frame.
+
+        ``None`` when any of ``indices`` has not been decoded by this reader.
+        """
+        if not all(int(i) in self._seconds for i in indices):
+            return None
+        return tuple(self._seconds[int(i)] - self._origin for i in indices)
 
     def close(self) -> None:
         """Release the decoder and the file we opened (idempotent)."""

@@ -30,6 +30,7 @@ __all__ = [
     "check_keyframe_plan",
     "check_output_size",
     "known_keyframes",
+    "stream_error",
 ]
 
 BackendName = Literal["pyav", "decord", "torchcodec"]
@@ -98,6 +99,15 @@ class VideoOptions:
             one clip's output (default ``2**28``, just above what qwen-vl-utils' default
             budget allows: 768 frames at the 128,000-token clip budget): both checked from
             the plan before the output is allocated (``ResourceLimitError`` naming the keys).
+        stream: container index of the video stream to read (``VideoMetadata.stream_index``);
+            ``None`` (default): FFmpeg's best video stream, as before. A message element's
+            ``video_stream`` key overrides it. PyAV and torchcodec read any video stream;
+            decord always reads the best one, so with decord another index is an
+            ``InvalidInputError`` naming the backends that can (which stream is the best is
+            read with PyAV: without PyAV installed decord refuses every index). An index
+            that is absent or not a video stream (audio, subtitles) is an
+            ``InvalidInputError`` listing the file's video streams. Frame lists and arrays
+            ignore it.
     """
 
     backend: BackendChoice = "auto"
@@ -114,6 +124,7 @@ class VideoOptions:
     seek: FrameSeek = "exact"  # positional construction keeps its meaning up to here
     max_output_frame_pixels: int = 1 << 25
     max_output_pixels: int = 1 << 28
+    stream: int | None = None
 
     def __post_init__(self) -> None:
         if self.backend not in _CHOICES:
@@ -185,6 +196,14 @@ class VideoOptions:
             raise InvalidInputError(
                 f"VideoOptions.decode_threads must be an int >= 0, got {threads!r:.32}"
             )
+        stream = self.stream
+        if stream is not None and (
+            isinstance(stream, bool) or not isinstance(stream, int) or stream < 0
+        ):
+            raise InvalidInputError(
+                "VideoOptions.stream must be None (the best video stream) or a container "
+                f"stream index, an int >= 0, got {stream!r:.32}"
+            )
 
     @classmethod
     def long_video(cls, **overrides: Any) -> VideoOptions:
@@ -207,9 +226,10 @@ class VideoMetadata:
 
     Attributes:
         backend: ``"pyav"``, ``"decord"`` or ``"torchcodec"``.
-        stream_index: container index of the chosen video stream (PyAV, torchcodec), or
-            ``-1`` where the backend does not say which stream it chose (decord: FFmpeg's
-            best stream, not exposed).
+        stream_index: container index of the video stream read (``VideoOptions.stream``, else
+            FFmpeg's best): PyAV and torchcodec always report it; decord reports it when
+            ``VideoOptions.stream`` named it and ``-1`` otherwise (it reads FFmpeg's best
+            stream without saying which).
         fps: average frame rate (what decord's ``get_avg_fps()`` reports).
         total_frames: frames in the stream, in presentation order; frame ``i`` is the
             frame with the ``i``-th smallest presentation timestamp (decord's definition).
@@ -274,6 +294,21 @@ class VideoReader(Protocol):
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None: ...
+
+
+def stream_error(requested: int, video_streams: Sequence[str]) -> InvalidInputError:
+    """The error for a requested stream index that is absent or not a video stream.
+
+    Args:
+        requested: the index asked for (``VideoOptions.stream`` / ``video_stream``).
+        video_streams: one description per video stream of the file (``"3 (h264 480x270)"``).
+    """
+    listed = ", ".join(video_streams) if video_streams else "none"
+    return InvalidInputError(
+        f"stream {requested} is not a video stream of this file (absent, or audio, subtitles "
+        f"or data); its video streams: {listed}. Set 'video_stream' / VideoOptions.stream to "
+        "one of those, or leave it unset for the best one"
+    )
 
 
 def check_frame_limits(
