@@ -301,3 +301,112 @@ def test_probe_reads_orientation_without_decoding(monkeypatch: pytest.MonkeyPatc
     jpeg = probe_header((images / "hopper_orientation_6.jpg").read_bytes())
     assert (jpeg.orientation, jpeg.display_size) == (6, (128, 128))
     assert probe_header((images / "hopper.png").read_bytes()).orientation == 1
+
+
+# ------------------------------------------------ structure limits (scans, markers, chunks)
+
+
+def _progressive_jpeg(side: int) -> bytes:
+    """A smooth ``side x side`` progressive JPEG, cheap to encode (no per-pixel noise)."""
+    rng = np.random.default_rng(0)
+    small = Image.fromarray(rng.integers(0, 256, (17, 17, 3), dtype=np.uint8))
+    return encode(small.resize((side, side), Image.Resampling.BILINEAR), "JPEG", progressive=True)
+
+
+# An AC refinement scan of the luma component (Ss=1, Se=63, Ah=1, Al=0) with no entropy data:
+# libjpeg still walks every luma block of the image for it.
+_EMPTY_SCAN = b"\xff\xda\x00\x08\x01\x01\x00\x01\x3f\x10"
+
+
+def _with_empty_scans(data: bytes, count: int) -> bytes:
+    eoi = data.rindex(b"\xff\xd9")
+    return data[:eoi] + _EMPTY_SCAN * count + data[eoi:]
+
+
+@pytest.mark.timeout(30)
+def test_jpeg_stuffed_with_empty_scans_is_refused_before_decoding() -> None:
+    # 1024x1024 with 20,000 empty scans (200 KB): measured 3.6 s of libjpeg before the
+    # scan limit (a 4096x4096 one of 833 KB: about 2 min); now refused from the markers.
+    bomb = _with_empty_scans(_progressive_jpeg(1024), 20_000)
+    for options in (ImageOptions(), ImageOptions(decode="fast")):
+        start = time.monotonic()
+        with pytest.raises(ResourceLimitError, match=r"more than 100 scans.*max_jpeg_scans"):
+            fetch_image({"image": bomb, "max_pixels": 64 * 28 * 28}, options=options)
+        assert time.monotonic() - start < 1.0
+    # the header probe does not read the scans (nor does Pillow to open it)
+    assert probe_header(bomb).width == 1024
+
+
+def test_jpeg_scan_limit_is_an_option() -> None:
+    data = _progressive_jpeg(64)
+    scans = data.count(b"\xff\xda")  # no 0xFFDA inside this small file's entropy data
+    assert 5 <= scans <= 12  # an ordinary progressive JPEG
+    padded = _with_empty_scans(data, 150)
+    with pytest.raises(ResourceLimitError, match="max_jpeg_scans"):
+        decode_image(padded)
+    assert decode_image(padded, ImageOptions(max_jpeg_scans=scans + 150)).size == (64, 64)
+    with pytest.raises(ResourceLimitError, match="max_jpeg_scans"):
+        decode_image(data, ImageOptions(max_jpeg_scans=scans - 1))
+    # one interleaved baseline scan: libjpeg refuses a second one, so the walk stops there
+    baseline = encode(photo(64, 64), "JPEG")
+    assert decode_image(baseline, ImageOptions(max_jpeg_scans=1)).size == (64, 64)
+    for bad in (0, -1, True, 1.5):
+        with pytest.raises(InvalidInputError, match="max_jpeg_scans"):
+            ImageOptions(max_jpeg_scans=bad)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "padding",
+    [b"\xff\xfe\x00\x02" * 500_000, b"\xff" * (2 << 20), b"\x00" * (4 << 20)],
+    ids=["empty-comments", "fill-bytes", "junk"],
+)
+def test_jpeg_header_padding_is_bounded(padding: bytes) -> None:
+    # Pillow steps over each segment (about 1.3 us) or padding byte (about 0.7 us) in
+    # Python before the first scan: 8 M empty comments fit in 32 MiB.
+    data = encode(photo(32, 32), "JPEG")
+    at = 4 + int.from_bytes(data[4:6], "big")  # after SOI and APP0: the sniffer sees a JPEG
+    bomb = data[:at] + padding + data[at:]
+    start = time.monotonic()
+    with pytest.raises(ResourceLimitError, match="max_jpeg_segments"):
+        probe_header(bomb)
+    with pytest.raises(ResourceLimitError, match="max_jpeg_segments"):
+        decode_image(bomb)
+    assert time.monotonic() - start < 0.5
+    few = data[:at] + padding[:400] + data[at:]
+    assert decode_image(few).size == (32, 32)
+
+
+def _png_chunk(kind: bytes, body: bytes) -> bytes:
+    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+
+@pytest.mark.parametrize("where", ["before IDAT", "after IDAT"])
+def test_png_with_many_chunks_is_refused_before_decoding(where: str) -> None:
+    # 500,000 empty private chunks (6 MB): 2.4-2.8 s of Pillow's chunk loop before the
+    # limit (2.5 M in 30 MB: 6.3 s reported); now refused from the chunk headers.
+    good = encode(photo(16, 16), "PNG")
+    at = 33 if where == "before IDAT" else good.rindex(b"IEND") - 4
+    bomb = good[:at] + _png_chunk(b"quIt", b"") * 500_000 + good[at:]
+    start = time.monotonic()
+    with pytest.raises(ResourceLimitError, match=r"more than 10000 chunks.*max_png_chunks"):
+        decode_image(bomb)
+    with pytest.raises(ResourceLimitError, match="max_png_chunks"):
+        probe_header(bomb)
+    assert time.monotonic() - start < 0.5
+
+
+def test_png_chunk_limit_counts_the_first_frame_only() -> None:
+    still = encode(photo(16, 16), "PNG")  # IHDR, IDAT, IEND
+    with pytest.raises(ResourceLimitError, match="max_png_chunks"):
+        decode_image(still, ImageOptions(max_png_chunks=2))
+    assert decode_image(still, ImageOptions(max_png_chunks=3)).size == (16, 16)
+    frames = [Image.new("RGB", (16, 16), (i * 20, 0, 0)) for i in range(12)]
+    buf = io.BytesIO()
+    frames[0].save(buf, "PNG", save_all=True, append_images=frames[1:])
+    # IHDR acTL fcTL IDAT, then 11 frames of fcTL + fdAT: Pillow stops at the second fcTL
+    assert buf.getvalue().count(b"fdAT") == 11
+    image = decode_image(buf.getvalue(), ImageOptions(max_png_chunks=5))
+    assert image.getpixel((0, 0)) == (0, 0, 0)
+    for bad in (0, 2.0, False):
+        with pytest.raises(InvalidInputError, match="max_png_chunks"):
+            ImageOptions(max_png_chunks=bad)  # type: ignore[arg-type]

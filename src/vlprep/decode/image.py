@@ -1,6 +1,7 @@
 """Encoded image bytes -> header facts and an RGB ``PIL.Image``, within limits.
 
-Order of work: sniff the magic number, open the header with an allow-listed set of Pillow
+Order of work: sniff the magic number, count JPEG scans and markers or PNG chunks (bounded
+walks, :mod:`vlprep.decode._structure`), open the header with an allow-listed set of Pillow
 plugins, check source pixels and aspect ratio, and only then decode pixels. The result is
 upright (EXIF orientation applied by default), RGB, with any transparency composited on
 white and 16-bit samples scaled (not clipped) to 8 bit.
@@ -24,6 +25,7 @@ import numpy as np
 from PIL import Image
 
 from vlprep.decode._sniff import sniff_format
+from vlprep.decode._structure import check_jpeg_structure, check_png_structure
 from vlprep.errors import (
     BackendUnavailableError,
     DecodeError,
@@ -107,6 +109,16 @@ class ImageOptions:
             the plan (element keys and bounds) before anything is allocated (default
             ``2**25``, twice the largest default bound, Qwen3-VL's ``16384 * 32**2``): a
             tiny file with ``"min_pixels": 4e8`` is a ``ResourceLimitError``, not 1.5 GiB.
+        max_jpeg_scans: most scans (SOS segments) in a JPEG, counted before decoding
+            (default 100; ordinary progressive JPEGs have about 10). libjpeg makes a pass
+            over the whole image for each scan, so a file padded with empty scans costs
+            minutes of CPU without it.
+        max_jpeg_segments: most marker segments in a JPEG, padding bytes before the first
+            scan counted one each (default 10,000; real files have tens): Pillow parses
+            those in Python, one step per segment or padding byte.
+        max_png_chunks: most chunks in a PNG up to the end of its first frame, counted
+            before decoding (default 10,000; a 32 MiB PNG in libpng's 8 KiB ``IDAT``
+            chunks has about 4,100): Pillow reads each in Python.
     """
 
     formats: frozenset[str] = field(default=DEFAULT_FORMATS)
@@ -115,15 +127,19 @@ class ImageOptions:
     exif_transpose: bool = True
     decode: ImageDecode = "exact"
     max_output_pixels: int = 1 << 25
+    max_jpeg_scans: int = 100
+    max_jpeg_segments: int = 10_000
+    max_png_chunks: int = 10_000
 
     def __post_init__(self) -> None:
         from vlprep.errors import InvalidInputError
 
-        limit = self.max_output_pixels
-        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
-            raise InvalidInputError(
-                f"ImageOptions.max_output_pixels must be a positive int, got {limit!r:.32}"
-            )
+        for name in ("max_output_pixels", "max_jpeg_scans", "max_jpeg_segments", "max_png_chunks"):
+            limit = getattr(self, name)
+            if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+                raise InvalidInputError(
+                    f"ImageOptions.{name} must be a positive int, got {limit!r:.32}"
+                )
 
         if self.decode not in _DECODES:
             raise InvalidInputError(
@@ -227,7 +243,10 @@ def open_image(data: bytes, options: ImageOptions | None = None) -> Image.Image:
         return _open(data, options or _DEFAULT_OPTIONS)
 
 
-def _open(data: bytes, options: ImageOptions) -> Image.Image:
+def _open(data: bytes, options: ImageOptions, *, decoding: bool = True) -> Image.Image:
+    """Sniff, walk the structure and open the header; ``decoding=False`` for a header-only
+    probe, which skips the JPEG scans (Pillow does not read past the first one to open).
+    """
     if not data:
         raise DecodeError("empty image data (0 bytes)")
     sniffed = sniff_format(data[:512])
@@ -236,6 +255,12 @@ def _open(data: bytes, options: ImageOptions) -> Image.Image:
         raise UnsupportedFormatError(
             f"{sniffed} images are not accepted{hint}; accepted: {sorted(options.formats)}"
         )
+    if sniffed == "JPEG":  # MPO too: its first frame is a JPEG
+        check_jpeg_structure(
+            data, options.max_jpeg_scans, options.max_jpeg_segments, whole=decoding
+        )
+    elif sniffed == "PNG":
+        check_png_structure(data, options.max_png_chunks)
     if sniffed in _PLUGIN_FORMATS:
         try:
             _ensure_plugin(sniffed)
@@ -295,7 +320,7 @@ def probe_header(data: bytes, options: ImageOptions | None = None) -> ImageHeade
     """Header facts of ``data`` without decoding pixels (see :func:`open_image`)."""
     options = options or _DEFAULT_OPTIONS
     with _quiet_pillow():
-        image = _open(data, options)
+        image = _open(data, options, decoding=False)
         orientation = orientation_of(image) if options.exif_transpose else 1
         frames = _frames_hint(image)
     return ImageHeader(
