@@ -410,3 +410,113 @@ def test_png_chunk_limit_counts_the_first_frame_only() -> None:
     for bad in (0, 2.0, False):
         with pytest.raises(InvalidInputError, match="max_png_chunks"):
             ImageOptions(max_png_chunks=bad)  # type: ignore[arg-type]
+
+
+# ------------------------------------------------ decode memory
+
+_PEAK_CHILD = r"""
+import json, os, resource, sys, time, types
+
+# vlprep as a bare namespace package: its __init__ imports torch, the decoder needs none
+package = types.ModuleType("vlprep")
+package.__path__ = [sys.argv[1]]
+sys.modules["vlprep"] = package
+from vlprep.decode.image import ImageOptions, decode_image
+from vlprep.errors import VlprepError
+
+with open(sys.argv[2], "rb") as fh:
+    data = fh.read()
+options = ImageOptions(**json.loads(sys.argv[3]))
+
+
+def peak_rss():
+    # VmHWM, not ru_maxrss: Linux carries the forking parent's peak across exec into
+    # ru_maxrss, so a child of a large pytest process would see no growth at all
+    with open("/proc/self/status") as fh:
+        return next(int(line.split()[1]) for line in fh if line.startswith("VmHWM:")) * 1024
+
+
+with open("/proc/self/statm") as fh:
+    size = int(fh.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+_, hard = resource.getrlimit(resource.RLIMIT_AS)
+resource.setrlimit(resource.RLIMIT_AS, (size + (1 << 30), hard))  # never the whole machine
+before = peak_rss()
+start = time.monotonic()
+try:
+    image = decode_image(data, options)
+    result = ["ok", image.mode, image.width, image.height]
+except VlprepError as exc:
+    result = [type(exc).__name__, str(exc)]
+except MemoryError:
+    result = ["MemoryError", ""]
+grown = peak_rss() - before
+print(json.dumps({"result": result, "grown": grown, "seconds": time.monotonic() - start}))
+"""
+
+
+def _decode_in_child(path: Path, **options: Any) -> dict[str, Any]:
+    """Decode ``path`` in a child capped at its size + 1 GiB; its result and peak RSS growth."""
+    import json
+    import subprocess
+
+    import vlprep
+
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            _PEAK_CHILD,
+            str(Path(vlprep.__file__).parent),
+            str(path),
+            json.dumps(options),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 0, f"child died ({proc.returncode}): {proc.stderr[-2000:]}"
+    result: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
+    return result
+
+
+def _gray16_png(width: int, height: int) -> bytes:
+    """A ``width x height`` 16-bit grayscale PNG of zeros (compresses ~1000:1), built row by row."""
+    packer = zlib.compressobj(9)
+    row = bytes(1 + 2 * width)
+    idat = b"".join([packer.compress(row) for _ in range(height)] + [packer.flush()])
+    ihdr = struct.pack(">IIBBBBB", width, height, 16, 0, 0, 0, 0)
+    signature = b"\x89PNG\r\n\x1a\n"
+    return signature + _png_chunk(b"IHDR", ihdr) + _png_chunk(b"IDAT", idat) + _png_chunk(b"IEND", b"")
+
+
+@pytest.mark.timeout(60)
+def test_16bit_png_peak_memory_follows_the_8bit_output(tmp_path: Path) -> None:
+    # 4000x4000 16-bit (31 KB): whole-image int64 arithmetic grew the peak RSS by 323 MiB
+    # (20 bytes per pixel; 1.78 GiB for a 172 KB 9400x9400 one). Now the 2-byte source,
+    # the 1-byte L result and the 4-byte RGB image (Pillow stores RGB in 4): 112 MiB.
+    path = tmp_path / "gray16.png"
+    path.write_bytes(_gray16_png(4000, 4000))
+    report = _decode_in_child(path)
+    assert report["result"] == ["ok", "RGB", 4000, 4000]
+    assert report["grown"] < 4000 * 4000 * 8.5, report
+
+
+def test_high_depth_bands_are_bit_identical(monkeypatch: pytest.MonkeyPatch) -> None:
+    from vlprep.decode import image as image_module
+
+    monkeypatch.setattr(image_module, "_BAND_PIXELS", 1000)  # 7 rows per band, 15 bands
+    rng = np.random.default_rng(3)
+    samples = rng.integers(0, 65536, (101, 131), dtype=np.uint16)
+    floats = rng.random((101, 131), dtype=np.float32)
+    floats[60, 5] = 1.5  # one value above 1 in a later band: nothing is multiplied by 255
+    small = rng.integers(-5, 200, (101, 131), dtype=np.int32)  # all <= 255: clipped, not scaled
+    cases = {
+        "I;16": (Image.fromarray(samples), (samples.astype(np.int64) + 128) // 257),
+        "I small": (Image.fromarray(small), np.clip(small, 0, 255)),
+        "F": (Image.fromarray(floats), np.clip(np.rint(floats), 0, 255)),
+    }
+    for name, (source, expected) in cases.items():
+        out = np.asarray(image_module._scale_high_depth(source))
+        assert np.array_equal(out, expected.astype(np.uint8)), name
+
