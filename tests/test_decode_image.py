@@ -412,7 +412,7 @@ def test_png_chunk_limit_counts_the_first_frame_only() -> None:
             ImageOptions(max_png_chunks=bad)  # type: ignore[arg-type]
 
 
-# ------------------------------------------------ decode memory
+# ------------------------------------------------ decode memory (16-bit, WebP canvases)
 
 _PEAK_CHILD = r"""
 import json, os, resource, sys, time, types
@@ -520,3 +520,62 @@ def test_high_depth_bands_are_bit_identical(monkeypatch: pytest.MonkeyPatch) -> 
         out = np.asarray(image_module._scale_high_depth(source))
         assert np.array_equal(out, expected.astype(np.uint8)), name
 
+
+def _webp_animation(width: int, height: int) -> bytes:
+    """An animated WebP: a ``width x height`` canvas, two 1x1 lossless frames (~140 bytes)."""
+
+    def riff(fourcc: bytes, body: bytes) -> bytes:
+        return fourcc + struct.pack("<I", len(body)) + body + b"\0" * (len(body) % 2)
+
+    vp8l = encode(Image.new("RGBA", (1, 1), (255, 0, 0, 128)), "WEBP", lossless=True)[12:]
+    canvas = (width - 1).to_bytes(3, "little") + (height - 1).to_bytes(3, "little")
+    frame = bytes(12) + (100).to_bytes(3, "little") + b"\0"  # at 0,0; 1x1; 100 ms
+    body = b"WEBP" + riff(b"VP8X", b"\x12\0\0\0" + canvas) + riff(b"ANIM", bytes(6))
+    body += riff(b"ANMF", frame + vp8l) * 2
+    return b"RIFF" + struct.pack("<I", len(body)) + body
+
+
+@pytest.mark.timeout(60)
+def test_webp_canvas_counts_against_the_decode_memory_limit(tmp_path: Path) -> None:
+    # 9400x9400 = 88 M pixels passes max_source_pixels, but libwebp keeps two RGBA canvases
+    # and Pillow a copy of the frame: +1.35-1.4 GiB for a 140-byte file. Refused from the
+    # header now, before libwebp allocates anything.
+    path = tmp_path / "canvas.webp"
+    path.write_bytes(_webp_animation(9400, 9400))
+    assert path.stat().st_size < 400
+    report = _decode_in_child(path)
+    kind, message = report["result"]
+    assert kind == "ResourceLimitError", report
+    assert "9400x9400" in message and "max_decode_bytes" in message, message
+    assert report["grown"] < 64 << 20 and report["seconds"] < 1.0, report
+    # the same canvas decodes once the limit allows it (a smaller one, to stay cheap)
+    small = _webp_animation(300, 200)
+    with pytest.raises(ResourceLimitError, match="max_decode_bytes"):
+        decode_image(small, ImageOptions(max_decode_bytes=300 * 200 * 17 - 1))
+    image = decode_image(small, ImageOptions(max_decode_bytes=300 * 200 * 17))
+    assert image.size == (300, 200) and image.getpixel((0, 0)) == (255, 127, 127)
+
+
+def test_decode_memory_estimate_per_path() -> None:
+    from vlprep.decode.image import decode_bytes_per_pixel
+
+    gray = Image.linear_gradient("L").resize((64, 48))
+    rgb = Image.merge("RGB", [gray, gray, gray])
+
+    def per_pixel(data: bytes) -> int:
+        return decode_bytes_per_pixel(open_image(data))
+
+    assert per_pixel(encode(rgb, "JPEG")) == 4  # the RGB image only
+    assert per_pixel(encode(rgb, "JPEG", progressive=True)) == 4 + 6  # libjpeg's coefficients
+    assert per_pixel(encode(rgb, "PNG")) == 4
+    assert per_pixel(encode(gray, "PNG")) == 1 + 4
+    assert per_pixel(encode(rgb.convert("RGBA"), "PNG")) == 4 + 4 + 1
+    assert per_pixel(encode(gray.convert("LA"), "PNG")) == 4 + 4 + 4 + 1
+    assert per_pixel(encode(gray.convert("P"), "PNG", transparency=0)) == 1 + 4 + 4 + 1
+    assert per_pixel(_gray16_png(64, 48)) == 2 + 1 + 4
+    assert per_pixel(encode(rgb, "WEBP", lossless=True)) == 4 + 8 + 4
+    rotated = (media_dir() / "images" / "hopper_orientation_6.jpg").read_bytes()
+    assert decode_bytes_per_pixel(open_image(rotated), transposed=True) == 4 + 4
+    for bad in (0, -1, 1.0, True):
+        with pytest.raises(InvalidInputError, match="max_decode_bytes"):
+            ImageOptions(max_decode_bytes=bad)  # type: ignore[arg-type]

@@ -23,7 +23,7 @@ import struct
 
 from vlprep.errors import ResourceLimitError
 
-__all__ = ["check_jpeg_structure", "check_png_structure"]
+__all__ = ["check_jpeg_structure", "check_png_structure", "webp_canvas_size"]
 
 # 0xFF followed by a marker code: neither a stuffed zero nor another fill byte. Inside
 # entropy-coded data restart markers (RST0-7) belong to the scan, as libjpeg reads them.
@@ -137,3 +137,27 @@ def check_png_structure(data: bytes, max_chunks: int) -> None:
         elif kind == b"fcTL" and animated and seen_pixels:
             return
         pos += 12 + length
+
+
+def webp_canvas_size(data: bytes) -> tuple[int, int] | None:
+    """``(width, height)`` of a WebP's canvas from its first chunk, or ``None`` if unreadable.
+
+    The same fields Pillow reads (``VP8X`` canvas, else the ``VP8``/``VP8L`` frame header):
+    Pillow's plugin has libwebp allocate the canvas inside ``Image.open``, so the limits
+    are checked on these numbers before it runs.
+    """
+    kind = data[12:16]
+    if kind == b"VP8X" and len(data) >= 30:
+        return (
+            int.from_bytes(data[24:27], "little") + 1,
+            int.from_bytes(data[27:30], "little") + 1,
+        )
+    if kind == b"VP8 " and len(data) >= 30 and data[23:26] == b"\x9d\x01\x2a":
+        return (
+            int.from_bytes(data[26:28], "little") & 0x3FFF,
+            int.from_bytes(data[28:30], "little") & 0x3FFF,
+        )
+    if kind == b"VP8L" and len(data) >= 25 and data[20] == 0x2F:
+        bits = int.from_bytes(data[21:25], "little")
+        return (bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1
+    return None

@@ -25,7 +25,11 @@ import numpy as np
 from PIL import Image
 
 from vlprep.decode._sniff import sniff_format
-from vlprep.decode._structure import check_jpeg_structure, check_png_structure
+from vlprep.decode._structure import (
+    check_jpeg_structure,
+    check_png_structure,
+    webp_canvas_size,
+)
 from vlprep.errors import (
     BackendUnavailableError,
     DecodeError,
@@ -119,6 +123,14 @@ class ImageOptions:
         max_png_chunks: most chunks in a PNG up to the end of its first frame, counted
             before decoding (default 10,000; a 32 MiB PNG in libpng's 8 KiB ``IDAT``
             chunks has about 4,100): Pillow reads each in Python.
+        max_decode_bytes: most memory decoding one image may take, estimated from the
+            header before decoding (default 1 GiB: 12 bytes per pixel at the default
+            ``max_source_pixels``, Pillow's own assumption). The estimate counts what the
+            decode path keeps alive at its peak: the decoded image (1 byte per pixel for
+            L/P, 2 for 16-bit, 4 for the rest, as Pillow stores them), the RGB conversion,
+            the EXIF rotation, libjpeg's coefficients for a progressive JPEG and libwebp's
+            canvases (a WebP costs about 16 bytes per pixel, so a 372-byte animation with a
+            9400x9400 canvas would take 1.4 GiB: refused).
     """
 
     formats: frozenset[str] = field(default=DEFAULT_FORMATS)
@@ -130,11 +142,18 @@ class ImageOptions:
     max_jpeg_scans: int = 100
     max_jpeg_segments: int = 10_000
     max_png_chunks: int = 10_000
+    max_decode_bytes: int = 1 << 30
 
     def __post_init__(self) -> None:
         from vlprep.errors import InvalidInputError
 
-        for name in ("max_output_pixels", "max_jpeg_scans", "max_jpeg_segments", "max_png_chunks"):
+        for name in (
+            "max_output_pixels",
+            "max_jpeg_scans",
+            "max_jpeg_segments",
+            "max_png_chunks",
+            "max_decode_bytes",
+        ):
             limit = getattr(self, name)
             if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
                 raise InvalidInputError(
@@ -237,7 +256,8 @@ def open_image(data: bytes, options: ImageOptions | None = None) -> Image.Image:
         DecodeError: empty, truncated or unrecognised data.
         UnsupportedFormatError: a recognised format outside ``options.formats``, or
             HEIF/AVIF without the plugin (the message names ``vlprep[heif]``).
-        ResourceLimitError: more pixels or a higher aspect ratio than allowed.
+        ResourceLimitError: more pixels, a higher aspect ratio, more JPEG scans or
+            markers, more PNG chunks or a larger decode-memory estimate than allowed.
     """
     with _quiet_pillow():
         return _open(data, options or _DEFAULT_OPTIONS)
@@ -261,6 +281,10 @@ def _open(data: bytes, options: ImageOptions, *, decoding: bool = True) -> Image
         )
     elif sniffed == "PNG":
         check_png_structure(data, options.max_png_chunks)
+    elif sniffed == "WEBP" and (canvas := webp_canvas_size(data)) is not None:
+        # Pillow's WebP plugin has libwebp allocate its canvases inside Image.open
+        _check_limits(*canvas, options)
+        _check_decode_bytes(*canvas, _WEBP_MIN_BYTES, "WEBP", options)
     if sniffed in _PLUGIN_FORMATS:
         try:
             _ensure_plugin(sniffed)
@@ -279,7 +303,58 @@ def _open(data: bytes, options: ImageOptions, *, decoding: bool = True) -> Image
         what = f"{sniffed} data is corrupt or truncated" if sniffed else "not a recognised image"
         raise DecodeError(f"cannot decode image ({len(data)} bytes): {what}") from _scrubbed(exc)
     _check_limits(image.width, image.height, options)
+    transposed = options.exif_transpose and orientation_of(image) != 1
+    per_pixel = decode_bytes_per_pixel(image, transposed=transposed)
+    _check_decode_bytes(image.width, image.height, per_pixel, str(image.format), options)
     return image
+
+
+_STORED_BYTES = {"1": 1, "L": 1, "P": 1, "I;16": 2, "I;16B": 2, "I;16L": 2, "I;16N": 2}
+_WEBP_CANVASES = 8  # libwebp's animation decoder: two RGBA canvases, alive with the image
+_WEBP_FRAME_COPY = 4  # ... and the frame handed to Pillow as a bytes copy while loading
+_WEBP_MIN_BYTES = 4 + _WEBP_CANVASES + _WEBP_FRAME_COPY
+
+
+def decode_bytes_per_pixel(image: Image.Image, *, transposed: bool = False) -> int:
+    """Estimated peak bytes per source pixel of decoding ``image`` to upright RGB.
+
+    ``stored + resident + max(transient, rotated copy, conversion)``: the image as Pillow
+    stores it (1 byte per pixel for 1/L/P, 2 for 16-bit, otherwise 4), what the decoder
+    keeps alive with it (libwebp's two RGBA canvases), what it frees after loading
+    (libjpeg's 64 int16 coefficients per 8x8 block and component for a progressive JPEG,
+    libwebp's frame copy), the rotated copy (``transposed``) and :func:`to_rgb`'s
+    allocations. Within 0.3 bytes per pixel of the peak RSS measured for JPEG (baseline,
+    progressive, CMYK), PNG (L, RGB, RGBA, LA, P+tRNS, 16-bit, APNG), GIF, BMP and WebP
+    (still and animated) at 16 MP; an overestimate for 4:2:0 progressive JPEGs.
+    """
+    stored = _STORED_BYTES.get(image.mode, 4)
+    resident = transient = 0
+    if image.format == "WEBP":
+        resident, transient = _WEBP_CANVASES, _WEBP_FRAME_COPY
+    elif image.format in _DCT_SCALED_FORMATS and image.info.get("progressive"):
+        transient = 2 * max(1, int(getattr(image, "layers", 0) or 3))
+    if image.mode == "RGB" and "transparency" not in image.info:
+        conversion = 0
+    elif image.mode.startswith("I") or image.mode == "F":
+        conversion = 1 + 4  # the L band output, then RGB
+    elif _has_transparency(image):
+        conversion = (0 if image.mode == "RGBA" else 4) + 4 + 1  # RGBA, RGB canvas, alpha
+    else:
+        conversion = 4
+    return stored + resident + max(transient, stored if transposed else 0, conversion)
+
+
+def _check_decode_bytes(
+    width: int, height: int, per_pixel: int, what: str, options: ImageOptions
+) -> None:
+    needed = width * height * per_pixel
+    if needed > options.max_decode_bytes:
+        raise ResourceLimitError(
+            f"decoding this {width}x{height} {what} image needs about {needed >> 20} MiB "
+            f"({per_pixel} bytes per pixel), above ImageOptions.max_decode_bytes = "
+            f"{options.max_decode_bytes >> 20} MiB; refused before decoding (raise "
+            "max_decode_bytes if intended)"
+        )
 
 
 def _check_limits(width: int, height: int, options: ImageOptions) -> None:
