@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import builtins
+import dataclasses
 import io
+import os
 import struct
 import sys
 import time
@@ -325,8 +327,9 @@ def _with_empty_scans(data: bytes, count: int) -> bytes:
 
 @pytest.mark.timeout(30)
 def test_jpeg_stuffed_with_empty_scans_is_refused_before_decoding() -> None:
-    # 1024x1024 with 20,000 empty scans (200 KB): measured 3.6 s of libjpeg before the
-    # scan limit (a 4096x4096 one of 833 KB: about 2 min); now refused from the markers.
+    # 1024x1024 with 20,000 empty scans (200 KB): measured 4.3 s of libjpeg before the
+    # scan limit (the red team's 4096x4096 one of 833 KB: 24-31 s); now refused from the
+    # markers.
     bomb = _with_empty_scans(_progressive_jpeg(1024), 20_000)
     for options in (ImageOptions(), ImageOptions(decode="fast")):
         start = time.monotonic()
@@ -579,3 +582,108 @@ def test_decode_memory_estimate_per_path() -> None:
     for bad in (0, -1, 1.0, True):
         with pytest.raises(InvalidInputError, match="max_decode_bytes"):
             ImageOptions(max_decode_bytes=bad)  # type: ignore[arg-type]
+
+
+# ------------------------------------------------ ImageOptions(decode_timeout=...)
+
+_LAX = {"max_jpeg_scans": 1_000_000, "max_jpeg_segments": 1_000_000}
+
+
+@pytest.fixture
+def children(monkeypatch: pytest.MonkeyPatch) -> list[tuple[Any, int]]:
+    """``(ChildProcess, pid)`` of every decoder child started during the test."""
+    from vlprep.decode import _child
+
+    started: list[tuple[Any, int]] = []
+    real_init = _child.ChildProcess.__init__
+
+    def recording(self: Any, *args: Any, **kwargs: Any) -> None:
+        real_init(self, *args, **kwargs)
+        started.append((self, self.proc.pid))
+
+    monkeypatch.setattr(_child.ChildProcess, "__init__", recording)
+    return started
+
+
+@pytest.mark.timeout(30)
+def test_decode_timeout_kills_a_slow_decode(children: list[tuple[Any, int]]) -> None:
+    # The scan limit raised out of the way: 4.3 s of libjpeg in process (see above).
+    bomb = _with_empty_scans(_progressive_jpeg(1024), 20_000)
+    start = time.monotonic()
+    with pytest.raises(ResourceLimitError, match=r"decode_timeout=1 s.*ImageOptions\.decode_timeout"):
+        fetch_image({"image": bomb}, options=ImageOptions(**_LAX, decode_timeout=1.0))
+    assert time.monotonic() - start < 3.0
+    ((child, pid),) = children
+    assert child.proc is None  # killed and reaped
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
+
+
+@pytest.mark.timeout(60)
+def test_isolated_decode_gives_the_same_pixels_and_errors() -> None:
+    images = media_dir() / "images"
+    isolated = ImageOptions(decode_timeout=20.0)
+    for name in ("hopper_orientation_6.jpg", "transparent.png", "flower.webp"):
+        data = (images / name).read_bytes()
+        got, expected = decode_image(data, isolated), decode_image(data)
+        assert got.mode == "RGB" and got.size == expected.size
+        assert np.array_equal(np.asarray(got), np.asarray(expected)), name
+    gray16 = _gray16_png(40, 30)
+    assert np.array_equal(np.asarray(decode_image(gray16, isolated)), np.asarray(decode_image(gray16)))
+    # decode="fast": the target comes from the header, the JPEG is drafted in the child
+    fast = ImageOptions(decode="fast", decode_timeout=20.0)
+    data = encode(photo(400, 300), "JPEG")
+    image, target = fetch_image_sized(data, fast)
+    same, same_target = fetch_image_sized(data, ImageOptions(decode="fast"))
+    assert target == same_target and image.size == same.size == (100, 75)
+    assert np.array_equal(np.asarray(image), np.asarray(same))
+    for bad, options in (
+        (b"\x00" * 100, ImageOptions(decode_timeout=20.0)),
+        (data, ImageOptions(decode_timeout=20.0, max_source_pixels=1000)),
+    ):
+        with pytest.raises(VlprepError) as direct:
+            decode_image(bad, dataclasses.replace(options, decode_timeout=None))
+        with pytest.raises(VlprepError) as inside:
+            decode_image(bad, options)
+        assert type(inside.value) is type(direct.value)
+        assert str(inside.value) == str(direct.value)
+
+
+def fetch_image_sized(data: bytes, options: ImageOptions) -> tuple[Image.Image, tuple[int, int]]:
+    from vlprep.decode.image import decode_image_for
+
+    return decode_image_for(data, options, lambda h, w: (h // 4, w // 4))
+
+
+@pytest.mark.timeout(30)
+def test_isolated_decoder_crash_is_a_decode_error(children: list[tuple[Any, int]]) -> None:
+    import signal
+    import threading
+
+    bomb = _with_empty_scans(_progressive_jpeg(1024), 20_000)
+    outcome: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            decode_image(bomb, ImageOptions(**_LAX, decode_timeout=20.0))
+        except BaseException as exc:
+            outcome.append(exc)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not children and time.monotonic() < deadline:
+        time.sleep(0.01)
+    time.sleep(0.5)  # into the decode
+    os.kill(children[0][1], signal.SIGSEGV)  # what a decoder bug does
+    thread.join(20)
+    assert len(outcome) == 1 and isinstance(outcome[0], DecodeError), outcome
+    assert "image decoder crashed (SIGSEGV)" in str(outcome[0])
+
+
+def test_decode_timeout_validation() -> None:
+    assert ImageOptions().decode_timeout is None
+    assert ImageOptions(decode_timeout=2).decode_timeout == 2
+    for bad in (0, -1.0, float("nan"), float("inf"), True, "5"):
+        with pytest.raises(InvalidInputError, match="decode_timeout"):
+            ImageOptions(decode_timeout=bad)  # type: ignore[arg-type]

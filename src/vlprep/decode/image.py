@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import io
 import logging
+import math
 import re
 import struct
 import warnings
@@ -131,6 +132,14 @@ class ImageOptions:
             the EXIF rotation, libjpeg's coefficients for a progressive JPEG and libwebp's
             canvases (a WebP costs about 16 bytes per pixel, so a 372-byte animation with a
             9400x9400 canvas would take 1.4 GiB: refused).
+        decode_timeout: ``None`` (default): decode in this process. Seconds: decode in a
+            child process (as ``VideoOptions(isolate=True)``, without torch) that is
+            killed past this wall-clock time, start-up included (about 0.2 s), and whose
+            address space is capped at ``max_decode_bytes`` + 256 MiB beyond its imports:
+            ``ResourceLimitError`` for either, ``DecodeError`` if the decoder crashes.
+            Applies to :func:`decode_image` and :func:`decode_image_for` (so to every
+            fetch of image bytes); the result carries the pixels only (an empty ``info``).
+            POSIX only.
     """
 
     formats: frozenset[str] = field(default=DEFAULT_FORMATS)
@@ -143,9 +152,22 @@ class ImageOptions:
     max_jpeg_segments: int = 10_000
     max_png_chunks: int = 10_000
     max_decode_bytes: int = 1 << 30
+    decode_timeout: float | None = None
 
     def __post_init__(self) -> None:
         from vlprep.errors import InvalidInputError
+
+        timeout = self.decode_timeout
+        if timeout is not None and (
+            isinstance(timeout, bool)
+            or not isinstance(timeout, (int, float))
+            or not math.isfinite(timeout)
+            or timeout <= 0
+        ):
+            raise InvalidInputError(
+                "ImageOptions.decode_timeout must be None or a positive number of seconds, "
+                f"got {timeout!r:.32}"
+            )
 
         for name in (
             "max_output_pixels",
@@ -514,6 +536,10 @@ def decode_image(data: bytes, options: ImageOptions | None = None) -> Image.Imag
         DecodeError, UnsupportedFormatError, ResourceLimitError: see :func:`open_image`.
     """
     options = options or _DEFAULT_OPTIONS
+    if options.decode_timeout is not None:
+        from vlprep.decode._image_child import decode_isolated
+
+        return decode_isolated(data, options)
     with _quiet_pillow():
         return _finish(_open(data, options), options.exif_transpose)
 
@@ -535,22 +561,43 @@ def decode_image_for(
         Upright RGB ``PIL.Image`` (full size, or reduced but ``>=`` the target) and the
         target ``(height, width)``.
     """
+    if options.decode_timeout is not None:
+        from vlprep.decode._image_child import decode_isolated_for
+
+        return decode_isolated_for(data, options, target_of)
     with _quiet_pillow():
         image = _open(data, options)
-        if options.decode != "fast" or image.format not in _DCT_SCALED_FORMATS:
+        plan = fast_plan(image, options)
+        if plan is None:
             image = _finish(image, options.exif_transpose)
             return image, target_of(image.height, image.width)
-        turned = options.exif_transpose and orientation_of(image) in (5, 6, 7, 8)
-        height, width = (image.width, image.height) if turned else (image.height, image.width)
+        (height, width), turned = plan
         target = target_of(height, width)
-        stored = (target[0], target[1]) if turned else (target[1], target[0])  # (w, h) as stored
-        try:
-            image.draft(None, stored)
-        except _DECODER_ERRORS as exc:
-            raise DecodeError(
-                f"cannot decode {image.format} pixels: the data is corrupt or truncated"
-            ) from exc
+        apply_draft(image, target, turned)
         return _finish(image, options.exif_transpose), target
+
+
+def fast_plan(image: Image.Image, options: ImageOptions) -> tuple[tuple[int, int], bool] | None:
+    """``((height, width) upright, turned)`` of a JPEG decoded at reduced scale, else None.
+
+    ``turned``: the EXIF orientation swaps the sides (5-8, when applied).
+    """
+    if options.decode != "fast" or image.format not in _DCT_SCALED_FORMATS:
+        return None
+    turned = options.exif_transpose and orientation_of(image) in (5, 6, 7, 8)
+    upright = (image.width, image.height) if turned else (image.height, image.width)
+    return upright, turned
+
+
+def apply_draft(image: Image.Image, target: tuple[int, int], turned: bool) -> None:
+    """Have libjpeg decode ``image`` at the largest DCT scale still ``>=`` the upright target."""
+    stored = (target[0], target[1]) if turned else (target[1], target[0])  # (w, h) as stored
+    try:
+        image.draft(None, stored)
+    except _DECODER_ERRORS as exc:
+        raise DecodeError(
+            f"cannot decode {image.format} pixels: the data is corrupt or truncated"
+        ) from exc
 
 
 def finish_image(image: Image.Image, options: ImageOptions) -> Image.Image:
