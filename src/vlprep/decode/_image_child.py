@@ -36,12 +36,12 @@ from vlprep.decode._sniff import sniff_format
 from vlprep.decode.image import (
     _PLUGIN_FORMATS,
     ImageOptions,
+    _apply_draft,
     _ensure_plugin,
+    _fast_plan,
     _finish,
     _open,
     _quiet_pillow,
-    apply_draft,
-    fast_plan,
 )
 from vlprep.errors import BackendUnavailableError, VlprepError
 
@@ -147,13 +147,13 @@ def _child_main() -> None:  # pragma: no cover - runs in the child, exercised by
         limit_memory(memory)
         with _quiet_pillow():
             image = _open(data, options)
-            plan = fast_plan(image, options)
+            plan = _fast_plan(image, options)
             (height, width), turned = plan or ((image.height, image.width), False)
             header = {"height": height, "width": width, "fast": plan is not None}
             child_send(stdout, {"header": header})
             draft = child_receive(stdin)["draft"]
             if draft is not None:
-                apply_draft(image, (int(draft[0]), int(draft[1])), turned)
+                _apply_draft(image, (int(draft[0]), int(draft[1])), turned)
             rgb = _finish(image, options.exif_transpose)
         del image, data
         rows = max(1, _BAND_BYTES // (3 * rgb.width))

@@ -43,6 +43,7 @@ __all__ = [
     "ImageDecode",
     "ImageHeader",
     "ImageOptions",
+    "decode_bytes_per_pixel",
     "decode_image",
     "decode_image_for",
     "open_image",
@@ -567,17 +568,17 @@ def decode_image_for(
         return decode_isolated_for(data, options, target_of)
     with _quiet_pillow():
         image = _open(data, options)
-        plan = fast_plan(image, options)
+        plan = _fast_plan(image, options)
         if plan is None:
             image = _finish(image, options.exif_transpose)
             return image, target_of(image.height, image.width)
         (height, width), turned = plan
         target = target_of(height, width)
-        apply_draft(image, target, turned)
+        _apply_draft(image, target, turned)
         return _finish(image, options.exif_transpose), target
 
 
-def fast_plan(image: Image.Image, options: ImageOptions) -> tuple[tuple[int, int], bool] | None:
+def _fast_plan(image: Image.Image, options: ImageOptions) -> tuple[tuple[int, int], bool] | None:
     """``((height, width) upright, turned)`` of a JPEG decoded at reduced scale, else None.
 
     ``turned``: the EXIF orientation swaps the sides (5-8, when applied).
@@ -589,7 +590,7 @@ def fast_plan(image: Image.Image, options: ImageOptions) -> tuple[tuple[int, int
     return upright, turned
 
 
-def apply_draft(image: Image.Image, target: tuple[int, int], turned: bool) -> None:
+def _apply_draft(image: Image.Image, target: tuple[int, int], turned: bool) -> None:
     """Have libjpeg decode ``image`` at the largest DCT scale still ``>=`` the upright target."""
     stored = (target[0], target[1]) if turned else (target[1], target[0])  # (w, h) as stored
     try:
