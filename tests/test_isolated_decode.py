@@ -58,16 +58,19 @@ def test_fetch_video_output_identical(clip: Path) -> None:
 def test_the_child_reads_the_opened_file_not_the_path(
     clip: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from vlprep.decode._child import ChildProcess
     from vlprep.sources import FetchPolicy, open_local_file
 
     sent: list[dict[str, object]] = []
-    real_send = IsolatedReader._send
+    real_send = ChildProcess.send
 
-    def send(self: IsolatedReader, message: dict[str, object], deadline: object) -> None:
+    def send(
+        self: ChildProcess, message: dict[str, object], deadline: object, payload: bytes = b""
+    ) -> None:
         sent.append(message)
-        real_send(self, message, deadline)  # type: ignore[arg-type]
+        real_send(self, message, deadline, payload)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(IsolatedReader, "_send", send)
+    monkeypatch.setattr(ChildProcess, "send", send)
     moved = tmp_path / "moved.mp4"
     moved.write_bytes(clip.read_bytes())
     file = open_local_file(str(moved), FetchPolicy(local_root=str(tmp_path)))

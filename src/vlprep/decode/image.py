@@ -1,6 +1,7 @@
 """Encoded image bytes -> header facts and an RGB ``PIL.Image``, within limits.
 
-Order of work: sniff the magic number, open the header with an allow-listed set of Pillow
+Order of work: sniff the magic number, count JPEG scans and markers or PNG chunks (bounded
+walks, :mod:`vlprep.decode._structure`), open the header with an allow-listed set of Pillow
 plugins, check source pixels and aspect ratio, and only then decode pixels. The result is
 upright (EXIF orientation applied by default), RGB, with any transparency composited on
 white and 16-bit samples scaled (not clipped) to 8 bit.
@@ -11,6 +12,7 @@ from __future__ import annotations
 import functools
 import io
 import logging
+import math
 import re
 import struct
 import warnings
@@ -24,6 +26,11 @@ import numpy as np
 from PIL import Image
 
 from vlprep.decode._sniff import sniff_format
+from vlprep.decode._structure import (
+    check_jpeg_structure,
+    check_png_structure,
+    webp_canvas_size,
+)
 from vlprep.errors import (
     BackendUnavailableError,
     DecodeError,
@@ -36,6 +43,7 @@ __all__ = [
     "ImageDecode",
     "ImageHeader",
     "ImageOptions",
+    "decode_bytes_per_pixel",
     "decode_image",
     "decode_image_for",
     "open_image",
@@ -107,6 +115,32 @@ class ImageOptions:
             the plan (element keys and bounds) before anything is allocated (default
             ``2**25``, twice the largest default bound, Qwen3-VL's ``16384 * 32**2``): a
             tiny file with ``"min_pixels": 4e8`` is a ``ResourceLimitError``, not 1.5 GiB.
+        max_jpeg_scans: most scans (SOS segments) in a JPEG, counted before decoding
+            (default 100; ordinary progressive JPEGs have about 10). libjpeg makes a pass
+            over the whole image for each scan, so a file padded with empty scans costs
+            minutes of CPU without it.
+        max_jpeg_segments: most marker segments in a JPEG, padding bytes before the first
+            scan counted one each (default 10,000; real files have tens): Pillow parses
+            those in Python, one step per segment or padding byte.
+        max_png_chunks: most chunks in a PNG up to the end of its first frame, counted
+            before decoding (default 10,000; a 32 MiB PNG in libpng's 8 KiB ``IDAT``
+            chunks has about 4,100): Pillow reads each in Python.
+        max_decode_bytes: most memory decoding one image may take, estimated from the
+            header before decoding (default 1 GiB: 12 bytes per pixel at the default
+            ``max_source_pixels``, Pillow's own assumption). The estimate counts what the
+            decode path keeps alive at its peak: the decoded image (1 byte per pixel for
+            L/P, 2 for 16-bit, 4 for the rest, as Pillow stores them), the RGB conversion,
+            the EXIF rotation, libjpeg's coefficients for a progressive JPEG and libwebp's
+            canvases (a WebP costs about 16 bytes per pixel, so a 372-byte animation with a
+            9400x9400 canvas would take 1.4 GiB: refused).
+        decode_timeout: ``None`` (default): decode in this process. Seconds: decode in a
+            child process (as ``VideoOptions(isolate=True)``, without torch) that is
+            killed past this wall-clock time, start-up included (about 0.2 s), and whose
+            address space is capped at ``max_decode_bytes`` + 256 MiB beyond its imports:
+            ``ResourceLimitError`` for either, ``DecodeError`` if the decoder crashes.
+            Applies to :func:`decode_image` and :func:`decode_image_for` (so to every
+            fetch of image bytes); the result carries the pixels only (an empty ``info``).
+            POSIX only.
     """
 
     formats: frozenset[str] = field(default=DEFAULT_FORMATS)
@@ -115,15 +149,39 @@ class ImageOptions:
     exif_transpose: bool = True
     decode: ImageDecode = "exact"
     max_output_pixels: int = 1 << 25
+    max_jpeg_scans: int = 100
+    max_jpeg_segments: int = 10_000
+    max_png_chunks: int = 10_000
+    max_decode_bytes: int = 1 << 30
+    decode_timeout: float | None = None
 
     def __post_init__(self) -> None:
         from vlprep.errors import InvalidInputError
 
-        limit = self.max_output_pixels
-        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+        timeout = self.decode_timeout
+        if timeout is not None and (
+            isinstance(timeout, bool)
+            or not isinstance(timeout, (int, float))
+            or not math.isfinite(timeout)
+            or timeout <= 0
+        ):
             raise InvalidInputError(
-                f"ImageOptions.max_output_pixels must be a positive int, got {limit!r:.32}"
+                "ImageOptions.decode_timeout must be None or a positive number of seconds, "
+                f"got {timeout!r:.32}"
             )
+
+        for name in (
+            "max_output_pixels",
+            "max_jpeg_scans",
+            "max_jpeg_segments",
+            "max_png_chunks",
+            "max_decode_bytes",
+        ):
+            limit = getattr(self, name)
+            if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+                raise InvalidInputError(
+                    f"ImageOptions.{name} must be a positive int, got {limit!r:.32}"
+                )
 
         if self.decode not in _DECODES:
             raise InvalidInputError(
@@ -221,13 +279,17 @@ def open_image(data: bytes, options: ImageOptions | None = None) -> Image.Image:
         DecodeError: empty, truncated or unrecognised data.
         UnsupportedFormatError: a recognised format outside ``options.formats``, or
             HEIF/AVIF without the plugin (the message names ``vlprep[heif]``).
-        ResourceLimitError: more pixels or a higher aspect ratio than allowed.
+        ResourceLimitError: more pixels, a higher aspect ratio, more JPEG scans or
+            markers, more PNG chunks or a larger decode-memory estimate than allowed.
     """
     with _quiet_pillow():
         return _open(data, options or _DEFAULT_OPTIONS)
 
 
-def _open(data: bytes, options: ImageOptions) -> Image.Image:
+def _open(data: bytes, options: ImageOptions, *, decoding: bool = True) -> Image.Image:
+    """Sniff, walk the structure and open the header; ``decoding=False`` for a header-only
+    probe, which skips the JPEG scans (Pillow does not read past the first one to open).
+    """
     if not data:
         raise DecodeError("empty image data (0 bytes)")
     sniffed = sniff_format(data[:512])
@@ -236,6 +298,16 @@ def _open(data: bytes, options: ImageOptions) -> Image.Image:
         raise UnsupportedFormatError(
             f"{sniffed} images are not accepted{hint}; accepted: {sorted(options.formats)}"
         )
+    if sniffed == "JPEG":  # MPO too: its first frame is a JPEG
+        check_jpeg_structure(
+            data, options.max_jpeg_scans, options.max_jpeg_segments, whole=decoding
+        )
+    elif sniffed == "PNG":
+        check_png_structure(data, options.max_png_chunks)
+    elif sniffed == "WEBP" and (canvas := webp_canvas_size(data)) is not None:
+        # Pillow's WebP plugin has libwebp allocate its canvases inside Image.open
+        _check_limits(*canvas, options)
+        _check_decode_bytes(*canvas, _WEBP_MIN_BYTES, "WEBP", options)
     if sniffed in _PLUGIN_FORMATS:
         try:
             _ensure_plugin(sniffed)
@@ -254,7 +326,58 @@ def _open(data: bytes, options: ImageOptions) -> Image.Image:
         what = f"{sniffed} data is corrupt or truncated" if sniffed else "not a recognised image"
         raise DecodeError(f"cannot decode image ({len(data)} bytes): {what}") from _scrubbed(exc)
     _check_limits(image.width, image.height, options)
+    transposed = options.exif_transpose and orientation_of(image) != 1
+    per_pixel = decode_bytes_per_pixel(image, transposed=transposed)
+    _check_decode_bytes(image.width, image.height, per_pixel, str(image.format), options)
     return image
+
+
+_STORED_BYTES = {"1": 1, "L": 1, "P": 1, "I;16": 2, "I;16B": 2, "I;16L": 2, "I;16N": 2}
+_WEBP_CANVASES = 8  # libwebp's animation decoder: two RGBA canvases, alive with the image
+_WEBP_FRAME_COPY = 4  # ... and the frame handed to Pillow as a bytes copy while loading
+_WEBP_MIN_BYTES = 4 + _WEBP_CANVASES + _WEBP_FRAME_COPY
+
+
+def decode_bytes_per_pixel(image: Image.Image, *, transposed: bool = False) -> int:
+    """Estimated peak bytes per source pixel of decoding ``image`` to upright RGB.
+
+    ``stored + resident + max(transient, rotated copy, conversion)``: the image as Pillow
+    stores it (1 byte per pixel for 1/L/P, 2 for 16-bit, otherwise 4), what the decoder
+    keeps alive with it (libwebp's two RGBA canvases), what it frees after loading
+    (libjpeg's 64 int16 coefficients per 8x8 block and component for a progressive JPEG,
+    libwebp's frame copy), the rotated copy (``transposed``) and :func:`to_rgb`'s
+    allocations. Within 0.3 bytes per pixel of the peak RSS measured for JPEG (baseline,
+    progressive, CMYK), PNG (L, RGB, RGBA, LA, P+tRNS, 16-bit, APNG), GIF, BMP and WebP
+    (still and animated) at 16 MP; an overestimate for 4:2:0 progressive JPEGs.
+    """
+    stored = _STORED_BYTES.get(image.mode, 4)
+    resident = transient = 0
+    if image.format == "WEBP":
+        resident, transient = _WEBP_CANVASES, _WEBP_FRAME_COPY
+    elif image.format in _DCT_SCALED_FORMATS and image.info.get("progressive"):
+        transient = 2 * max(1, int(getattr(image, "layers", 0) or 3))
+    if image.mode == "RGB" and "transparency" not in image.info:
+        conversion = 0
+    elif image.mode.startswith("I") or image.mode == "F":
+        conversion = 1 + 4  # the L band output, then RGB
+    elif _has_transparency(image):
+        conversion = (0 if image.mode == "RGBA" else 4) + 4 + 1  # RGBA, RGB canvas, alpha
+    else:
+        conversion = 4
+    return stored + resident + max(transient, stored if transposed else 0, conversion)
+
+
+def _check_decode_bytes(
+    width: int, height: int, per_pixel: int, what: str, options: ImageOptions
+) -> None:
+    needed = width * height * per_pixel
+    if needed > options.max_decode_bytes:
+        raise ResourceLimitError(
+            f"decoding this {width}x{height} {what} image needs about {needed >> 20} MiB "
+            f"({per_pixel} bytes per pixel), above ImageOptions.max_decode_bytes = "
+            f"{options.max_decode_bytes >> 20} MiB; refused before decoding (raise "
+            "max_decode_bytes if intended)"
+        )
 
 
 def _check_limits(width: int, height: int, options: ImageOptions) -> None:
@@ -295,7 +418,7 @@ def probe_header(data: bytes, options: ImageOptions | None = None) -> ImageHeade
     """Header facts of ``data`` without decoding pixels (see :func:`open_image`)."""
     options = options or _DEFAULT_OPTIONS
     with _quiet_pillow():
-        image = _open(data, options)
+        image = _open(data, options, decoding=False)
         orientation = orientation_of(image) if options.exif_transpose else 1
         frames = _frames_hint(image)
     return ImageHeader(
@@ -342,17 +465,41 @@ def _scrubbed(exc: BaseException) -> BaseException:
     return scrubbed.with_traceback(exc.__traceback__)
 
 
+_BAND_PIXELS = 1 << 20  # pixels per band of the high-depth conversion (8 MiB of int64)
+
+
+def _bands(image: Image.Image) -> Iterator[tuple[int, int, np.ndarray]]:
+    """``(top, bottom, samples)`` for consecutive row bands of about ``_BAND_PIXELS``."""
+    rows = max(1, _BAND_PIXELS // image.width)
+    for top in range(0, image.height, rows):
+        bottom = min(top + rows, image.height)
+        yield top, bottom, np.asarray(image.crop((0, top, image.width, bottom)))
+
+
 def _scale_high_depth(image: Image.Image) -> Image.Image:
-    arr = np.asarray(image)
+    """16-bit, 32-bit int or float samples -> mode ``L``, one row band at a time.
+
+    Whole-image arithmetic made an int64 copy (and two more temporaries) of every sample:
+    a 172 KB 16-bit PNG of 88 MP cost 1.78 GiB. Bands keep the extra memory at a few MiB
+    besides the 1-byte output, with the same per-sample arithmetic (bit-identical).
+    """
+    out = np.empty((image.height, image.width), dtype=np.uint8)
     if image.mode == "F":
-        arr = arr * 255.0 if float(arr.max(initial=0.0)) <= 1.0 else arr
-        out = np.clip(np.rint(arr), 0, 255)
+        # np.max, not max(): a NaN anywhere must win, as in a whole-image max
+        peak = float(np.max([b.max(initial=0.0) for _, _, b in _bands(image)], initial=0.0))
+        for top, bottom, band in _bands(image):
+            scaled = band * 255.0 if peak <= 1.0 else band
+            out[top:bottom] = np.clip(np.rint(scaled), 0, 255)
     else:
-        wide = arr.astype(np.int64)
-        if image.mode.startswith("I;16") or int(wide.max(initial=0)) > 255:
-            wide = (np.clip(wide, 0, 65535) + 128) // 257
-        out = np.clip(wide, 0, 255)
-    return Image.fromarray(out.astype(np.uint8), mode="L")
+        scale = image.mode.startswith("I;16") or any(
+            int(b.max(initial=0)) > 255 for _, _, b in _bands(image)
+        )
+        for top, bottom, band in _bands(image):
+            wide = band.astype(np.int64)
+            if scale:
+                wide = (np.clip(wide, 0, 65535) + 128) // 257
+            out[top:bottom] = np.clip(wide, 0, 255)
+    return Image.fromarray(out, mode="L")
 
 
 def _has_transparency(image: Image.Image) -> bool:
@@ -390,6 +537,10 @@ def decode_image(data: bytes, options: ImageOptions | None = None) -> Image.Imag
         DecodeError, UnsupportedFormatError, ResourceLimitError: see :func:`open_image`.
     """
     options = options or _DEFAULT_OPTIONS
+    if options.decode_timeout is not None:
+        from vlprep.decode._image_child import decode_isolated
+
+        return decode_isolated(data, options)
     with _quiet_pillow():
         return _finish(_open(data, options), options.exif_transpose)
 
@@ -411,22 +562,43 @@ def decode_image_for(
         Upright RGB ``PIL.Image`` (full size, or reduced but ``>=`` the target) and the
         target ``(height, width)``.
     """
+    if options.decode_timeout is not None:
+        from vlprep.decode._image_child import decode_isolated_for
+
+        return decode_isolated_for(data, options, target_of)
     with _quiet_pillow():
         image = _open(data, options)
-        if options.decode != "fast" or image.format not in _DCT_SCALED_FORMATS:
+        plan = _fast_plan(image, options)
+        if plan is None:
             image = _finish(image, options.exif_transpose)
             return image, target_of(image.height, image.width)
-        turned = options.exif_transpose and orientation_of(image) in (5, 6, 7, 8)
-        height, width = (image.width, image.height) if turned else (image.height, image.width)
+        (height, width), turned = plan
         target = target_of(height, width)
-        stored = (target[0], target[1]) if turned else (target[1], target[0])  # (w, h) as stored
-        try:
-            image.draft(None, stored)
-        except _DECODER_ERRORS as exc:
-            raise DecodeError(
-                f"cannot decode {image.format} pixels: the data is corrupt or truncated"
-            ) from exc
+        _apply_draft(image, target, turned)
         return _finish(image, options.exif_transpose), target
+
+
+def _fast_plan(image: Image.Image, options: ImageOptions) -> tuple[tuple[int, int], bool] | None:
+    """``((height, width) upright, turned)`` of a JPEG decoded at reduced scale, else None.
+
+    ``turned``: the EXIF orientation swaps the sides (5-8, when applied).
+    """
+    if options.decode != "fast" or image.format not in _DCT_SCALED_FORMATS:
+        return None
+    turned = options.exif_transpose and orientation_of(image) in (5, 6, 7, 8)
+    upright = (image.width, image.height) if turned else (image.height, image.width)
+    return upright, turned
+
+
+def _apply_draft(image: Image.Image, target: tuple[int, int], turned: bool) -> None:
+    """Have libjpeg decode ``image`` at the largest DCT scale still ``>=`` the upright target."""
+    stored = (target[0], target[1]) if turned else (target[1], target[0])  # (w, h) as stored
+    try:
+        image.draft(None, stored)
+    except _DECODER_ERRORS as exc:
+        raise DecodeError(
+            f"cannot decode {image.format} pixels: the data is corrupt or truncated"
+        ) from exc
 
 
 def finish_image(image: Image.Image, options: ImageOptions) -> Image.Image:

@@ -15,27 +15,29 @@ request outlives ``isolate_timeout``. What goes wrong in the child becomes a typ
 * a request past ``isolate_timeout`` -> the child is killed, :class:`ResourceLimitError`.
 
 Wire format (both directions): a 4-byte big-endian length and a JSON object; a frame
-message ``{"frame": [h, w, 3]}`` is followed by ``h * w * 3`` raw bytes.
+message ``{"frame": [h, w, 3]}`` is followed by ``h * w * 3`` raw bytes. The process,
+pipes, deadline and error mapping are :mod:`vlprep.decode._child`'s, shared with the
+isolated image decode.
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import json
 import os
-import select
-import signal
-import struct
-import subprocess
 import sys
-import time
 from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
 
-from vlprep import errors
+from vlprep.decode._child import (
+    ChildProcess,
+    Deadline,
+    child_read,
+    child_receive,
+    child_send,
+    limit_memory,
+)
 from vlprep.decode.video._base import ReaderBase
 from vlprep.decode.video._source import OpenedSource
 from vlprep.decode.video._types import (
@@ -46,33 +48,9 @@ from vlprep.decode.video._types import (
     check_keyframe_plan,
     check_output_size,
 )
-from vlprep.errors import DecodeError, ResourceLimitError, VlprepError
+from vlprep.errors import VlprepError
 
 __all__ = ["IsolatedReader"]
-
-_LEN = struct.Struct(">I")
-_CHUNK = 1 << 20
-_MAX_CONTROL = 1 << 24  # a control message above 16 MiB means a broken child
-# The child imports vlprep as a bare namespace package: ``vlprep/__init__`` pulls in torch
-# (seconds of start-up) and the decoders do not need it.
-_BOOT = """
-import json, sys, types
-sys.path[:0] = [p for p in json.loads(sys.argv[1]) if p not in sys.path]
-package = types.ModuleType("vlprep")
-package.__path__ = json.loads(sys.argv[2])
-sys.modules["vlprep"] = package
-from vlprep.decode.video._isolated import _child_main
-_child_main()
-"""
-_CRASH_SIGNALS = {signal.SIGSEGV, signal.SIGBUS, signal.SIGABRT, signal.SIGILL, signal.SIGFPE}
-
-
-class _Deadline:
-    def __init__(self, seconds: float) -> None:
-        self.seconds, self.end = seconds, time.monotonic() + seconds
-
-    def left(self) -> float:
-        return self.end - time.monotonic()
 
 
 class IsolatedReader(ReaderBase):
@@ -97,23 +75,17 @@ class IsolatedReader(ReaderBase):
             data = opened.file.read()
         child_options = dataclasses.replace(options, isolate=False, backend=backend)
         try:
-            self._proc: subprocess.Popen[bytes] | None = subprocess.Popen(
-                [sys.executable, "-c", _BOOT, json.dumps(sys.path), json.dumps(_package_path())],
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.DEVNULL,
+            self._child = ChildProcess(
+                __name__,
+                "video",
+                "VideoOptions.isolate_timeout",
                 pass_fds=() if fd is None else (fd,),
-                start_new_session=True,  # killed as a group, never by a terminal's signals
             )
         finally:
             opened.close()
-        assert self._proc.stdin is not None and self._proc.stdout is not None
-        self._in, self._out = self._proc.stdin.fileno(), self._proc.stdout.fileno()
-        os.set_blocking(self._in, False)
-        os.set_blocking(self._out, False)
-        deadline = _Deadline(self._timeout)
+        deadline = Deadline(self._timeout)
         try:
-            self._send(
+            self._child.send(
                 {
                     "options": _options_dict(child_options),
                     "fd": fd,
@@ -121,13 +93,18 @@ class IsolatedReader(ReaderBase):
                     "memory": options.isolate_memory,
                 },
                 deadline,
+                data,
             )
-            self._write(data, deadline)
-            reply = self._receive(deadline)
+            reply = self._child.receive(deadline)
             self.metadata = _metadata(reply["metadata"])
         except BaseException:
             self.close()
             raise
+
+    @property
+    def _proc(self) -> Any:
+        """The child's ``subprocess.Popen`` (``None`` once closed)."""
+        return self._child.proc
 
     # ------------------------------------------------------------------ VideoReader API
 
@@ -146,141 +123,31 @@ class IsolatedReader(ReaderBase):
         return self._frames(wanted, scaled)
 
     def _frames(self, wanted: list[int], size: tuple[int, int] | None) -> Iterator[np.ndarray]:
-        deadline = _Deadline(self._timeout)
+        deadline = Deadline(self._timeout)
         finished = False
         try:
-            self._send({"frames": wanted, "size": size}, deadline)
+            self._child.send({"frames": wanted, "size": size}, deadline)
             for _ in wanted:
-                shape = self._receive(deadline)["frame"]
+                shape = self._child.receive(deadline)["frame"]
                 h, w, c = (int(v) for v in shape)
                 buffer = bytearray(h * w * c)
-                self._read_into(memoryview(buffer), deadline)
+                self._child.read_into(memoryview(buffer), deadline)
                 yield np.frombuffer(buffer, dtype=np.uint8).reshape(h, w, c)
-            self._receive(deadline)  # {"done": true}
+            self._child.receive(deadline)  # {"done": true}
             finished = True
         finally:
             if not finished:
-                self._drop(kill=True)
+                self._child.close(kill=True)
 
     def close(self) -> None:
         """Stop the child (ask, then kill) and release the pipes."""
-        self._drop(kill=False)
-
-    def _drop(self, *, kill: bool) -> None:
-        proc, self._proc = self._proc, None
-        if proc is None:
-            return
-        for stream in (proc.stdin, proc.stdout):
-            if stream is not None:
-                with contextlib.suppress(OSError):
-                    stream.close()
-        if kill:
-            _kill(proc)
-            return
-        try:
-            proc.wait(timeout=1.0)
-        except subprocess.TimeoutExpired:
-            _kill(proc)
+        child = getattr(self, "_child", None)
+        if child is not None:
+            child.close()
 
     def __del__(self) -> None:
-        if getattr(self, "_proc", None) is not None:
+        if getattr(self, "_child", None) is not None and self._child.proc is not None:
             self.close()
-
-    # ------------------------------------------------------------------ transport
-
-    def _alive(self) -> subprocess.Popen[bytes]:
-        if self._proc is None:
-            raise DecodeError("the isolated video reader is closed (open the video again)")
-        return self._proc
-
-    def _send(self, message: dict[str, Any], deadline: _Deadline) -> None:
-        body = json.dumps(message).encode()
-        self._write(_LEN.pack(len(body)) + body, deadline)
-
-    def _write(self, data: bytes, deadline: _Deadline) -> None:
-        view = memoryview(data)
-        while view:
-            self._wait(self._in, write=True, deadline=deadline)
-            try:
-                written = os.write(self._in, view[:_CHUNK])
-            except BlockingIOError:
-                continue
-            except (BrokenPipeError, ConnectionResetError):
-                raise self._died() from None
-            view = view[written:]
-
-    def _receive(self, deadline: _Deadline) -> dict[str, Any]:
-        head = bytearray(_LEN.size)
-        self._read_into(memoryview(head), deadline)
-        (size,) = _LEN.unpack(head)
-        if size > _MAX_CONTROL:
-            self._drop(kill=True)
-            raise DecodeError("the isolated video decoder sent a malformed reply")
-        body = bytearray(size)
-        self._read_into(memoryview(body), deadline)
-        message: dict[str, Any] = json.loads(body)
-        if "error" in message:
-            name, text = message["error"]
-            cls = getattr(errors, str(name), None)
-            if not (isinstance(cls, type) and issubclass(cls, VlprepError)):
-                cls = DecodeError
-            raise cls(str(text))
-        return message
-
-    def _read_into(self, view: memoryview, deadline: _Deadline) -> None:
-        while view:
-            self._wait(self._out, write=False, deadline=deadline)
-            try:
-                got = os.readv(self._out, [view[:_CHUNK]])
-            except BlockingIOError:
-                continue
-            if got == 0:
-                raise self._died()
-            view = view[got:]
-
-    def _wait(self, fd: int, *, write: bool, deadline: _Deadline) -> None:
-        self._alive()
-        left = deadline.left()
-        if left > 0:
-            reads, writes = ([], [fd]) if write else ([fd], [])
-            ready = select.select(reads, writes, [], left)
-            if ready[0] or ready[1]:
-                return
-        self._drop(kill=True)
-        raise ResourceLimitError(
-            f"video decoding took longer than isolate_timeout={deadline.seconds:g} s; "
-            "the decoder process was killed (raise VideoOptions.isolate_timeout if intended)"
-        )
-
-    def _died(self) -> VlprepError:
-        proc = self._alive()
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            proc.wait(timeout=2.0)
-        self._drop(kill=True)
-        code = proc.returncode
-        if code is not None and code < 0:
-            sig = signal.Signals(-code)
-            if sig in _CRASH_SIGNALS:
-                return DecodeError(
-                    f"the video decoder crashed ({sig.name}) on this input; "
-                    "the file is malformed or hits a decoder bug"
-                )
-            return ResourceLimitError(
-                f"the video decoder process was killed ({sig.name}), likely out of memory"
-            )
-        return DecodeError(f"the video decoder process exited unexpectedly (status {code})")
-
-
-def _package_path() -> list[str]:
-    import vlprep
-
-    return list(vlprep.__path__)
-
-
-def _kill(proc: subprocess.Popen[bytes]) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
 
 
 def _options_dict(options: VideoOptions) -> dict[str, Any]:
@@ -298,42 +165,6 @@ def _metadata(values: dict[str, Any]) -> VideoMetadata:
 
 
 # ---------------------------------------------------------------------- the child side
-
-
-def _child_read(stream: Any, n: int) -> bytes:
-    data = stream.read(n)
-    if len(data) != n:
-        raise EOFError
-    return bytes(data)
-
-
-def _child_receive(stream: Any) -> dict[str, Any]:
-    (size,) = _LEN.unpack(_child_read(stream, _LEN.size))
-    message: dict[str, Any] = json.loads(_child_read(stream, size))
-    return message
-
-
-def _child_send(stream: Any, message: dict[str, Any], payload: bytes | None = None) -> None:
-    body = json.dumps(message).encode()
-    stream.write(_LEN.pack(len(body)) + body)
-    if payload is not None:
-        stream.write(payload)
-    stream.flush()
-
-
-def _limit_memory(extra: int) -> None:
-    import resource
-
-    try:
-        with open("/proc/self/statm") as fh:
-            current = int(fh.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
-    except (OSError, ValueError):
-        current = 0
-    _soft, hard = resource.getrlimit(resource.RLIMIT_AS)
-    limit = current + extra
-    if hard != resource.RLIM_INFINITY:
-        limit = min(limit, hard)
-    resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
 
 
 def _error(exc: BaseException, memory: int) -> dict[str, Any]:
@@ -357,36 +188,36 @@ def _child_main() -> None:  # pragma: no cover - runs in the child, exercised by
 
     stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
     sys.stdout = sys.stderr  # nothing else may write to the reply pipe
-    request = _child_receive(stdin)
+    request = child_receive(stdin)
     memory = int(request["memory"])
     fd = request["fd"]
-    data = _child_read(stdin, int(request["size"])) if fd is None else b""
+    data = child_read(stdin, int(request["size"])) if fd is None else b""
     try:
         options = VideoOptions(**request["options"])
         # Import the decoder before capping memory: the cap is for decoding, not imports.
         name = resolve_backend(options)
         importlib.import_module(f"vlprep.decode.video._{name}")
-        _limit_memory(memory)
+        limit_memory(memory)
         reader = open_video(data if fd is None else os.fdopen(fd, "rb"), options)
     except BaseException as exc:
-        _child_send(stdout, _error(exc, memory))
+        child_send(stdout, _error(exc, memory))
         return
     del data
     with reader:
-        _child_send(stdout, {"metadata": dataclasses.asdict(reader.metadata)})
+        child_send(stdout, {"metadata": dataclasses.asdict(reader.metadata)})
         while True:
             try:
-                request = _child_receive(stdin)
+                request = child_receive(stdin)
             except EOFError:
                 return
             wanted, size = request["frames"], request.get("size")
             try:
                 for frame in reader.frames(wanted, None if size is None else tuple(size)):
                     array = np.ascontiguousarray(frame, dtype=np.uint8)
-                    _child_send(stdout, {"frame": list(array.shape)}, array.tobytes())
-                _child_send(stdout, {"done": True})
+                    child_send(stdout, {"frame": list(array.shape)}, array.tobytes())
+                child_send(stdout, {"done": True})
             except BaseException as exc:
-                _child_send(stdout, _error(exc, memory))
+                child_send(stdout, _error(exc, memory))
                 return
 
 
