@@ -5,6 +5,7 @@ Drop-in for qwen-vl-utils: ``from vlprep import process_vision_info``.
 
 from __future__ import annotations
 
+from vlprep._version import __version__
 from vlprep.cache import MediaCache
 from vlprep.decode.image import ImageOptions
 from vlprep.decode.video import VideoOptions
@@ -44,8 +45,6 @@ from vlprep.sizing import (
 )
 from vlprep.sources import FetchPolicy
 from vlprep.video import fetch_video
-
-__version__ = "0.1.0"
 
 __all__ = [
     "BackendUnavailableError",

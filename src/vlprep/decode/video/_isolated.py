@@ -266,9 +266,8 @@ class IsolatedReader(ReaderBase):
 
 
 def _package_path() -> list[str]:
-    import vlprep
-
-    return list(vlprep.__path__)
+    # vlprep/decode/video/_isolated.py -> vlprep/, without importing the root (an import cycle)
+    return [os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))]
 
 
 def _kill(proc: subprocess.Popen[bytes]) -> None:
