@@ -302,7 +302,7 @@ def test_failures_are_typed_and_never_echo_payloads(tmp_path: Path) -> None:
 def _command(*args: object) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "src"), str(REPO)])}
     return subprocess.run(
-        [sys.executable, "-m", "vlprep.inspect", *map(str, args)],
+        [sys.executable, "-m", "vlprep.cli.inspect", *map(str, args)],
         capture_output=True,
         text=True,
         timeout=60,

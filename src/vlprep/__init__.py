@@ -5,6 +5,7 @@ Drop-in for qwen-vl-utils: ``from vlprep import process_vision_info``.
 
 from __future__ import annotations
 
+from vlprep import _inspect_alias
 from vlprep._version import __version__
 from vlprep.cache import MediaCache
 from vlprep.decode.image import ImageOptions
@@ -45,6 +46,9 @@ from vlprep.sizing import (
 )
 from vlprep.sources import FetchPolicy
 from vlprep.video import fetch_video
+
+# `import vlprep.inspect` must not replace the function `inspect` with a module
+_inspect_alias.install(__name__)
 
 __all__ = [
     "BackendUnavailableError",
