@@ -23,8 +23,8 @@ import vlprep
 from tests.conftest import encode, media_dir, photo
 from tests.media_server import serving
 from tests.videos import write_clip
-from vlprep.cli._draw import BLOCK_COLOR, PATCH_COLOR, SHEET_COLUMNS, SHEET_LABEL, THUMB_SIDE
 from vlprep.cli._output import CSV_FIELDS, _nearest_rank
+from vlprep.cli._pictures import BLOCK_COLOR, PATCH_COLOR, SHEET_COLUMNS, SHEET_LABEL, THUMB_SIDE
 from vlprep.cli.inspect import main
 
 REPO = Path(__file__).resolve().parents[1]
