@@ -506,7 +506,7 @@ def test_16bit_png_peak_memory_follows_the_8bit_output(tmp_path: Path) -> None:
 
 
 def test_high_depth_bands_are_bit_identical(monkeypatch: pytest.MonkeyPatch) -> None:
-    from vlprep.decode import image as image_module
+    from vlprep.decode import _pillow as image_module
 
     monkeypatch.setattr(image_module, "_BAND_PIXELS", 1000)  # 7 rows per band, 15 bands
     rng = np.random.default_rng(3)

@@ -36,7 +36,7 @@ from vlprep import (
     build_inputs,
 )
 from vlprep import device_images as dev
-from vlprep.decode.image import _TRANSPOSE
+from vlprep.decode._pillow import _TRANSPOSE
 from vlprep.image import fetch_image_for
 from vlprep.presets import preset_from_processor
 from vlprep.tensors import patchify_images

@@ -16,8 +16,8 @@ from PIL import Image, ImageDraw
 
 from tests.conftest import IMAGES, encode, photo
 from vlprep import grounding as g
-from vlprep._draw import PALETTE, item_colours
 from vlprep.errors import GroundingParseError, InvalidInputError
+from vlprep.grounding._draw import PALETTE, item_colours
 from vlprep.image import fetch_image_for, load_image
 from vlprep.presets import QWEN2_5_VL, QWEN2_VL, QWEN3_VL, Preset
 from vlprep.sizing import smart_resize

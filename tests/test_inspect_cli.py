@@ -23,8 +23,8 @@ import vlprep
 from tests.conftest import encode, media_dir, photo
 from tests.media_server import serving
 from tests.videos import write_clip
-from vlprep.cli._draw import BLOCK_COLOR, PATCH_COLOR, SHEET_COLUMNS, SHEET_LABEL, THUMB_SIDE
 from vlprep.cli._output import CSV_FIELDS, _nearest_rank
+from vlprep.cli._pictures import BLOCK_COLOR, PATCH_COLOR, SHEET_COLUMNS, SHEET_LABEL, THUMB_SIDE
 from vlprep.cli.inspect import main
 
 REPO = Path(__file__).resolve().parents[1]
@@ -302,7 +302,7 @@ def test_failures_are_typed_and_never_echo_payloads(tmp_path: Path) -> None:
 def _command(*args: object) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "src"), str(REPO)])}
     return subprocess.run(
-        [sys.executable, "-m", "vlprep.inspect", *map(str, args)],
+        [sys.executable, "-m", "vlprep.cli.inspect", *map(str, args)],
         capture_output=True,
         text=True,
         timeout=60,

@@ -5,9 +5,11 @@ from __future__ import annotations
 import inspect
 import subprocess
 import sys
+from pathlib import Path
 
 import vlprep
 
+HOPPER = str(Path(__file__).resolve().parents[1] / "fixtures" / "hopper.jpg")
 EXPECTED = [
     "BackendUnavailableError",
     "DecodeError",
@@ -151,3 +153,28 @@ def test_import_is_light_and_reads_no_environment() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
     )
     assert out.returncode == 0, out.stderr
+
+
+def test_import_vlprep_inspect_leaves_the_function() -> None:
+    # A vlprep/inspect.py submodule would be bound over the function by `import vlprep.inspect`
+    # (autodoc, pkgutil walks, users). Fresh interpreter: sys.modules starts empty there.
+    code = (
+        "import importlib, inspect, pkgutil\n"
+        "import vlprep, vlprep.inspect\n"
+        "import vlprep.inspect as alias\n"
+        "from vlprep.estimates import inspect as function\n"
+        "assert vlprep.inspect is function and alias is function, vlprep.inspect\n"
+        "module = importlib.import_module('vlprep.inspect')\n"
+        "assert inspect.signature(module) == inspect.signature(function)\n"
+        f"assert module({HOPPER!r}) == function({HOPPER!r})\n"
+        "assert 'inspect' not in {m.name for m in pkgutil.iter_modules(vlprep.__path__)}\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-W", "error", "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert out.returncode == 0, out.stderr
+    assert inspect.signature(vlprep.inspect).parameters["preset"].default is vlprep.QWEN2_5_VL

@@ -5,6 +5,8 @@ Drop-in for qwen-vl-utils: ``from vlprep import process_vision_info``.
 
 from __future__ import annotations
 
+from vlprep import _inspect_alias
+from vlprep._version import __version__
 from vlprep.cache import MediaCache
 from vlprep.decode.image import ImageOptions
 from vlprep.decode.video import VideoOptions
@@ -45,7 +47,8 @@ from vlprep.sizing import (
 from vlprep.sources import FetchPolicy
 from vlprep.video import fetch_video
 
-__version__ = "0.1.0"
+# `import vlprep.inspect` must not replace the function `inspect` with a module
+_inspect_alias.install(__name__)
 
 __all__ = [
     "BackendUnavailableError",

@@ -355,16 +355,13 @@ def _frame_seconds(reader: VideoReader, indices: Sequence[int]) -> tuple[float, 
     """Presentation times of the sampled frames, seconds from the stream's first frame.
 
     From ``metadata.frame_times`` (PyAV, decord, and either in a child process), else from
-    the frames torchcodec decoded; ``None`` when neither is known.
+    the frames the reader decoded (torchcodec); ``None`` when neither is known.
     """
     times = reader.metadata.frame_times
     if times:
         return tuple(times[i] - times[0] for i in indices)
-    from vlprep.decode.video._torchcodec import TorchCodecReader
-
-    if isinstance(reader, TorchCodecReader):
-        return reader.decoded_seconds(indices)
-    return None
+    seconds = getattr(reader, "decoded_seconds", None)  # ReaderBase's; a custom reader may lack it
+    return seconds(indices) if seconds is not None else None
 
 
 def _frames_from_array(value: Any) -> list[np.ndarray]:

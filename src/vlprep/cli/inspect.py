@@ -21,9 +21,9 @@ from pathlib import Path
 from typing import Any, TextIO
 
 import vlprep
-from vlprep.cli._draw import draw, picture_name
 from vlprep.cli._expand import Item, expand
 from vlprep.cli._output import Row, conversations, summarize, write
+from vlprep.cli._pictures import draw, picture_name
 from vlprep.decode.image import ImageOptions
 from vlprep.decode.video import VideoOptions
 from vlprep.errors import VlprepError

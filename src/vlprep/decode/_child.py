@@ -215,9 +215,8 @@ class ChildProcess:
 
 
 def _package_path() -> list[str]:
-    import vlprep
-
-    return list(vlprep.__path__)
+    # vlprep/decode/_child.py -> vlprep/, without importing the root (an import cycle)
+    return [os.path.dirname(os.path.dirname(os.path.abspath(__file__)))]
 
 
 def _kill(proc: subprocess.Popen[bytes]) -> None:

@@ -32,17 +32,17 @@ from vlprep.decode._child import (
     child_send,
     limit_memory,
 )
-from vlprep.decode._sniff import sniff_format
-from vlprep.decode.image import (
-    _PLUGIN_FORMATS,
+from vlprep.decode._pillow import (
+    PLUGIN_FORMATS,
     ImageOptions,
-    _apply_draft,
-    _ensure_plugin,
-    _fast_plan,
-    _finish,
-    _open,
-    _quiet_pillow,
+    apply_draft,
+    ensure_plugin,
+    fast_plan,
+    finish,
+    open_checked,
+    quiet_pillow,
 )
+from vlprep.decode._sniff import sniff_format
 from vlprep.errors import BackendUnavailableError, VlprepError
 
 __all__ = ["decode_isolated", "decode_isolated_for"]
@@ -141,20 +141,20 @@ def _child_main() -> None:  # pragma: no cover - runs in the child, exercised by
         # import the plugins before capping memory: the cap is for decoding
         Image.init()
         sniffed = sniff_format(data[:512])
-        if sniffed in _PLUGIN_FORMATS and sniffed in options.formats:
+        if sniffed in PLUGIN_FORMATS and sniffed in options.formats:
             with contextlib.suppress(BackendUnavailableError):
-                _ensure_plugin(sniffed)  # _open reports a missing plugin itself
+                ensure_plugin(sniffed)  # _open reports a missing plugin itself
         limit_memory(memory)
-        with _quiet_pillow():
-            image = _open(data, options)
-            plan = _fast_plan(image, options)
+        with quiet_pillow():
+            image = open_checked(data, options)
+            plan = fast_plan(image, options)
             (height, width), turned = plan or ((image.height, image.width), False)
             header = {"height": height, "width": width, "fast": plan is not None}
             child_send(stdout, {"header": header})
             draft = child_receive(stdin)["draft"]
             if draft is not None:
-                _apply_draft(image, (int(draft[0]), int(draft[1])), turned)
-            rgb = _finish(image, options.exif_transpose)
+                apply_draft(image, (int(draft[0]), int(draft[1])), turned)
+            rgb = finish(image, options.exif_transpose)
         del image, data
         rows = max(1, _BAND_BYTES // (3 * rgb.width))
         child_send(stdout, {"image": [rgb.width, rgb.height], "rows": rows})

@@ -17,7 +17,13 @@ from vlprep.errors import (
     describe_source,
 )
 from vlprep.sources._data_uri import decode_data_uri
-from vlprep.sources._local import LocalFile, open_local, path_from_file_url, read_local
+from vlprep.sources._local import (
+    LocalFile,
+    open_local,
+    open_path,
+    path_from_file_url,
+    read_local,
+)
 from vlprep.sources._payload import Payload
 from vlprep.sources.policy import DEFAULT_POLICY, MIB, FetchPolicy, Modality
 
@@ -25,10 +31,12 @@ __all__ = [
     "DEFAULT_POLICY",
     "MIB",
     "FetchPolicy",
+    "LocalFile",
     "Modality",
     "Payload",
     "fetch",
     "open_local_file",
+    "open_path",
 ]
 
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]+):")

@@ -21,7 +21,7 @@ from functools import cache
 from typing import TYPE_CHECKING, Any, NamedTuple
 from urllib.parse import quote, urljoin, urlsplit
 
-import vlprep
+from vlprep._version import __version__
 from vlprep.errors import (
     FetchError,
     FetchTimeoutError,
@@ -393,7 +393,7 @@ def _hop(
         headers = {
             "Host": target.host_header,
             "Accept-Encoding": "identity",
-            "User-Agent": f"vlprep/{vlprep.__version__}",
+            "User-Agent": f"vlprep/{__version__}",
             "Connection": "close",
         }
         conn.request("GET", target.request_target, headers=headers)

@@ -31,6 +31,14 @@ class ReaderBase:
         """Release the decoder and the file the reader opened (idempotent)."""
         raise NotImplementedError
 
+    def decoded_seconds(self, indices: Sequence[int]) -> tuple[float, ...] | None:
+        """Presentation times of frames this reader decoded, seconds from the first frame.
+
+        For backends whose metadata has no per-frame times (torchcodec): ``None`` here, and
+        whenever any of ``indices`` was not decoded.
+        """
+        return None
+
     def __enter__(self: _R) -> _R:
         return self
 

@@ -19,7 +19,7 @@ from vlprep.errors import (
     UnsupportedFormatError,
     describe_source,
 )
-from vlprep.sources._local import LocalFile, open_path
+from vlprep.sources import LocalFile, open_path
 
 __all__ = ["Container", "OpenedSource", "VideoSource", "open_source", "sniff_container"]
 

@@ -1,6 +1,6 @@
-"""Text scanners behind :func:`vlprep.grounding.parse` (kept apart to keep that module small).
+"""Text scanners behind :func:`vlprep.grounding.parse`.
 
-They return :data:`RawItem` tuples in the model's own numbers; ``grounding`` types them.
+They return :data:`RawItem` tuples in the model's own numbers; ``_locate.parse`` types them.
 Rules for malformed and truncated answers are documented in ``docs/grounding.md``.
 """
 

@@ -1,4 +1,4 @@
-"""Pillow drawing for :func:`vlprep.grounding.draw` (kept apart to keep that module small).
+"""Pillow drawing: :func:`vlprep.grounding.draw` and the helpers behind it.
 
 Coordinates are continuous original-image pixels: a box ``(x1, y1, x2, y2)`` covers the
 pixel columns ``round(x1) .. round(x2) - 1``; its outline is drawn inward from those edges.
@@ -6,17 +6,15 @@ pixel columns ``round(x1) .. round(x2) - 1``; its outline is drawn inward from t
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 from PIL import Image, ImageDraw, ImageFont
 
 from vlprep.errors import InvalidInputError
+from vlprep.grounding._types import Box, Item
 
-if TYPE_CHECKING:
-    from vlprep.grounding import Item
-
-__all__ = ["PALETTE", "draw_items", "item_colours"]
+__all__ = ["PALETTE", "draw", "draw_items", "item_colours"]
 
 RGB = tuple[int, int, int]
 
@@ -74,9 +72,7 @@ def draw_items(
     line_width: int | None = None,
     font_size: int | None = None,
 ) -> Image.Image:
-    """Render ``items`` (original space) on an RGB copy of ``image``; see ``grounding.draw``."""
-    from vlprep.grounding import Box
-
+    """Render ``items`` (original space) on an RGB copy of ``image``; see :func:`draw`."""
     out = image.convert("RGB") if image.mode != "RGB" else image.copy()
     width, height = out.size
     short = min(width, height)
@@ -117,3 +113,36 @@ def draw_items(
         pen.rectangle((tx, ty, tx + tag_w - 1, ty + tag_h - 1), fill=colour)
         pen.text((tx + pad - left_t, ty + pad - top_t), text, fill=_text_colour(colour), font=font)
     return out
+
+
+def draw(
+    image: Image.Image,
+    items: Iterable[Item],
+    *,
+    line_width: int | None = None,
+    font_size: int | None = None,
+) -> Image.Image:
+    """Draw ``"original"``-space boxes and points on a copy of ``image``.
+
+    Items with the same label share a colour (unlabelled items get one each, in the order
+    of :data:`vlprep.grounding._draw.PALETTE`); labels are written on a tag filled with that
+    colour, above the box (inside it at the top edge). Line width defaults to
+    ``max(2, round(min(W, H) / 250))``, the font size to ``max(12, round(min(W, H) / 40))``.
+
+    Args:
+        image: the upright original image (any mode; it is not modified).
+        items: boxes and points in ``"original"`` space (from :func:`to_original`).
+
+    Returns:
+        A new RGB ``PIL.Image.Image`` of the same size. Saving it is the caller's job.
+
+    Raises:
+        InvalidInputError: an item not in ``"original"`` space, or a width/size below 1.
+    """
+    items = list(items)
+    for item in items:
+        if item.space != "original":
+            raise InvalidInputError(
+                f"draw needs items in 'original' space, got {item.space!r}; call to_original"
+            )
+    return draw_items(image, items, line_width=line_width, font_size=font_size)

@@ -1,48 +1,29 @@
-"""Boxes and points in Qwen-VL answers: parse them, map them to the original image, draw them.
-
-Coordinate spaces (``Box.space`` / ``Point.space``):
-
-- ``"norm1000"``: relative to the image, 0 .. 1000 on each axis (Qwen2-VL, Qwen3-VL).
-- ``"resized"``: absolute pixels of the resized model input, i.e. the ``smart_resize``
-  size vlprep produced (Qwen2.5-VL).
-- ``"original"``: pixels of the upright original image (EXIF orientation applied, as
-  vlprep loads it). Coordinates are continuous: the image spans ``[0, W] x [0, H]``, so a
-  box covering the whole image is ``(0, 0, W, H)``.
+"""Parse answers into items and map them to the original image (:mod:`vlprep.grounding`).
 
 :func:`parse` returns items in the family's model space; :func:`to_original` maps them;
-:func:`locate` does both for one message element; :func:`draw` renders original-space items.
-See ``docs/grounding.md`` for the formats and the rules for malformed answers.
+:func:`locate` does both for one message element, reading the image's sizes
+(:func:`image_sizes`).
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
-from types import MappingProxyType
-from typing import Any, Literal, TypeAlias
+from dataclasses import replace
+from typing import Any
 
 from PIL import Image
 
-from vlprep._draw import draw_items
-from vlprep._grounding_text import parse_json, parse_plain, parse_tokens
 from vlprep.decode.image import ImageOptions, decode_image, orientation_of, probe_header
-from vlprep.errors import GroundingParseError, InvalidInputError
+from vlprep.errors import InvalidInputError
+from vlprep.grounding._text import parse_json, parse_plain, parse_tokens
+from vlprep.grounding._types import Box, Family, Item, OnError, Point, Space, TextFormat
 from vlprep.image import image_target_size, load_image
 from vlprep.presets import Preset, family_of, get_preset
 from vlprep.sources import FetchPolicy, fetch
 from vlprep.specs import parse_image_element
 
 __all__ = [
-    "Box",
-    "Family",
-    "GroundingParseError",
-    "Item",
-    "OnError",
-    "Point",
-    "Space",
-    "TextFormat",
-    "draw",
     "image_sizes",
     "locate",
     "model_space",
@@ -50,69 +31,6 @@ __all__ = [
     "resized_size_from_grid",
     "to_original",
 ]
-
-Family: TypeAlias = Literal["qwen2-vl", "qwen2.5-vl", "qwen3-vl"]
-Space: TypeAlias = Literal["norm1000", "resized", "original"]
-TextFormat: TypeAlias = Literal["auto", "json", "tokens", "plain"]
-"""``"json"``: ``bbox_2d``/``point_2d`` objects; ``"tokens"``: ``<|box_start|>(x1,y1),(x2,y2)
-<|box_end|>``; ``"plain"``: ``(x1,y1),(x2,y2)`` left after ``skip_special_tokens=True``;
-``"auto"``: tokens if a grounding token is present, else JSON if a key is, else plain."""
-OnError: TypeAlias = Literal["raise", "skip"]
-
-_EMPTY: Mapping[str, Any] = MappingProxyType({})
-
-
-@dataclass(frozen=True, slots=True)
-class Box:
-    """An axis-aligned box ``(x1, y1)``-``(x2, y2)`` in coordinate space ``space``.
-
-    Attributes:
-        x1, y1, x2, y2: corners, in ``space`` units (see the module docstring). After
-            :func:`to_original`, clamped to the image and ordered (``x1 <= x2``, ``y1 <= y2``).
-        label: the ``label`` key (JSON) or the ``<|object_ref_start|>`` text; ``None`` if absent.
-        space: ``"norm1000"``, ``"resized"`` or ``"original"``.
-        raw: the four numbers exactly as the model wrote them (model space, unclamped).
-        extra: other keys of the JSON object (e.g. ``text_content``), read-only.
-    """
-
-    x1: float
-    y1: float
-    x2: float
-    y2: float
-    label: str | None = None
-    space: Space = "original"
-    raw: tuple[float, ...] = ()
-    extra: Mapping[str, Any] = field(default_factory=lambda: _EMPTY, hash=False)
-
-    @property
-    def width(self) -> float:
-        """``x2 - x1`` in ``space`` units."""
-        return self.x2 - self.x1
-
-    @property
-    def height(self) -> float:
-        """``y2 - y1`` in ``space`` units."""
-        return self.y2 - self.y1
-
-    @property
-    def center(self) -> tuple[float, float]:
-        """``(x, y)`` of the centre, in ``space`` units."""
-        return (self.x1 + self.x2) / 2, (self.y1 + self.y2) / 2
-
-
-@dataclass(frozen=True, slots=True)
-class Point:
-    """A point ``(x, y)`` in coordinate space ``space`` (fields as in :class:`Box`)."""
-
-    x: float
-    y: float
-    label: str | None = None
-    space: Space = "original"
-    raw: tuple[float, ...] = ()
-    extra: Mapping[str, Any] = field(default_factory=lambda: _EMPTY, hash=False)
-
-
-Item: TypeAlias = Box | Point
 
 _MODEL_SPACE: dict[str, Space] = {
     "qwen2-vl": "norm1000",
@@ -364,36 +282,3 @@ def locate(
         return []
     original, resized = image_sizes(element, preset, image=image, policy=policy, options=options)
     return to_original(items, original, resized)
-
-
-def draw(
-    image: Image.Image,
-    items: Iterable[Item],
-    *,
-    line_width: int | None = None,
-    font_size: int | None = None,
-) -> Image.Image:
-    """Draw ``"original"``-space boxes and points on a copy of ``image``.
-
-    Items with the same label share a colour (unlabelled items get one each, in the order
-    of :data:`vlprep._draw.PALETTE`); labels are written on a tag filled with that colour,
-    above the box (inside it at the top edge). Line width defaults to
-    ``max(2, round(min(W, H) / 250))``, the font size to ``max(12, round(min(W, H) / 40))``.
-
-    Args:
-        image: the upright original image (any mode; it is not modified).
-        items: boxes and points in ``"original"`` space (from :func:`to_original`).
-
-    Returns:
-        A new RGB ``PIL.Image.Image`` of the same size. Saving it is the caller's job.
-
-    Raises:
-        InvalidInputError: an item not in ``"original"`` space, or a width/size below 1.
-    """
-    items = list(items)
-    for item in items:
-        if item.space != "original":
-            raise InvalidInputError(
-                f"draw needs items in 'original' space, got {item.space!r}; call to_original"
-            )
-    return draw_items(image, items, line_width=line_width, font_size=font_size)
