@@ -6,8 +6,17 @@ from typing import Any
 
 import pytest
 
+from tests.conftest import photo
 from tests.hf_fixtures import load_processor
-from vlprep import InvalidInputError, build_inputs, process_vision_info
+from vlprep import (
+    FetchPolicy,
+    InvalidInputError,
+    build_inputs,
+    inspect,
+    process_vision_info,
+    smart_nframes,
+    smart_resize,
+)
 
 
 def _image(source: object) -> list[dict[str, Any]]:
@@ -62,3 +71,50 @@ def test_lone_surrogate_in_text_is_invalid_input(processor: Any) -> None:
     with pytest.raises(InvalidInputError, match=r"lone surrogate \(U\+DC80"):
         build_inputs(conversation, processor)
 
+
+
+# ---- found by the message fuzz (tests/test_fuzz_messages.py) ----
+
+HUGE = 10**400  # past the float range: math.isfinite raised OverflowError
+ENORMOUS = 10**5000  # past 4,300 digits: even repr() raised ValueError
+
+
+@pytest.mark.parametrize(
+    "value", [HUGE, -HUGE, ENORMOUS, [ENORMOUS]], ids=["huge", "-huge", "enormous", "list"]
+)
+@pytest.mark.parametrize("key", ["min_pixels", "max_pixels", "resized_height"])
+def test_integers_past_the_float_range_in_image_keys_are_invalid_input(
+    key: str, value: object
+) -> None:
+    ele = {"type": "image", "image": "x.jpg", key: value, "resized_width": 56}
+    with pytest.raises(InvalidInputError, match=f"'{key}' must be a") as info:
+        process_vision_info([{"role": "user", "content": [ele]}])
+    assert len(str(info.value)) < 200  # the number is named by its size, not printed
+
+
+@pytest.mark.parametrize(
+    "key", ["fps", "nframes", "total_pixels", "video_start", "video_end", "sample_fps"]
+)
+def test_integers_past_the_float_range_in_video_keys_are_invalid_input(key: str) -> None:
+    ele = {"type": "video", "video": [photo(28, 28)] * 2, key: HUGE}
+    with pytest.raises(InvalidInputError, match=f"'{key}' must be a finite number"):
+        process_vision_info([{"role": "user", "content": [ele]}])
+
+
+def test_huge_integers_in_the_public_number_checks_are_invalid_input() -> None:
+    with pytest.raises(InvalidInputError, match="height must be a finite number"):
+        smart_resize(HUGE, 100)
+    with pytest.raises(InvalidInputError, match="'fps' must be a finite number"):
+        smart_nframes({"fps": HUGE}, 300, 30.0)
+    with pytest.raises(InvalidInputError, match="max_pixels must be a finite number"):
+        inspect(photo(28, 28), max_pixels=ENORMOUS)
+    with pytest.raises(InvalidInputError, match=r"FetchPolicy\.connect_timeout must be > 0"):
+        FetchPolicy(connect_timeout=HUGE)
+    with pytest.raises(InvalidInputError, match=r"FetchPolicy\.max_image_bytes must be a positive"):
+        FetchPolicy(max_image_bytes=-ENORMOUS)
+
+
+def test_a_patch_size_past_the_float_range_is_invalid_input() -> None:
+    ele = {"type": "image", "image": photo(28, 28)}
+    with pytest.raises(InvalidInputError, match="must be a finite number"):
+        process_vision_info([{"role": "user", "content": [ele]}], image_patch_size=10**200)

@@ -11,6 +11,7 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from vlprep._numbers import is_finite_number, shown
 from vlprep.errors import InvalidInputError, ResourceLimitError
 
 if TYPE_CHECKING:
@@ -64,8 +65,8 @@ def image_pixel_bounds(factor: int) -> tuple[int, int]:
 def _check_positive(name: str, value: object) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise InvalidInputError(f"{name} must be a number, got {type(value).__name__}")
-    if not math.isfinite(value) or value <= 0:
-        raise InvalidInputError(f"{name} must be a finite number > 0, got {value!r}")
+    if not is_finite_number(value) or value <= 0:
+        raise InvalidInputError(f"{name} must be a finite number > 0, got {shown(value)}")
     return value
 
 
