@@ -118,3 +118,32 @@ def test_a_patch_size_past_the_float_range_is_invalid_input() -> None:
     ele = {"type": "image", "image": photo(28, 28)}
     with pytest.raises(InvalidInputError, match="must be a finite number"):
         process_vision_info([{"role": "user", "content": [ele]}], image_patch_size=10**200)
+
+
+@pytest.mark.parametrize("batch", [[[]], ([],), [[{"role": "user", "content": "hi"}], []]])
+def test_build_inputs_refuses_a_conversation_without_messages(
+    batch: list[Any], processor: Any
+) -> None:
+    """transformers' apply_chat_template raised IndexError on an empty conversation."""
+    with pytest.raises(InvalidInputError, match="has no messages"):
+        build_inputs(batch, processor)
+
+
+@pytest.mark.parametrize("max_length", ["64", 2.5, True, 0, -1])
+def test_build_inputs_refuses_a_max_length_that_is_not_a_positive_int(
+    max_length: object, processor: Any
+) -> None:
+    """A string max_length raised TypeError comparing it with the sequence length."""
+    conversation = [{"role": "user", "content": "hi"}]
+    with pytest.raises(InvalidInputError, match="max_length must be an int >= 1"):
+        build_inputs(conversation, processor, max_length=max_length)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("kwargs", ["x", [("add_vision_id", True)], 5])
+def test_build_inputs_refuses_chat_template_kwargs_that_are_not_a_mapping(
+    kwargs: object, processor: Any
+) -> None:
+    """``**chat_template_kwargs`` raised TypeError inside the template call."""
+    conversation = [{"role": "user", "content": "hi"}]
+    with pytest.raises(InvalidInputError, match="chat_template_kwargs must be a dict"):
+        build_inputs(conversation, processor, chat_template_kwargs=kwargs)  # type: ignore[arg-type]

@@ -14,6 +14,7 @@ from typing import Any, Literal
 import torch
 from PIL import Image
 
+from vlprep._numbers import shown
 from vlprep._pool import ordered_map, resolve_workers
 from vlprep._processor_forms import Qwen3VideoForm, qwen3_video_form
 from vlprep.cache import MediaCache
@@ -67,12 +68,18 @@ LoadedVideo = tuple[torch.Tensor, dict[str, Any], float]
 
 
 def _check_messages(conversations: Sequence[Conversation]) -> None:
-    """What the chat template needs: dict messages, content a string, a list of dicts or None.
+    """What the chat template needs: at least one message each, dict messages, content a
+    string, a list of dicts or None.
 
     Raises:
         InvalidInputError: naming the conversation and message that is not.
     """
     for c, conversation in enumerate(conversations):
+        if not conversation:  # transformers' template call indexes message 0
+            raise InvalidInputError(
+                f"conversation {c} has no messages; give at least one "
+                "{'role': ..., 'content': ...} dict"
+            )
         for m, message in enumerate(conversation):
             where = f"conversation {c}, message {m}"
             if not isinstance(message, Mapping):
@@ -95,6 +102,30 @@ def _check_messages(conversations: Sequence[Conversation]) -> None:
                         "({'type': 'text', 'text': ...}, {'type': 'image', 'image': ...}), got "
                         f"{type(part).__name__}"
                     )
+
+
+def _check_arguments(
+    max_length: object, chat_template_kwargs: object, qwen3_video_text: str, processor: Any
+) -> None:
+    """``max_length`` an int >= 1 or None, ``chat_template_kwargs`` a mapping or None, a
+    known ``qwen3_video_text``.
+
+    Raises:
+        InvalidInputError: naming the argument.
+    """
+    if qwen3_video_text not in ("auto", "wrapped", "unwrapped", "transformers"):
+        _qwen3_form(qwen3_video_text, processor)  # raises the typed error
+    if max_length is not None and (
+        isinstance(max_length, bool) or not isinstance(max_length, int) or max_length < 1
+    ):
+        raise InvalidInputError(
+            f"max_length must be an int >= 1 (or None for no limit), got {shown(max_length)}"
+        )
+    if chat_template_kwargs is not None and not isinstance(chat_template_kwargs, Mapping):
+        raise InvalidInputError(
+            "chat_template_kwargs must be a dict of template variables (or None), got "
+            f"{type(chat_template_kwargs).__name__}"
+        )
 
 
 def _render(
@@ -322,8 +353,7 @@ def build_inputs(
         ResourceLimitError: a sequence longer than ``max_length``.
         FetchError, DecodeError, ...: from loading the media, typed as everywhere in vlprep.
     """
-    if qwen3_video_text not in ("auto", "wrapped", "unwrapped", "transformers"):
-        _qwen3_form(qwen3_video_text, processor)  # raises the typed error
+    _check_arguments(max_length, chat_template_kwargs, qwen3_video_text, processor)
     pixels_dtype = pixel_dtype(dtype)
     batch = as_conversations(conversations)
     if not batch:
