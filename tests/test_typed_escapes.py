@@ -11,6 +11,7 @@ from tests.hf_fixtures import load_processor
 from vlprep import (
     FetchPolicy,
     InvalidInputError,
+    SourceNotFoundError,
     build_inputs,
     inspect,
     process_vision_info,
@@ -147,3 +148,19 @@ def test_build_inputs_refuses_chat_template_kwargs_that_are_not_a_mapping(
     conversation = [{"role": "user", "content": "hi"}]
     with pytest.raises(InvalidInputError, match="chat_template_kwargs must be a dict"):
         build_inputs(conversation, processor, chat_template_kwargs=kwargs)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("source", ["\ud800x.jpg", "file:///tmp/\ud800x.jpg"])
+@pytest.mark.parametrize("kind", ["image", "video"])
+@pytest.mark.parametrize("root", [None, "/tmp"], ids=["no-root", "root"])
+def test_lone_surrogate_in_a_path_is_invalid_input(source: str, kind: str, root: str | None) -> None:
+    """os.stat / os.path.realpath raised UnicodeEncodeError on a lone surrogate."""
+    policy = FetchPolicy(local_root=root)
+    with pytest.raises(InvalidInputError, match=r"lone surrogate \(U\+D800\)"):
+        process_vision_info([{"role": "user", "content": [{kind: source}]}], policy=policy)
+
+
+def test_a_surrogate_escaped_file_name_is_still_a_path(tmp_path: Any) -> None:
+    """\\udc80 is how Python spells an undecodable byte in a name: not refused."""
+    with pytest.raises(SourceNotFoundError):
+        process_vision_info([{"role": "user", "content": [{"image": f"{tmp_path}/\udc80.jpg"}]}])

@@ -46,6 +46,13 @@ def check_local(path: str, policy: FetchPolicy, modality: Modality) -> tuple[str
     shown = describe_source(path)
     if "\x00" in path:
         raise InvalidInputError(f"local path {shown} contains a NUL byte; no file has that name")
+    try:
+        os.fsencode(path)  # what every os call does first (UnicodeEncodeError otherwise)
+    except UnicodeEncodeError as exc:
+        raise InvalidInputError(
+            f"local path {shown} holds a lone surrogate (U+{ord(path[exc.start]):04X}) that no "
+            "file name can encode; decode the name with errors='surrogateescape' or fix it"
+        ) from None
     if not policy.allow_local or "file" not in policy.allowed_schemes:
         raise SourceNotAllowedError(
             f"local file {shown} refused: this FetchPolicy does not allow local files "
