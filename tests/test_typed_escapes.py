@@ -115,10 +115,17 @@ def test_huge_integers_in_the_public_number_checks_are_invalid_input() -> None:
         FetchPolicy(max_image_bytes=-ENORMOUS)
 
 
-def test_a_patch_size_past_the_float_range_is_invalid_input() -> None:
-    ele = {"type": "image", "image": photo(28, 28)}
-    with pytest.raises(InvalidInputError, match="must be a finite number"):
-        process_vision_info([{"role": "user", "content": [ele]}], image_patch_size=10**200)
+@pytest.mark.parametrize("size", [10**200, 1025, 0, -1, 2.5, True, "14"])
+@pytest.mark.parametrize(
+    "ele",
+    [{"image": photo(28, 28)}, {"video": [photo(28, 28)] * 2}],
+    ids=["image", "video"],
+)
+def test_a_patch_size_outside_1_to_1024_is_invalid_input(ele: dict[str, Any], size: object) -> None:
+    """10**200 made the default bounds overflow (smart_resize's check for images, an
+    OverflowError in video_frame_pixels for videos)."""
+    with pytest.raises(InvalidInputError, match=r"image_patch_size must be an int in \[1, 1024\]"):
+        process_vision_info([{"role": "user", "content": [ele]}], image_patch_size=size)  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("batch", [[[]], ([],), [[{"role": "user", "content": "hi"}], []]])

@@ -54,6 +54,7 @@ from vlprep.sizing import (
     ceil_by_factor,
     check_output_keys,
     check_output_size,
+    check_patch_size,
     image_pixel_bounds,
     smart_resize,
 )
@@ -485,14 +486,7 @@ def fetch_video(
         InvalidInputError, SourceNotAllowedError, FetchError, DecodeError,
         UnsupportedFormatError, ResourceLimitError, BackendUnavailableError.
     """
-    if (
-        isinstance(image_patch_size, bool)
-        or not isinstance(image_patch_size, int)
-        or image_patch_size < 1
-    ):
-        raise InvalidInputError(
-            f"image_patch_size must be a positive int, got {image_patch_size!r}"
-        )
+    check_patch_size(image_patch_size)
     spec = parse_video_element(ele)
     options = options or _DEFAULT_OPTIONS
     if backend is not None:
