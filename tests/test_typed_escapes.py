@@ -171,3 +171,14 @@ def test_a_surrogate_escaped_file_name_is_still_a_path(tmp_path: Any) -> None:
     """\\udc80 is how Python spells an undecodable byte in a name: not refused."""
     with pytest.raises(SourceNotFoundError):
         process_vision_info([{"role": "user", "content": [{"image": f"{tmp_path}/\udc80.jpg"}]}])
+
+
+def test_a_grounding_number_past_the_float_range_is_a_parse_error() -> None:
+    """Model text with a 400-digit coordinate raised OverflowError (not found by the message
+    fuzz: the same math.isfinite check, in the grounding parser)."""
+    from vlprep.errors import GroundingParseError
+    from vlprep.grounding import parse
+
+    text = '{"bbox_2d": [1, 2, 3, ' + "9" * 400 + '], "label": "a"}'
+    with pytest.raises(GroundingParseError, match="bbox_2d must be a list of 4 finite numbers"):
+        parse(text, "qwen2.5-vl")
