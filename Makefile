@@ -19,6 +19,12 @@ FUZZ_VENV := .venv-fuzz
 FUZZ_SECONDS ?= 600
 FUZZ_TARGETS ?= image data_uri url video
 FUZZ_WORK ?= .fuzz-work
+# make fuzz-messages FUZZ_EXAMPLES=30000: the Hypothesis fuzz of hostile chat messages through
+# process_vision_info and build_inputs (tests/test_fuzz_messages.py, which runs a few hundred
+# in the suite), from a random seed, in the test venv. Every distinct escape (a non-vlprep
+# exception, or a message that breaks the conventions) is written to
+# $(FUZZ_WORK)/messages-escapes.jsonl and the target fails if there is one.
+FUZZ_EXAMPLES ?= 30000
 TEST_TORCH := torch==2.14.1 torchvision==0.29.1
 DEMO_TORCH := torch==2.14.1 torchvision==0.29.1
 PIP_FLAGS := --quiet --disable-pip-version-check
@@ -28,7 +34,7 @@ PIN := $(PIP_FLAGS) -c $(LOCK)
 # claimed; the newest is the one constraints.txt pins).
 COMPAT_VERSIONS ?= 5.3.0 5.9.0 5.14.1 5.24.0 5.25.0
 
-.PHONY: demo test lint typecheck pytest bench fuzz compat lock clean
+.PHONY: demo test lint typecheck pytest bench fuzz fuzz-messages compat lock clean
 
 $(TEST_VENV)/.ready: pyproject.toml $(LOCK)
 	test -x $(TEST_VENV)/bin/python || $(PYTHON) -m venv $(TEST_VENV)
@@ -66,6 +72,15 @@ fuzz: $(FUZZ_VENV)/.ready
 	FUZZ_PYTHON=$(FUZZ_VENV)/bin/python FUZZ_SECONDS=$(FUZZ_SECONDS) FUZZ_WORK=$(FUZZ_WORK) \
 		sh fuzz/campaign.sh $(FUZZ_TARGETS)
 	cat $(FUZZ_WORK)/campaign.log
+
+fuzz-messages: $(TEST_VENV)/.ready
+	mkdir -p $(FUZZ_WORK)
+	rm -f $(FUZZ_WORK)/messages-escapes.jsonl
+	VLPREP_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) VLPREP_FUZZ_COLLECT=$(FUZZ_WORK)/messages-escapes.jsonl \
+		$(TEST_VENV)/bin/python -m pytest tests/test_fuzz_messages.py -p no:cacheprovider \
+		-o timeout=0 -q --hypothesis-show-statistics
+	@if test -s $(FUZZ_WORK)/messages-escapes.jsonl; then \
+		cat $(FUZZ_WORK)/messages-escapes.jsonl; exit 1; fi
 
 bench: $(TEST_VENV)/.ready
 	$(TEST_VENV)/bin/pip install $(PIN) -e '.[bench]'

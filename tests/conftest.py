@@ -3,15 +3,42 @@
 from __future__ import annotations
 
 import io
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, settings
 from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
 MEDIA = REPO / "tests" / "media"
+
+
+_FUZZ_HEALTH = [HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much]
+# tests/test_fuzz_messages.py: a reproducible few hundred examples in the suite ...
+settings.register_profile(
+    "fuzz-messages",
+    max_examples=250,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    print_blob=True,
+    suppress_health_check=_FUZZ_HEALTH,
+)
+# ... and VLPREP_FUZZ_EXAMPLES of them from a random seed (make fuzz-messages), failures
+# kept in .hypothesis/ so the next run replays them first.
+settings.register_profile(
+    "fuzz-messages-scale",
+    max_examples=int(os.environ.get("VLPREP_FUZZ_EXAMPLES") or 30_000),
+    deadline=None,
+    print_blob=True,
+    suppress_health_check=_FUZZ_HEALTH,
+)
+FUZZ_MESSAGES_PROFILE = (
+    "fuzz-messages-scale" if os.environ.get("VLPREP_FUZZ_EXAMPLES") else "fuzz-messages"
+)
 
 
 def media_dir() -> Path:

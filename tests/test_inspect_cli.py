@@ -23,7 +23,7 @@ import vlprep
 from tests.conftest import encode, media_dir, photo
 from tests.media_server import serving
 from tests.videos import write_clip
-from vlprep.cli._output import CSV_FIELDS, _nearest_rank
+from vlprep.cli._output import CSV_FIELDS, HEADERS_ONLY, _nearest_rank
 from vlprep.cli._pictures import BLOCK_COLOR, PATCH_COLOR, SHEET_COLUMNS, SHEET_LABEL, THUMB_SIDE
 from vlprep.cli.inspect import main
 
@@ -412,6 +412,53 @@ def test_draw_reports_a_decode_failure(tmp_path: Path) -> None:
     assert code == 1 and row["tokens"] > 0 and row["picture"] is None
     assert row["error_type"] == "DecodeError" and "drawing:" in err
     assert not list((tmp_path / "pics").iterdir())
+
+
+# --------------------------------------------------------------------------- --verify
+
+TRUNCATED = MEDIA / "hostile" / "truncated_jpeg.jpg"
+
+
+def test_without_verify_a_truncated_image_is_estimated_and_the_table_says_headers_only() -> None:
+    code, out, err = cli(TRUNCATED)
+    assert code == 0 and err == ""
+    lines = out.splitlines()
+    assert "1x8x8" in lines[2] and lines[2].split()[-1] == "16"  # an estimate, no error
+    assert lines[-2] == HEADERS_ONLY  # just above the summary
+    assert lines[-1].startswith("summary: 1 items, 0 failed")
+    (row,) = items(TRUNCATED)
+    assert row["status"] == "ok" and row["decoded"] is False
+
+
+def test_verify_reports_a_truncated_image_as_a_decode_error() -> None:
+    code, out, err = cli(TRUNCATED, "--verify")
+    assert code == 1
+    assert HEADERS_ONLY not in out
+    assert "DecodeError" in out.splitlines()[2]
+    assert "truncated_jpeg.jpg: DecodeError: decoding: cannot decode JPEG pixels" in err
+    code, out, _ = cli(TRUNCATED, "--verify", "--format", "json")
+    (row,) = json.loads(out)["items"]
+    assert code == 1 and row["status"] == "error" and row["error_type"] == "DecodeError"
+    assert row["tokens"] == 16 and row["decoded"] is True  # the estimate is kept
+    code, out, _ = cli(TRUNCATED, "--verify", "--format", "csv")
+    (csv_row,) = csv.DictReader(io.StringIO(out))
+    assert code == 1 and csv_row["status"] == "error" and csv_row["decoded"] == "True"
+
+
+def test_verify_decodes_good_images_and_videos(tmp_path: Path) -> None:
+    clip = write_clip(tmp_path / "clip.mp4", width=64, height=48, frames=12, fps=6)
+    code, out, err = cli(FIXTURES / "hopper.jpg", clip, "--verify")
+    assert code == 0 and err == "" and HEADERS_ONLY not in out
+    rows = items(FIXTURES / "hopper.jpg", clip, "--verify")
+    assert [(r["status"], r["decoded"]) for r in rows] == [("ok", True), ("ok", True)]
+    assert rows == [
+        {**r, "decoded": True} for r in items(FIXTURES / "hopper.jpg", clip)
+    ]  # the same estimates
+
+
+def test_draw_decodes_so_the_table_does_not_say_headers_only(tmp_path: Path) -> None:
+    code, out, _ = cli(FIXTURES / "hopper.jpg", "--draw", tmp_path)
+    assert code == 0 and HEADERS_ONLY not in out
 
 
 def test_draw_dir_that_cannot_be_made(tmp_path: Path) -> None:

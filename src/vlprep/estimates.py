@@ -10,13 +10,13 @@ numbers are computed with the same functions the loaders use (``image_target_siz
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
+from vlprep._numbers import is_finite_number, shown
 from vlprep.decode.image import ImageOptions, probe_header
 from vlprep.decode.video import VideoOptions, probe_video
 from vlprep.errors import (
@@ -323,8 +323,8 @@ def _number(name: str, value: float | None) -> float | None:
         return None
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise InvalidInputError(f"{name} must be a number, got {type(value).__name__}")
-    if not math.isfinite(value) or value <= 0:
-        raise InvalidInputError(f"{name} must be a finite number > 0, got {value!r}")
+    if not is_finite_number(value) or value <= 0:
+        raise InvalidInputError(f"{name} must be a finite number > 0, got {shown(value)}")
     return value
 
 

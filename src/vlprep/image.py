@@ -20,7 +20,13 @@ from vlprep.decode.image import (
 )
 from vlprep.errors import DecodeError, InvalidInputError, describe_source
 from vlprep.presets import Preset
-from vlprep.sizing import check_output_keys, check_output_size, image_pixel_bounds, smart_resize
+from vlprep.sizing import (
+    check_output_keys,
+    check_output_size,
+    check_patch_size,
+    image_pixel_bounds,
+    smart_resize,
+)
 from vlprep.sources import FetchPolicy, fetch
 from vlprep.specs import ImageSpec, parse_image_element
 from vlprep.tensors import resize_uint8
@@ -213,12 +219,9 @@ def fetch_image(
         InvalidInputError, SourceNotAllowedError, FetchError, DecodeError,
         UnsupportedFormatError, ResourceLimitError.
     """
-    if isinstance(image_patch_size, bool) or not isinstance(image_patch_size, int):
-        raise InvalidInputError(f"image_patch_size must be an int, got {image_patch_size!r}")
-    if image_patch_size < 1:
-        raise InvalidInputError(f"image_patch_size must be >= 1, got {image_patch_size}")
+    factor = check_patch_size(image_patch_size) * 2
     return _fetch_sized(
-        ele, image_patch_size * 2, None, policy=policy, options=options, cache=cache
+        ele, factor, None, policy=policy, options=options, cache=cache
     )
 
 

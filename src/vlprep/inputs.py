@@ -14,6 +14,7 @@ from typing import Any, Literal
 import torch
 from PIL import Image
 
+from vlprep._numbers import shown
 from vlprep._pool import ordered_map, resolve_workers
 from vlprep._processor_forms import Qwen3VideoForm, qwen3_video_form
 from vlprep.cache import MediaCache
@@ -87,12 +88,18 @@ dict to a processor.
 
 
 def _check_messages(conversations: Sequence[Conversation]) -> None:
-    """What the chat template needs: dict messages, content a string, a list of dicts or None.
+    """What the chat template needs: at least one message each, dict messages, content a
+    string, a list of dicts or None.
 
     Raises:
         InvalidInputError: naming the conversation and message that is not.
     """
     for c, conversation in enumerate(conversations):
+        if not conversation:  # transformers' template call indexes message 0
+            raise InvalidInputError(
+                f"conversation {c} has no messages; give at least one "
+                "{'role': ..., 'content': ...} dict"
+            )
         for m, message in enumerate(conversation):
             where = f"conversation {c}, message {m}"
             if not isinstance(message, Mapping):
@@ -115,6 +122,40 @@ def _check_messages(conversations: Sequence[Conversation]) -> None:
                         "({'type': 'text', 'text': ...}, {'type': 'image', 'image': ...}), got "
                         f"{type(part).__name__}"
                     )
+
+
+def _check_arguments(
+    max_length: object,
+    chat_template_kwargs: object,
+    qwen3_video_text: str,
+    timestamps: str,
+    processor: Any,
+) -> None:
+    """Refuse bad arguments before any loading: ``max_length`` an int >= 1 or None,
+    ``chat_template_kwargs`` a mapping or None, a known ``qwen3_video_text`` and
+    ``video_timestamps``.
+
+    Raises:
+        InvalidInputError: naming the argument (and the valid values).
+    """
+    if qwen3_video_text not in ("auto", "wrapped", "unwrapped", "transformers"):
+        _qwen3_form(qwen3_video_text, processor)  # raises the typed error
+    if timestamps not in ("pts", "transformers"):
+        raise InvalidInputError(
+            "video_timestamps must be 'pts' (the frames' presentation times) or "
+            f"'transformers' (index / fps, as the processor), got {str(timestamps)[:32]!r}"
+        )
+    if max_length is not None and (
+        isinstance(max_length, bool) or not isinstance(max_length, int) or max_length < 1
+    ):
+        raise InvalidInputError(
+            f"max_length must be an int >= 1 (or None for no limit), got {shown(max_length)}"
+        )
+    if chat_template_kwargs is not None and not isinstance(chat_template_kwargs, Mapping):
+        raise InvalidInputError(
+            "chat_template_kwargs must be a dict of template variables (or None), got "
+            f"{type(chat_template_kwargs).__name__}"
+        )
 
 
 def _render(
@@ -219,21 +260,6 @@ def _qwen3_form(mode: str, processor: Any) -> Qwen3VideoForm:
         "qwen3_video_text must be 'auto', 'wrapped', 'unwrapped' or 'transformers' "
         f"(= 'wrapped'), got {mode!r}"
     )
-
-
-def _check_modes(qwen3_video_text: str, timestamps: str, processor: Any) -> None:
-    """Refuse an unknown ``qwen3_video_text`` or ``video_timestamps`` before any loading.
-
-    Raises:
-        InvalidInputError: naming the valid values.
-    """
-    if qwen3_video_text not in ("auto", "wrapped", "unwrapped", "transformers"):
-        _qwen3_form(qwen3_video_text, processor)  # raises the typed error
-    if timestamps not in ("pts", "transformers"):
-        raise InvalidInputError(
-            "video_timestamps must be 'pts' (the frames' presentation times) or "
-            f"'transformers' (index / fps, as the processor), got {str(timestamps)[:32]!r}"
-        )
 
 
 def _qwen3_texts(
@@ -367,7 +393,9 @@ def build_inputs(
         ResourceLimitError: a sequence longer than ``max_length``.
         FetchError, DecodeError, ...: from loading the media, typed as everywhere in vlprep.
     """
-    _check_modes(qwen3_video_text, video_timestamps, processor)
+    _check_arguments(
+        max_length, chat_template_kwargs, qwen3_video_text, video_timestamps, processor
+    )
     pixels_dtype = pixel_dtype(dtype)
     batch = as_conversations(conversations)
     if not batch:

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from vlprep._numbers import is_finite_number, shown
 from vlprep.errors import InvalidInputError
 from vlprep.sizing import ceil_by_factor, floor_by_factor, round_by_factor
 
@@ -51,9 +52,9 @@ MODEL_SEQ_LEN = 128000
 
 def _number(ele: Mapping[str, Any], key: str) -> float:
     value = ele[key]
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+    if not is_finite_number(value):
         raise InvalidInputError(
-            f"{key!r} must be a finite number, got {type(value).__name__} {str(value)[:20]!r}"
+            f"{key!r} must be a finite number, got {type(value).__name__} {shown(value)}"
         )
     return value
 
@@ -133,8 +134,10 @@ def frame_range(
     if video_start is None and video_end is None:
         return 0, total_frames - 1, total_frames
     for name, value in (("video_start", video_start), ("video_end", video_end)):
-        if value is not None and (isinstance(value, bool) or not math.isfinite(value)):
-            raise InvalidInputError(f"{name} must be a finite number of seconds, got {value!r}")
+        if value is not None and not is_finite_number(value):
+            raise InvalidInputError(
+                f"{name} must be a finite number of seconds, got {shown(value)}"
+            )
     duration = total_frames / video_fps
     start = 0
     if video_start is not None:

@@ -11,6 +11,7 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from vlprep._numbers import is_finite_number, shown
 from vlprep.errors import InvalidInputError, ResourceLimitError
 
 if TYPE_CHECKING:
@@ -22,8 +23,10 @@ __all__ = [
     "MAX_RATIO",
     "SPATIAL_MERGE_SIZE",
     "TokenEstimate",
+    "MAX_PATCH_SIZE",
     "ceil_by_factor",
     "check_output_keys",
+    "check_patch_size",
     "check_output_size",
     "count_tokens",
     "estimate_image",
@@ -36,6 +39,10 @@ __all__ = [
 ]
 
 MAX_RATIO = 200
+MAX_PATCH_SIZE = 1024
+"""Largest ``image_patch_size`` the loaders accept (Qwen-VL uses 14 and 16). Already at 1024
+the smallest image is 4·2048² pixels; far above it the default bounds leave the float
+range (``OverflowError``), so the argument is refused where it is read."""
 SPATIAL_MERGE_SIZE = 2
 IMAGE_MIN_TOKEN_NUM = 4
 IMAGE_MAX_TOKEN_NUM = 16384
@@ -61,11 +68,25 @@ def image_pixel_bounds(factor: int) -> tuple[int, int]:
     return IMAGE_MIN_TOKEN_NUM * factor * factor, IMAGE_MAX_TOKEN_NUM * factor * factor
 
 
+def check_patch_size(value: object) -> int:
+    """``value`` as an ``image_patch_size``: an int in ``[1, MAX_PATCH_SIZE]``.
+
+    Raises:
+        InvalidInputError: anything else (bools, floats, strings, 0, 10**200).
+    """
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_PATCH_SIZE:
+        raise InvalidInputError(
+            f"image_patch_size must be an int in [1, {MAX_PATCH_SIZE}] (14 for Qwen2/2.5-VL, "
+            f"16 for Qwen3-VL), got {shown(value)}"
+        )
+    return value
+
+
 def _check_positive(name: str, value: object) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise InvalidInputError(f"{name} must be a number, got {type(value).__name__}")
-    if not math.isfinite(value) or value <= 0:
-        raise InvalidInputError(f"{name} must be a finite number > 0, got {value!r}")
+    if not is_finite_number(value) or value <= 0:
+        raise InvalidInputError(f"{name} must be a finite number > 0, got {shown(value)}")
     return value
 
 

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import difflib
 import logging
-import math
 import numbers
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from vlprep._numbers import is_finite_number, shown
 from vlprep.errors import InvalidInputError
 
 __all__ = [
@@ -134,17 +134,18 @@ def number_or_none(ele: Mapping[str, Any], key: str) -> float | None:
     """``ele[key]`` as a finite positive number, ``None`` when absent.
 
     Raises:
-        InvalidInputError: present but not a finite number > 0 (bools and strings refused).
+        InvalidInputError: present but not a finite number > 0 (bools and strings refused;
+            an int beyond the float range is not finite).
     """
     if key not in ele or ele[key] is None:
         return None
     value = ele[key]
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise InvalidInputError(
-            f"{key!r} must be a number, got {type(value).__name__} {str(value)[:20]!r}"
+            f"{key!r} must be a number, got {type(value).__name__} {shown(value)}"
         )
-    if not math.isfinite(value) or value <= 0:
-        raise InvalidInputError(f"{key!r} must be a finite number > 0, got {value!r}")
+    if not is_finite_number(value) or value <= 0:
+        raise InvalidInputError(f"{key!r} must be a finite number > 0, got {shown(value)}")
     return value
 
 
@@ -255,10 +256,8 @@ def _seconds(ele: Mapping[str, Any], key: str) -> float | None:
     if key not in ele or ele[key] is None:
         return None
     value = ele[key]
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise InvalidInputError(
-            f"{key!r} must be a finite number of seconds, got {str(value)[:20]!r}"
-        )
+    if not is_finite_number(value):
+        raise InvalidInputError(f"{key!r} must be a finite number of seconds, got {shown(value)}")
     return float(value)
 
 

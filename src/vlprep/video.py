@@ -55,6 +55,7 @@ from vlprep.sizing import (
     ceil_by_factor,
     check_output_keys,
     check_output_size,
+    check_patch_size,
     image_pixel_bounds,
     smart_resize,
 )
@@ -583,14 +584,7 @@ def load_clip(
     Returns:
         float32 ``(T, 3, H, W)`` frames, a fresh metadata dict, the sample fps.
     """
-    if (
-        isinstance(image_patch_size, bool)
-        or not isinstance(image_patch_size, int)
-        or image_patch_size < 1
-    ):
-        raise InvalidInputError(
-            f"image_patch_size must be a positive int, got {image_patch_size!r}"
-        )
+    check_patch_size(image_patch_size)
     spec = parse_video_element(ele)
     options = options or _DEFAULT_OPTIONS
     if backend is not None:

@@ -12,12 +12,23 @@ from typing import Any, TextIO
 from vlprep.cli._expand import Item
 from vlprep.estimates import MediaEstimate
 
-__all__ = ["CSV_FIELDS", "ConversationRow", "Row", "Summary", "conversations", "summarize", "write"]
+__all__ = [
+    "CSV_FIELDS",
+    "HEADERS_ONLY",
+    "ConversationRow",
+    "Row",
+    "Summary",
+    "conversations",
+    "summarize",
+    "write",
+]
 
 
 @dataclass(frozen=True, slots=True)
 class Row:
-    """The outcome for one item: an estimate, or a typed error (or both when drawing failed)."""
+    """The outcome for one item: an estimate, or a typed error (or both when decoding or
+    drawing failed). ``decoded``: the pixel data was decoded (``--verify``, ``--draw``), not
+    only the headers read."""
 
     index: int
     item: Item
@@ -26,6 +37,7 @@ class Row:
     error: str | None = None
     picture: str | None = None
     over_limit: bool = False
+    decoded: bool = False
 
     @property
     def ok(self) -> bool:
@@ -57,6 +69,7 @@ class Row:
                 out[name] = est.get(name)
         out["over_limit"] = self.over_limit
         out["picture"] = self.picture
+        out["decoded"] = self.decoded
         return out
 
 
@@ -185,7 +198,13 @@ CSV_FIELDS = [
     "frame_indices",
     "over_limit",
     "picture",
+    "decoded",
 ]
+
+
+HEADERS_ONLY = "headers only: pixel data not decoded; pass --verify to decode"
+"""The table's line when no item's pixels were decoded: a file truncated after its header
+still gets an estimate."""
 
 
 def _csv_row(row: Row) -> dict[str, Any]:
@@ -261,9 +280,15 @@ def _stats_line(name: str, stats: dict[str, Any]) -> str:
 
 
 def write_table(
-    out: TextIO, rows: Sequence[Row], convs: Sequence[ConversationRow], summary: Summary
+    out: TextIO,
+    rows: Sequence[Row],
+    convs: Sequence[ConversationRow],
+    summary: Summary,
+    *,
+    decoded: bool = False,
 ) -> None:
-    """A readable table of items, then conversations (datasets only), then the summary."""
+    """A readable table of items, then conversations (datasets only), then the summary;
+    :data:`HEADERS_ONLY` above it unless the pixels were ``decoded``."""
     with_conv = summary.conversations is not None
     headers = ["#", "source", *(["conversation"] if with_conv else [])]
     headers += ["kind", "original", "resized", "grid", "tokens", "frames @ fps", "note"]
@@ -290,6 +315,8 @@ def write_table(
         for line in _table(headers, body, {1, 2, 3}):
             print(line, file=out)
     print(file=out)
+    if not decoded:
+        print(HEADERS_ONLY, file=out)
     print("summary: " + _stats_line("items", summary.items), file=out)
     if summary.conversations is not None:
         print("         " + _stats_line("conversations", summary.conversations), file=out)
@@ -304,10 +331,15 @@ def write(
     convs: Sequence[ConversationRow],
     summary: Summary,
     settings: dict[str, Any],
+    decoded: bool = False,
 ) -> None:
-    """Write ``rows`` in ``fmt`` to ``out`` (csv: the summary goes to ``err``)."""
+    """Write ``rows`` in ``fmt`` to ``out`` (csv: the summary goes to ``err``).
+
+    ``decoded``: the run decoded pixel data (``--verify``, ``--draw``); the table says when
+    it did not (each item's ``decoded`` field says it in the other formats).
+    """
     if fmt == "table":
-        write_table(out, rows, convs, summary)
+        write_table(out, rows, convs, summary, decoded=decoded)
     elif fmt == "json":
         document = {
             "settings": settings,

@@ -1,8 +1,10 @@
 """``vlprep-inspect``: token counts for files, folders, globs, URLs and chat datasets.
 
 Sizes images from their headers and videos from their container metadata; decodes pixels
-only for ``--draw``. Exit status: 0 when every input was estimated, 1 when some failed
-(each reported on stderr with its typed error), 2 for a usage error.
+only for ``--verify`` (every image, and every planned frame of each video, loaded as the
+loaders load them) and ``--draw``. Exit status: 0 when every input was estimated (and, with
+``--verify``, decoded), 1 when some failed (each reported on stderr with its typed error),
+2 for a usage error.
 """
 
 from __future__ import annotations
@@ -27,9 +29,11 @@ from vlprep.cli._pictures import draw, picture_name
 from vlprep.decode.image import ImageOptions
 from vlprep.decode.video import VideoOptions
 from vlprep.errors import VlprepError
-from vlprep.estimates import element_for, inspect
+from vlprep.estimates import MediaEstimate, element_for, inspect
+from vlprep.image import fetch_image_for
 from vlprep.presets import Preset, get_preset
 from vlprep.sources import FetchPolicy
+from vlprep.video import fetch_video
 
 __all__ = ["MODELS", "Settings", "build_parser", "main", "run"]
 
@@ -52,6 +56,12 @@ class Settings:
     policy: FetchPolicy | None = None
     image_options: ImageOptions | None = None
     video_options: VideoOptions | None = None
+    verify: bool = False
+
+    @property
+    def decodes(self) -> bool:
+        """Whether the run decodes pixel data (``--verify`` or ``--draw``)."""
+        return self.verify or self.draw_dir is not None
 
 
 # --------------------------------------------------------------------------- arguments
@@ -87,12 +97,14 @@ def build_parser() -> argparse.ArgumentParser:
         prog=_PROG,
         description=(
             "Estimate the resized size, patch grid and vision tokens of images and videos "
-            "for Qwen-VL models, from headers and container metadata (no pixels decoded)."
+            "for Qwen-VL models, from headers and container metadata (no pixels decoded "
+            "unless --verify or --draw)."
         ),
         epilog=(
-            "Exit status: 0 all inputs estimated, 1 some inputs failed (reported on stderr "
-            "with their typed error), 2 usage error. Element keys in datasets win over the "
-            "bound options, which only fill in keys an element does not set."
+            "Exit status: 0 all inputs estimated (and decoded, with --verify), 1 some inputs "
+            "failed (reported on stderr with their typed error), 2 usage error. Element keys "
+            "in datasets win over the bound options, which only fill in keys an element does "
+            "not set."
         ),
     )
     parser.add_argument(
@@ -139,6 +151,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="output on stdout (default table)",
     )
     parser.add_argument(
+        "--verify",
+        action="store_true",
+        help="also decode every image, and every planned frame of each video, as the "
+        "loaders do: data that fails to decode (a file truncated after its header) is "
+        "reported as a failed input. Without it only headers and container metadata are read",
+    )
+    parser.add_argument(
         "--draw",
         type=Path,
         metavar="DIR",
@@ -180,16 +199,47 @@ def _estimate(index: int, item: Item, settings: Settings) -> Row:
     limit = settings.max_tokens
     over = limit is not None and estimate.tokens > limit
     if settings.draw_dir is None:
-        return Row(index, item, estimate, over_limit=over)
+        if not settings.verify:
+            return Row(index, item, estimate, over_limit=over)
+        try:
+            _decode(element, estimate, settings)
+        except VlprepError as exc:
+            error = f"decoding: {exc}"
+            return Row(index, item, estimate, type(exc).__name__, error, None, over, True)
+        except Exception as exc:
+            return Row(index, item, estimate, type(exc).__name__, _UNEXPECTED, None, over, True)
+        return Row(index, item, estimate, over_limit=over, decoded=True)
     path = settings.draw_dir / picture_name(index, item.label)
-    try:
+    try:  # drawing decodes through the loaders: it verifies too
         draw(element, estimate, settings.preset, path)
     except VlprepError as exc:
-        return Row(index, item, estimate, type(exc).__name__, f"drawing: {exc}", None, over)
+        error = f"drawing: {exc}"
+        return Row(index, item, estimate, type(exc).__name__, error, None, over, True)
     except OSError as exc:
         message = f"cannot write the picture {path}: {exc.strerror or type(exc).__name__}"
-        return Row(index, item, estimate, "OSError", message, None, over)
-    return Row(index, item, estimate, picture=str(path), over_limit=over)
+        return Row(index, item, estimate, "OSError", message, None, over, True)
+    return Row(index, item, estimate, picture=str(path), over_limit=over, decoded=True)
+
+
+def _decode(element: dict[str, Any], estimate: MediaEstimate, settings: Settings) -> None:
+    """``--verify``: load ``element`` as ``build_inputs`` does (an image decoded and resized;
+    a video's planned frames decoded and resized), with the run's policy and options.
+
+    Raises:
+        VlprepError: the data does not decode (truncated, corrupt), or a loader limit.
+    """
+    if estimate.kind == "image":
+        fetch_image_for(
+            element, settings.preset, policy=settings.policy, options=settings.image_options
+        )
+    else:
+        fetch_video(
+            element,
+            settings.preset.patch_size,
+            policy=settings.policy,
+            options=settings.video_options,
+            image_options=settings.image_options,
+        )
 
 
 _UNEXPECTED = "unexpected error inside vlprep (a bug: please report it with the input's format)"
@@ -316,6 +366,7 @@ def main(
         max_tokens=args.max_tokens,
         workers=args.workers,
         draw_dir=args.draw,
+        verify=args.verify,
     )
     plan = expand(args.inputs)
     progress = _Progress(err, len(plan.items))
@@ -335,7 +386,16 @@ def main(
     info = {"model": args.model, **{k: v for k, v in defaults.items() if v is not None}}
     if args.max_tokens is not None:
         info["max_tokens"] = args.max_tokens
-    write(args.format, out=out, err=err, rows=rows, convs=convs, summary=summary, settings=info)
+    write(
+        args.format,
+        out=out,
+        err=err,
+        rows=rows,
+        convs=convs,
+        summary=summary,
+        settings=info,
+        decoded=settings.decodes,
+    )
     for row in rows:
         if not row.ok:
             print(f"{_PROG}: {row.item.label}: {row.error_type}: {row.error}", file=err)

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import re
 from collections.abc import Iterator, Mapping
 from types import MappingProxyType
 from typing import Any, Literal, TypeAlias
 
+from vlprep._numbers import is_finite_number
 from vlprep.errors import GroundingParseError
 
 __all__ = ["RawItem", "parse_json", "parse_plain", "parse_tokens"]
@@ -193,7 +193,7 @@ def _numbers(value: Any, count: int) -> tuple[float, ...] | None:
         return None
     out = []
     for v in value:
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+        if not is_finite_number(v):  # a 400-digit int from the JSON too
             return None
         out.append(float(v))
     return tuple(out)

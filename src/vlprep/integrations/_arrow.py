@@ -57,6 +57,7 @@ ITEM_FIELDS: tuple[tuple[str, str], ...] = (
     ("timestamps", "list<float64>"),
     ("over_limit", "bool"),
     ("picture", "string"),
+    ("decoded", "bool"),
 )
 """One ``vision_items`` entry: exactly the item fields of ``vlprep-inspect --format json``."""
 

@@ -100,6 +100,13 @@ def open_path(
     if "\x00" in path:
         raise InvalidInputError(f"local path {shown} contains a NUL byte; no file has that name")
     try:
+        os.fsencode(path)  # what every os call does first (UnicodeEncodeError otherwise)
+    except UnicodeEncodeError as exc:
+        raise InvalidInputError(
+            f"local path {shown} holds a lone surrogate (U+{ord(path[exc.start]):04X}) that no "
+            "file name can encode; decode the name with errors='surrogateescape' or fix it"
+        ) from None
+    try:
         fd = os.open(path, _FILE_FLAGS) if root is None else _open_beneath(path, root, shown)
     except FetchError:  # an OSError already explained (the root itself cannot be opened)
         raise

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
-import math
 from dataclasses import dataclass
 from typing import Literal
 
+from vlprep._numbers import is_finite_number, shown
 from vlprep.errors import InvalidInputError
 
 __all__ = ["MIB", "FetchPolicy", "Modality"]
@@ -87,17 +87,20 @@ class FetchPolicy:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 raise InvalidInputError(f"FetchPolicy.{name} must be a number of seconds")
-            if not (math.isfinite(value) and value > 0):
-                raise InvalidInputError(f"FetchPolicy.{name} must be > 0, got {value!r}")
+            if not (is_finite_number(value) and value > 0):
+                raise InvalidInputError(f"FetchPolicy.{name} must be > 0, got {shown(value)}")
         for name in ("max_image_bytes", "max_video_bytes"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise InvalidInputError(f"FetchPolicy.{name} must be a positive int, got {value!r}")
+                raise InvalidInputError(
+                    f"FetchPolicy.{name} must be a positive int, got {shown(value)}"
+                )
         redirects = self.max_redirects
         is_int = isinstance(redirects, int) and not isinstance(redirects, bool)
         if not is_int or not 0 <= redirects <= 20:
             raise InvalidInputError(
-                f"FetchPolicy.max_redirects must be an int in [0, 20], got {self.max_redirects!r}"
+                "FetchPolicy.max_redirects must be an int in [0, 20], got "
+                f"{shown(self.max_redirects)}"
             )
 
     @classmethod
