@@ -53,3 +53,18 @@ def test_valid_keys_are_silent(caplog: pytest.LogCaptureFixture) -> None:
         warn_unknown_keys(dict.fromkeys(IMAGE_KEYS, 1) | {"type": "image"}, "image")
         warn_unknown_keys(dict.fromkeys(VIDEO_KEYS, 1) | {"type": "video_url"}, "video")
     assert _warnings(caplog) == []
+
+
+def test_the_warned_keys_are_bounded(caplog: pytest.LogCaptureFixture) -> None:
+    from vlprep import specs
+
+    _WARNED.clear()
+    try:
+        with caplog.at_level("WARNING", logger="vlprep.specs"):
+            for i in range(specs._WARNED_MAX + 50):
+                warn_unknown_keys({"image": "x.png", f"invented_{i}": 1}, "image")
+        assert len(_WARNED) == specs._WARNED_MAX + 1
+        assert len(caplog.records) == specs._WARNED_MAX + 1
+        assert "further ones are not" in caplog.records[-1].getMessage()
+    finally:
+        _WARNED.clear()

@@ -57,13 +57,21 @@ VIDEO_KEYS = frozenset(
 _TYPES = ("image", "image_url", "video", "video_url", "text")
 _WARNED: set[tuple[str, str]] = set()
 _WARNED_LOCK = threading.Lock()
+# Keys come from strangers on a server: the "once" memory is bounded. Past it, one last line
+# says so and further new keys go unreported (neither memory nor the log grows with a flood).
+_WARNED_MAX = 1024
 
 
 def _warn_once(kind: str, key: str, message: str) -> None:
     with _WARNED_LOCK:
-        if (kind, key) in _WARNED:
+        if (kind, key) in _WARNED or len(_WARNED) > _WARNED_MAX:
             return
         _WARNED.add((kind, key))
+        if len(_WARNED) > _WARNED_MAX:
+            message = (
+                f"{_WARNED_MAX} distinct unknown element keys reported; further ones are not "
+                "(restart the process to report them again)"
+            )
     logger.warning(message)
 
 
