@@ -10,6 +10,7 @@ import vlprep
 
 EXPECTED = [
     "BackendUnavailableError",
+    "CallLimits",
     "DecodeError",
     "FetchError",
     "FetchPolicy",

@@ -24,6 +24,7 @@ from vlprep.errors import (
 from vlprep.estimates import MediaEstimate, inspect
 from vlprep.image import fetch_image
 from vlprep.inputs import build_inputs
+from vlprep.limits import CallLimits
 from vlprep.messages import extract_vision_info, process_vision_info
 from vlprep.positions import rope_index
 from vlprep.presets import (
@@ -49,6 +50,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "BackendUnavailableError",
+    "CallLimits",
     "DecodeError",
     "FetchError",
     "FetchPolicy",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -19,6 +20,7 @@ from vlprep.decode.image import (
     to_rgb,
 )
 from vlprep.errors import DecodeError, InvalidInputError, describe_source
+from vlprep.limits import CallBudget
 from vlprep.presets import Preset
 from vlprep.sizing import check_output_keys, check_output_size, image_pixel_bounds, smart_resize
 from vlprep.sources import FetchPolicy, fetch
@@ -28,8 +30,10 @@ from vlprep.tensors import resize_uint8
 __all__ = [
     "fetch_image",
     "fetch_image_for",
+    "fetch_image_item",
     "image_target_size",
     "load_image",
+    "patch_factor",
 ]
 
 _DEFAULT_OPTIONS = ImageOptions()
@@ -183,6 +187,19 @@ def _load_sized(
     return _resize(image, target, options)
 
 
+def patch_factor(image_patch_size: object) -> int:
+    """The grid of a ViT patch size: ``2 * image_patch_size``.
+
+    Raises:
+        InvalidInputError: not an int, or below 1.
+    """
+    if isinstance(image_patch_size, bool) or not isinstance(image_patch_size, int):
+        raise InvalidInputError(f"image_patch_size must be an int, got {image_patch_size!r}")
+    if image_patch_size < 1:
+        raise InvalidInputError(f"image_patch_size must be >= 1, got {image_patch_size}")
+    return image_patch_size * 2
+
+
 def fetch_image(
     ele: Mapping[str, Any],
     image_patch_size: int = 14,
@@ -213,12 +230,8 @@ def fetch_image(
         InvalidInputError, SourceNotAllowedError, FetchError, DecodeError,
         UnsupportedFormatError, ResourceLimitError.
     """
-    if isinstance(image_patch_size, bool) or not isinstance(image_patch_size, int):
-        raise InvalidInputError(f"image_patch_size must be an int, got {image_patch_size!r}")
-    if image_patch_size < 1:
-        raise InvalidInputError(f"image_patch_size must be >= 1, got {image_patch_size}")
-    return _fetch_sized(
-        ele, image_patch_size * 2, None, policy=policy, options=options, cache=cache
+    return fetch_image_item(
+        ele, patch_factor(image_patch_size), None, policy=policy, options=options, cache=cache
     )
 
 
@@ -241,10 +254,12 @@ def fetch_image_for(
         RGB ``PIL.Image.Image`` with sides multiples of ``preset.factor``.
     """
     bounds = (preset.image_min_pixels, preset.image_max_pixels)
-    return _fetch_sized(ele, preset.factor, bounds, policy=policy, options=options, cache=cache)
+    return fetch_image_item(
+        ele, preset.factor, bounds, policy=policy, options=options, cache=cache
+    )
 
 
-def _fetch_sized(
+def fetch_image_item(
     ele: Mapping[str, Any],
     factor: int,
     bounds: tuple[float, float] | None,
@@ -252,24 +267,43 @@ def _fetch_sized(
     policy: FetchPolicy | None,
     options: ImageOptions | None,
     cache: MediaCache | None,
+    budget: CallBudget | None = None,
 ) -> Image.Image:
-    """Both fetchers: the element's image sized on ``factor`` with default ``bounds``."""
+    """One image element sized on ``factor`` with default ``bounds``, within a call's budget.
+
+    What :func:`fetch_image` and :func:`fetch_image_for` run; the calls that load many
+    items pass their :class:`vlprep.limits.CallBudget`: the fetch gets the time left to the
+    call deadline, and the planned output size is charged to the call before the resize
+    allocates it (a cached image, never planned, is charged by its size).
+
+    Raises:
+        As :func:`fetch_image`; ``ResourceLimitError`` over ``CallLimits.max_total_pixels``,
+        ``FetchTimeoutError`` past ``CallLimits.deadline``.
+    """
     spec = parse_image_element(ele)
     limit = (options or _DEFAULT_OPTIONS).max_output_pixels
+    charged = False
+    if budget is not None:
+        policy = budget.policy(policy)
+
+    def target_of(height: int, width: int) -> tuple[int, int]:
+        nonlocal charged
+        size = image_target_size(spec, height, width, factor, bounds, max_output_pixels=limit)
+        if budget is not None:
+            budget.charge(size[0] * size[1], "image")
+            charged = True
+        return size
 
     def load(source: object) -> Image.Image:
-        return _load_sized(
-            source,
-            lambda h, w: image_target_size(
-                spec, h, w, factor, bounds, max_output_pixels=limit
-            ),
-            policy,
-            options,
-        )
+        return _load_sized(source, target_of, policy, options)
 
-    if cache is None:
-        return load(spec.source)
-    return _cached(cache, spec, load, (factor, bounds), policy=policy, options=options)
+    with contextlib.nullcontext() if budget is None else budget.timing():
+        if cache is None:
+            return load(spec.source)
+        image = _cached(cache, spec, load, (factor, bounds), policy=policy, options=options)
+    if budget is not None and not charged:
+        budget.charge(image.width * image.height, "image")
+    return image
 
 
 def _content(

@@ -33,14 +33,15 @@ from vlprep.expansion import (
     qwen3_video_text,
     video_timestamps,
 )
-from vlprep.image import fetch_image_for
+from vlprep.image import fetch_image_item
+from vlprep.limits import CallBudget, CallLimits
 from vlprep.messages import Conversation, as_conversations, extract_vision_info
 from vlprep.presets import Preset, family_of, get_preset, preset_from_processor
 from vlprep.sizing import count_tokens
 from vlprep.sources import FetchPolicy
 from vlprep.specs import element_kind
 from vlprep.tensors import patchify_images, patchify_videos, pixel_dtype
-from vlprep.video import fetch_video
+from vlprep.video import fetch_video_item
 
 __all__ = ["LoadedVideo", "Qwen3VideoText", "build_inputs"]
 
@@ -140,20 +141,29 @@ def _load_one(
     video_options: VideoOptions | None,
     *,
     cache: MediaCache | None = None,
+    budget: CallBudget,
 ) -> Image.Image | LoadedVideo:
     kind = element_kind(ele)
     if kind == "image":
-        return fetch_image_for(ele, preset, policy=policy, options=image_options, cache=cache)
-    if kind == "video":
-        (video, metadata), sample_fps = fetch_video(
+        bounds = (preset.image_min_pixels, preset.image_max_pixels)
+        return fetch_image_item(
             ele,
-            preset.patch_size,
-            return_video_sample_fps=True,
-            return_video_metadata=True,
+            preset.factor,
+            bounds,
+            policy=policy,
+            options=image_options,
+            cache=cache,
+            budget=budget,
+        )
+    if kind == "video":
+        video, metadata, sample_fps = fetch_video_item(
+            ele,
+            preset.patch_size * 2,
             policy=policy,
             options=video_options,
             image_options=image_options,
             cache=cache,
+            budget=budget,
         )
         return video, dict(metadata), float(sample_fps)
     raise InvalidInputError(
@@ -171,6 +181,7 @@ def _load(
     video_options: VideoOptions | None = None,
     workers: int = 1,
     cache: MediaCache | None = None,
+    budget: CallBudget,
 ) -> tuple[list[Image.Image], list[LoadedVideo]]:
     """Load every element, ``workers`` at a time, keeping prompt order.
 
@@ -179,7 +190,13 @@ def _load(
     loaded = list(
         ordered_map(
             lambda i: _load_one(
-                elements[i], preset, policy, image_options, video_options, cache=cache
+                elements[i],
+                preset,
+                policy,
+                image_options,
+                video_options,
+                cache=cache,
+                budget=budget,
             ),
             len(elements),
             workers,
@@ -188,6 +205,17 @@ def _load(
     images = [item for item in loaded if isinstance(item, Image.Image)]
     videos = [item for item in loaded if not isinstance(item, Image.Image)]
     return images, videos
+
+
+def _by_device(
+    elements: list[Mapping[str, Any]], device: str | torch.device | None
+) -> tuple[torch.device | None, list[Mapping[str, Any]], list[Mapping[str, Any]]]:
+    """``(target device, images loaded there, elements loaded on CPU)``."""
+    if device is None:
+        return None, [], elements
+    target = resolve_device(device)
+    on_device = [e for e in elements if element_kind(e) == "image"]
+    return target, on_device, [e for e in elements if element_kind(e) != "image"]
 
 
 def _qwen3_form(mode: str, processor: Any) -> Qwen3VideoForm:
@@ -267,6 +295,7 @@ def build_inputs(
     device: str | torch.device | None = None,
     cache: MediaCache | None = None,
     dtype: torch.dtype | str | None = None,
+    limits: CallLimits | None = None,
 ) -> Any:
     """Build a Qwen-VL model's inputs for one conversation or a batch.
 
@@ -307,6 +336,10 @@ def build_inputs(
             names). Written directly in that dtype, equal bit for bit to casting the float32
             result (the arithmetic stays float32 on a one-item scratch), so a bf16 model's
             input never exists in float32 as a whole. Other tensors keep their dtypes.
+        limits: :class:`vlprep.CallLimits` for the whole call (default ``CallLimits()``;
+            ``CallLimits.strict()`` for servers): items (frame-list frames included) counted
+            before anything is fetched, output pixels summed over every image and video of
+            the batch, one deadline shared by every fetch.
 
     Returns:
         ``transformers.BatchFeature`` with ``input_ids`` and ``attention_mask`` (int64
@@ -319,9 +352,13 @@ def build_inputs(
     Raises:
         InvalidInputError: malformed messages, a processor that is not Qwen-VL, a placeholder
             count that does not match the media.
-        ResourceLimitError: a sequence longer than ``max_length``.
+        ResourceLimitError: a sequence longer than ``max_length``, more items or output
+            pixels than ``limits`` allow.
+        FetchTimeoutError: the call deadline passed (the message names
+            ``CallLimits.deadline``).
         FetchError, DecodeError, ...: from loading the media, typed as everywhere in vlprep.
     """
+    budget = CallBudget(limits)
     if qwen3_video_text not in ("auto", "wrapped", "unwrapped", "transformers"):
         _qwen3_form(qwen3_video_text, processor)  # raises the typed error
     pixels_dtype = pixel_dtype(dtype)
@@ -337,17 +374,17 @@ def build_inputs(
     _check_messages(batch)
     texts = _render(batch, processor, add_generation_prompt, chat_template_kwargs or {})
     workers = resolve_workers(workers)
-    elements = extract_vision_info(batch)
-    target = None if device is None else resolve_device(device)
-    on_device = [e for e in elements if element_kind(e) == "image"] if target is not None else []
+    elements = budget.counted(extract_vision_info(batch))
+    target, on_device, on_cpu = _by_device(elements, device)
     images, videos = _load(
-        [e for e in elements if target is None or element_kind(e) != "image"],
+        on_cpu,
         preset,
         policy,
         image_options,
         video_options=video_options,
         workers=workers,
         cache=cache,
+        budget=budget,
     )
     data: dict[str, Any] = {}
     image_counts: list[int] = []
@@ -362,6 +399,7 @@ def build_inputs(
                 options=image_options,
                 workers=workers,
                 dtype=pixels_dtype,
+                budget=budget,
             )
             if on_device and target is not None
             else patchify_images(images, preset, dtype=pixels_dtype)

@@ -41,6 +41,7 @@ from vlprep.errors import (
     VlprepError,
 )
 from vlprep.image import load_image
+from vlprep.limits import CallBudget, CallLimits, element_items
 from vlprep.sampling import (
     FRAME_FACTOR,
     FramePlan,
@@ -61,7 +62,7 @@ from vlprep.sources import FetchPolicy, fetch, local_path
 from vlprep.specs import VideoSpec, parse_video_element
 from vlprep.tensors import FrameResizer, ResizeMode
 
-__all__ = ["fetch_video", "plan_clip", "video_target_size"]
+__all__ = ["fetch_video", "fetch_video_item", "plan_clip", "video_target_size"]
 
 logger = logging.getLogger(__name__)
 
@@ -262,7 +263,11 @@ def _copy_frame(frame: np.ndarray, out: torch.Tensor) -> None:
 
 
 def _from_container(
-    spec: VideoSpec, factor: int, policy: FetchPolicy | None, options: VideoOptions
+    spec: VideoSpec,
+    factor: int,
+    policy: FetchPolicy | None,
+    options: VideoOptions,
+    budget: CallBudget,
 ) -> VideoResult:
     handle = _container(spec.source, policy)
     options, resize_threads = _thread_split(options)
@@ -271,6 +276,7 @@ def _from_container(
         plan, indices, (height, width) = plan_clip(
             spec, meta, factor, options.seek, options=options
         )
+        budget.charge(len(indices) * height * width, "video")
         video = torch.empty((len(indices), 3, height, width), dtype=torch.float32)
         if options.resize == "decoder":
             decoded = reader.frames(indices, (height, width))
@@ -322,17 +328,24 @@ def _frames_from_array(value: Any) -> list[np.ndarray]:
 
 
 def _loaded_frames(
-    items: Sequence[object], policy: FetchPolicy | None, image_options: ImageOptions | None
+    items: Sequence[object],
+    policy: FetchPolicy | None,
+    image_options: ImageOptions | None,
+    budget: CallBudget,
 ) -> Generator[np.ndarray, None, None]:
     """Load frame-list items on a thread pool, in order, at most ``2 * workers`` in flight.
 
     The window keeps network loads overlapping while holding only a few decoded frames
-    (each is resized by the caller before the next is taken).
+    (each is resized by the caller before the next is taken). Each fetch gets the time
+    left to the call deadline.
     """
 
     def load(index: int) -> np.ndarray:
         try:
-            return np.asarray(load_image(items[index], policy=policy, options=image_options))
+            with budget.timing():
+                policy_now = budget.policy(policy)
+                image = load_image(items[index], policy=policy_now, options=image_options)
+            return np.asarray(image)
         except VlprepError as exc:
             raise type(exc)(f"frame {index} of the frame list: {exc}") from exc
 
@@ -346,6 +359,8 @@ def _from_frames(
     policy: FetchPolicy | None,
     options: VideoOptions,
     image_options: ImageOptions | None,
+    *,
+    budget: CallBudget,
 ) -> VideoResult:
     source = spec.source
     arrays: Sequence[object] = source if isinstance(source, (list, tuple)) else []
@@ -360,7 +375,7 @@ def _from_frames(
             f"{options.max_list_frames} (VideoOptions.max_list_frames); subsample it first"
         )
     frames: Generator[np.ndarray, None, None] = (
-        _loaded_frames(source, policy, image_options)
+        _loaded_frames(source, policy, image_options, budget)
         if isinstance(source, (list, tuple))
         else (np.asarray(a) for a in arrays)
     )
@@ -372,6 +387,7 @@ def _from_frames(
         height, width = video_target_size(
             spec, first.shape[0], first.shape[1], total, factor, options=options
         )
+        budget.charge(total * height * width, "video")
         video = torch.empty((total, 3, height, width), dtype=torch.float32)
         resize = FrameResizer(height, width, _resize_kernel(options))
         resize(first, video[0])
@@ -392,11 +408,13 @@ def _load(
     policy: FetchPolicy | None,
     options: VideoOptions,
     image_options: ImageOptions | None,
+    *,
+    budget: CallBudget,
 ) -> VideoResult:
     source = spec.source
     if isinstance(source, (list, tuple)) or hasattr(source, "shape"):
-        return _from_frames(spec, factor, policy, options, image_options)
-    return _from_container(spec, factor, policy, options)
+        return _from_frames(spec, factor, policy, options, image_options, budget=budget)
+    return _from_container(spec, factor, policy, options, budget)
 
 
 def _cached(
@@ -407,8 +425,13 @@ def _cached(
     policy: FetchPolicy | None,
     options: VideoOptions,
     image_options: ImageOptions | None,
+    budget: CallBudget,
 ) -> VideoResult:
-    """:func:`_load` through ``cache``, keyed by content and every parameter."""
+    """:func:`_load` through ``cache``, keyed by content and every parameter.
+
+    A clip served from the cache was never planned in this call: it is charged to
+    ``budget`` by its size once returned.
+    """
     source = spec.source
     if isinstance(source, (str, bytes, bytearray, memoryview)):
         data = fetch(source, policy, "video").data
@@ -419,7 +442,7 @@ def _cached(
         digest = digest_arrays(_frames_from_array(source))
         spec_to_load, backend = spec, None
     else:  # frame lists (each item would need fetching first) and file objects
-        return _load(spec, factor, policy, options, image_options)
+        return _load(spec, factor, policy, options, image_options, budget=budget)
     key = (
         "video",
         digest,
@@ -429,12 +452,18 @@ def _cached(
         backend,  # FORCE_QWENVL_VIDEO_READER, read now
         image_options or ImageOptions(),
     )
-    return cache.get_or_load(
-        key,
-        lambda: _load(spec_to_load, factor, policy, options, image_options),
-        pack_video,
-        unpack_video,
-    )
+    loaded = False
+
+    def load() -> VideoResult:
+        nonlocal loaded
+        loaded = True
+        return _load(spec_to_load, factor, policy, options, image_options, budget=budget)
+
+    result = cache.get_or_load(key, load, pack_video, unpack_video)
+    if not loaded:
+        frames = result[0]
+        budget.charge(frames.shape[0] * frames.shape[2] * frames.shape[3], "video")
+    return result
 
 
 def fetch_video(
@@ -448,6 +477,7 @@ def fetch_video(
     image_options: ImageOptions | None = None,
     backend: BackendChoice | None = None,
     cache: MediaCache | None = None,
+    limits: CallLimits | None = None,
 ) -> Any:
     """Load the video of one message element, like qwen-vl-utils' ``fetch_video``.
 
@@ -475,6 +505,10 @@ def fetch_video(
             fetched whole and hashed on every call (a local file is then decoded from
             those bytes); arrays and tensors are hashed; frame lists and file objects are
             not cached. ``None``: no caching.
+        limits: :class:`vlprep.CallLimits` for this call (default ``CallLimits()``): a
+            frame list counts one item per frame against ``max_items`` (checked before any
+            fetch), the clip's output pixels count against ``max_total_pixels``, and every
+            fetch (each frame of a frame list) gets the time left to ``deadline``.
 
     Returns:
         ``video`` — float32 tensor ``(T, 3, H, W)`` with integer values 0..255, T even —
@@ -493,18 +527,58 @@ def fetch_video(
         raise InvalidInputError(
             f"image_patch_size must be a positive int, got {image_patch_size!r}"
         )
-    spec = parse_video_element(ele)
-    options = options or _DEFAULT_OPTIONS
-    if backend is not None:
-        options = dataclasses.replace(options, backend=backend)
-    factor = image_patch_size * 2
-    if cache is None:
-        video, metadata, sample_fps = _load(spec, factor, policy, options, image_options)
-    else:
-        video, metadata, sample_fps = _cached(
-            cache, spec, factor, policy=policy, options=options, image_options=image_options
-        )
+    budget = CallBudget(limits)
+    budget.check_items(element_items(ele))
+    video, metadata, sample_fps = fetch_video_item(
+        ele,
+        image_patch_size * 2,
+        policy=policy,
+        options=options,
+        image_options=image_options,
+        backend=backend,
+        cache=cache,
+        budget=budget,
+    )
     final: Any = (video, metadata) if return_video_metadata else video
     if return_video_sample_fps:
         return final, sample_fps
     return final
+
+
+def fetch_video_item(
+    ele: Mapping[str, Any],
+    factor: int,
+    *,
+    policy: FetchPolicy | None,
+    options: VideoOptions | None,
+    image_options: ImageOptions | None,
+    cache: MediaCache | None,
+    budget: CallBudget,
+    backend: BackendChoice | None = None,
+) -> VideoResult:
+    """One video element on the ``factor`` grid, within a call's budget: ``(video, metadata,
+    sample_fps)``.
+
+    What :func:`fetch_video` runs once its arguments are checked; the calls that load many
+    items pass their shared :class:`vlprep.limits.CallBudget` (items already counted).
+
+    Raises:
+        As :func:`fetch_video`.
+    """
+    spec = parse_video_element(ele)
+    options = options or _DEFAULT_OPTIONS
+    if backend is not None:
+        options = dataclasses.replace(options, backend=backend)
+    with budget.timing():
+        policy = budget.policy(policy)
+        if cache is None:
+            return _load(spec, factor, policy, options, image_options, budget=budget)
+        return _cached(
+            cache,
+            spec,
+            factor,
+            policy=policy,
+            options=options,
+            image_options=image_options,
+            budget=budget,
+        )
