@@ -4,26 +4,32 @@
 +4-5 GiB; a 16-32 item frame list of one 257 KB 9400x9400 PNG held 16 full-size frames
 before resizing (+8 GiB here); a frame list of 768 slow URLs took 768 / 8 workers x 30 s =
 48 minutes. :class:`vlprep.CallLimits` caps items (before any fetch), output pixels (from
-each item's plan, before it is allocated) and the call's time.
+each item's plan, before it is allocated) and the call's time; frame lists decode and
+resize each frame in the worker that fetched it, large ones one at a time.
 """
 
 from __future__ import annotations
 
 import base64
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 import vlprep.image as image_module
+import vlprep.video as video_module
 from tests.conftest import encode, photo
 from tests.media_server import serving
 from tests.videos import write_clip
 from vlprep import (
     CallLimits,
+    DecodeError,
     FetchPolicy,
     FetchTimeoutError,
     InvalidInputError,
@@ -192,3 +198,50 @@ def test_items_not_started_by_the_deadline_are_refused() -> None:
     time.sleep(0.1)
     with pytest.raises(FetchTimeoutError, match="before the item started"):
         budget.policy(policy)
+
+
+def test_large_frames_are_decoded_by_the_caller_with_the_same_pixels(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    widths = (104, 112, 96)  # item 0 in the middle: 7,488 pixels
+    frames = [photo(widths[i % 3], 72, seed=i) for i in range(11)]
+    ele = {"video": frames, "resized_height": 56, "resized_width": 84}
+    reference = fetch_video(ele)  # every frame on a worker
+    # all on the caller / item 0 and the widest on the caller / only the widest
+    for threshold in (0, 7000, 7700):
+        monkeypatch.setattr(video_module, "_WORKER_PIXELS", threshold)
+        assert torch.equal(fetch_video(ele), reference)
+    truncated = encode(photo(104, 72), "PNG")[:300]  # the header reads, the pixels fail
+    for threshold in (0, 10**9):  # a failing item 0 never leaves the others waiting
+        monkeypatch.setattr(video_module, "_WORKER_PIXELS", threshold)
+        for broken in (b"not an image", truncated):
+            with pytest.raises(DecodeError, match="frame 0 of the frame list"):
+                fetch_video({"video": [broken, *frames]})
+
+
+_CHILD = """
+import resource, sys
+from PIL import Image
+from vlprep import VideoOptions
+from vlprep.video import fetch_video
+fetch_video({"video": [Image.new("RGB", (64, 64))] * 2})  # threads and torch warmed up
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+fetch_video({"video": [sys.argv[1]] * 16}, options=VideoOptions(resize="fast"))
+print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) // 1024)
+"""
+
+
+def test_frame_list_memory_is_one_full_size_frame_not_the_window(tmp_path: Path) -> None:
+    path = tmp_path / "solid.png"
+    Image.new("RGB", (4000, 4000), (200, 30, 60)).save(path)  # 48 MB decoded, 50 KB file
+    done = subprocess.run(
+        [sys.executable, "-c", _CHILD, str(path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    peak_mib = int(done.stdout.split()[-1])
+    # Measured: 1,304 MiB before (the window held 16-17 decoded frames), 303 MiB after.
+    assert peak_mib < 640, peak_mib

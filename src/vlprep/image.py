@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -16,6 +17,7 @@ from vlprep.decode.image import (
     ImageOptions,
     decode_image,
     decode_image_for,
+    open_image,
     orient_and_convert,
     to_rgb,
 )
@@ -28,11 +30,13 @@ from vlprep.specs import ImageSpec, parse_image_element
 from vlprep.tensors import resize_uint8
 
 __all__ = [
+    "PendingImage",
     "fetch_image",
     "fetch_image_for",
     "fetch_image_item",
     "image_target_size",
     "load_image",
+    "open_pending",
     "patch_factor",
 ]
 
@@ -75,6 +79,65 @@ def _naming(exc: DecodeError, source: object) -> DecodeError:
     return named
 
 
+@dataclass(frozen=True, slots=True)
+class PendingImage:
+    """An image source opened as far as its size, its pixels not yet decoded.
+
+    Attributes:
+        pixels: ``width * height`` of the decoded image (from the header for encoded data).
+        finish: decodes it: upright RGB ``PIL.Image``, as :func:`load_image` returns.
+    """
+
+    pixels: int
+    finish: Callable[[], Image.Image]
+
+
+def open_pending(
+    source: object,
+    *,
+    policy: FetchPolicy | None = None,
+    options: ImageOptions | None = None,
+) -> PendingImage:
+    """Fetch ``source`` and read its header; decode later with ``.finish()``.
+
+    Lets a caller hold only the encoded bytes until it is ready for the full-size pixels
+    (a frame list decodes its large frames one at a time). Same sources, rules and
+    errors as :func:`load_image`, which is ``open_pending(...).finish()``.
+
+    Raises:
+        InvalidInputError, FetchError, DecodeError, ResourceLimitError: see the error tree.
+    """
+    options = options or _DEFAULT_OPTIONS
+    if isinstance(source, Image.Image):
+        image = source
+        return PendingImage(
+            image.width * image.height, lambda: orient_and_convert(image, options.exif_transpose)
+        )
+    if isinstance(source, (str, bytes, bytearray, memoryview)):
+        data = fetch(source, policy, "image").data
+        try:
+            header = open_image(data, options)  # format and limits checked, nothing decoded
+        except DecodeError as exc:
+            raise _naming(exc, source) from exc.__cause__
+
+        def finish() -> Image.Image:
+            try:
+                return decode_image(data, options)
+            except DecodeError as exc:
+                raise _naming(exc, source) from exc.__cause__
+
+        return PendingImage(header.width * header.height, finish)
+    if hasattr(source, "__array__") or type(source).__module__.startswith(("numpy", "torch")):
+        array_image = _array_to_pil(source)
+        return PendingImage(
+            array_image.width * array_image.height, lambda: to_rgb(array_image)
+        )
+    raise InvalidInputError(
+        f"unsupported image source of type {type(source).__name__}: give a PIL image, path, "
+        "URL, data URI, bytes, numpy HWC uint8 array or torch CHW uint8 tensor"
+    )
+
+
 def load_image(
     source: object,
     *,
@@ -92,21 +155,7 @@ def load_image(
     Raises:
         InvalidInputError, FetchError, DecodeError, ResourceLimitError: see the error tree.
     """
-    options = options or _DEFAULT_OPTIONS
-    if isinstance(source, Image.Image):
-        return orient_and_convert(source, options.exif_transpose)
-    if isinstance(source, (str, bytes, bytearray, memoryview)):
-        data = fetch(source, policy, "image").data
-        try:
-            return decode_image(data, options)
-        except DecodeError as exc:
-            raise _naming(exc, source) from exc.__cause__
-    if hasattr(source, "__array__") or type(source).__module__.startswith(("numpy", "torch")):
-        return to_rgb(_array_to_pil(source))
-    raise InvalidInputError(
-        f"unsupported image source of type {type(source).__name__}: give a PIL image, path, "
-        "URL, data URI, bytes, numpy HWC uint8 array or torch CHW uint8 tensor"
-    )
+    return open_pending(source, policy=policy, options=options).finish()
 
 
 def image_target_size(

@@ -12,7 +12,8 @@ import contextlib
 import dataclasses
 import logging
 import os
-from collections.abc import Callable, Generator, Mapping, Sequence
+import threading
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, BinaryIO, cast
 
 import numpy as np
@@ -40,7 +41,7 @@ from vlprep.errors import (
     UnsupportedFormatError,
     VlprepError,
 )
-from vlprep.image import load_image
+from vlprep.image import PendingImage, open_pending
 from vlprep.limits import CallBudget, CallLimits, element_items
 from vlprep.sampling import (
     FRAME_FACTOR,
@@ -327,30 +328,98 @@ def _frames_from_array(value: Any) -> list[np.ndarray]:
     return list(arr)
 
 
-def _loaded_frames(
+_WORKER_PIXELS = 1 << 21
+"""Largest frame-list item (source pixels) decoded and resized on a pool worker.
+
+2.1 M: a 1080p frame (2,073,600) still is; anything larger is decoded and resized by the
+calling thread, one at a time. A decoded frame costs 3 bytes a pixel and its float32 copy
+in the exact resize 12 more: eight workers on 1080p frames hold about 300 MB, and a
+frame list of 9400x9400 PNGs holds one (1.3 GB) instead of seventeen. On one thread the
+allocator also reuses what the previous large frame freed, where eight threads would
+each keep their own.
+"""
+
+
+def _frame_error(index: int, exc: VlprepError) -> VlprepError:
+    """``exc`` again (same class), its message naming the frame."""
+    return type(exc)(f"frame {index} of the frame list: {exc}")
+
+
+def _from_frame_list(
+    spec: VideoSpec,
     items: Sequence[object],
+    factor: int,
     policy: FetchPolicy | None,
+    options: VideoOptions,
+    *,
     image_options: ImageOptions | None,
     budget: CallBudget,
-) -> Generator[np.ndarray, None, None]:
-    """Load frame-list items on a thread pool, in order, at most ``2 * workers`` in flight.
+) -> torch.Tensor:
+    """Load the items of a frame list on a thread pool, resizing each as it arrives.
 
-    The window keeps network loads overlapping while holding only a few decoded frames
-    (each is resized by the caller before the next is taken). Each fetch gets the time
-    left to the call deadline.
+    Each worker fetches its item and reads the header; a frame of at most
+    ``_WORKER_PIXELS`` is decoded and resized into its slot of the output by that worker,
+    a larger one is handed back (still encoded) and decoded by the calling thread, in
+    order. Full-size frames alive at once: one per worker, all small, plus one large.
+    Item 0 decides the frame size; the other items wait for it before decoding. Returns
+    the ``(ceil_by_factor(n, 2), 3, h, w)`` video, padding not yet filled.
     """
+    count = len(items)
+    total = ceil_by_factor(count, FRAME_FACTOR)
+    kernel = _resize_kernel(options)
+    sized = threading.Event()
+    outputs: list[torch.Tensor] = []  # the video, once item 0 has sized it
 
-    def load(index: int) -> np.ndarray:
+    def decode_into(index: int, pending: PendingImage) -> None:
+        frame = np.asarray(pending.finish())
+        if not index:
+            height, width = video_target_size(
+                spec, frame.shape[0], frame.shape[1], total, factor, options=options
+            )
+            budget.charge(total * height * width, "frame-list video")
+            outputs.append(torch.empty((total, 3, height, width), dtype=torch.float32))
+            sized.set()
+        video = outputs[0]
+        # Other sizes go to the first frame's target.
+        FrameResizer(video.shape[2], video.shape[3], kernel)(frame, video[index])
+
+    def opened(index: int) -> PendingImage | None:
+        with budget.timing():
+            pending = open_pending(
+                items[index], policy=budget.policy(policy), options=image_options
+            )
+        if pending.pixels > _WORKER_PIXELS:
+            return pending  # decoded by the calling thread
+        if index:
+            sized.wait()
+            if not outputs:
+                return None  # item 0 failed: its error is raised first, in order
+        decode_into(index, pending)
+        return None
+
+    def load(index: int) -> PendingImage | None:
         try:
-            with budget.timing():
-                policy_now = budget.policy(policy)
-                image = load_image(items[index], policy=policy_now, options=image_options)
-            return np.asarray(image)
-        except VlprepError as exc:
-            raise type(exc)(f"frame {index} of the frame list: {exc}") from exc
+            return opened(index)
+        except BaseException as exc:
+            if not index:
+                sized.set()  # never leave the other items waiting on a failed item 0
+            if isinstance(exc, VlprepError):
+                raise _frame_error(index, exc) from exc
+            raise
 
-    workers = min(MAX_LOAD_WORKERS, len(items))
-    yield from ordered_map(load, len(items), workers, what="frame-list item")
+    workers = min(MAX_LOAD_WORKERS, count)
+    with contextlib.closing(ordered_map(load, count, workers, what="frame-list item")) as loaded:
+        try:
+            for index, pending in enumerate(loaded):
+                if pending is None:
+                    continue
+                try:
+                    decode_into(index, pending)
+                except VlprepError as exc:
+                    raise _frame_error(index, exc) from exc
+        finally:
+            sized.set()  # before the pool waits for its workers
+    return outputs[0]
 
 
 def _from_frames(
@@ -374,25 +443,23 @@ def _from_frames(
             f"the video has {count} frames, above the limit of "
             f"{options.max_list_frames} (VideoOptions.max_list_frames); subsample it first"
         )
-    frames: Generator[np.ndarray, None, None] = (
-        _loaded_frames(source, policy, image_options, budget)
-        if isinstance(source, (list, tuple))
-        else (np.asarray(a) for a in arrays)
-    )
     total = ceil_by_factor(count, FRAME_FACTOR)
     sample_fps = spec.sample_fps if spec.sample_fps is not None else 2.0
     raw_fps = spec.raw_fps if spec.raw_fps is not None else sample_fps
-    with contextlib.closing(frames):
-        first = next(frames)
+    if isinstance(source, (list, tuple)):
+        video = _from_frame_list(
+            spec, source, factor, policy, options, image_options=image_options, budget=budget
+        )
+    else:  # an array or tensor: the frames are in memory already
+        first = np.asarray(arrays[0])
         height, width = video_target_size(
             spec, first.shape[0], first.shape[1], total, factor, options=options
         )
         budget.charge(total * height * width, "video")
         video = torch.empty((total, 3, height, width), dtype=torch.float32)
         resize = FrameResizer(height, width, _resize_kernel(options))
-        resize(first, video[0])
-        for k, frame in enumerate(frames, start=1):
-            resize(frame, video[k])  # other sizes go to the first frame's target
+        for k, frame in enumerate(arrays):
+            resize(np.asarray(frame), video[k])
     video[count:] = video[count - 1]  # pad to an even count with the last frame
     metadata = {
         "fps": raw_fps,
