@@ -181,12 +181,14 @@ def _load(
     video_options: VideoOptions | None = None,
     workers: int = 1,
     cache: MediaCache | None = None,
-    budget: CallBudget,
+    budget: CallBudget | None = None,
 ) -> tuple[list[Image.Image], list[LoadedVideo]]:
     """Load every element, ``workers`` at a time, keeping prompt order.
 
-    The first failing item (in prompt order) raises, with a note naming it.
+    The first failing item (in prompt order) raises, with a note naming it. ``budget``:
+    the call's (``None``: a new one under the default :class:`vlprep.CallLimits`).
     """
+    call = budget if budget is not None else CallBudget()
     loaded = list(
         ordered_map(
             lambda i: _load_one(
@@ -196,7 +198,7 @@ def _load(
                 image_options,
                 video_options,
                 cache=cache,
-                budget=budget,
+                budget=call,
             ),
             len(elements),
             workers,
