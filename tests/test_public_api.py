@@ -12,6 +12,7 @@ import vlprep
 HOPPER = str(Path(__file__).resolve().parents[1] / "fixtures" / "hopper.jpg")
 EXPECTED = [
     "BackendUnavailableError",
+    "CallLimits",
     "DecodeError",
     "FetchError",
     "FetchPolicy",

@@ -416,7 +416,7 @@ def test_catalogue_table_names_real_tests() -> None:
 
 def _recipe() -> dict[str, Any]:
     text = DOC.read_text()
-    start = text.index("```python\nfrom vlprep import FetchPolicy")
+    start = text.index("```python\n", text.index("## Running vlprep behind a server"))
     code = text[start + len("```python\n") : text.index("```\n", start + 10)]
     namespace: dict[str, Any] = {}
     exec(compile(code, str(DOC), "exec"), namespace)

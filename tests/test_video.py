@@ -403,33 +403,41 @@ def test_unsupported_video_source_type() -> None:
         fetch_video({"video": 12345})
 
 
-def test_frame_lists_hold_only_a_window_of_decoded_frames(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_frame_lists_hold_one_decoded_frame_per_worker(monkeypatch: pytest.MonkeyPatch) -> None:
     import threading
 
     import vlprep.video as video_module
+    from vlprep.image import PendingImage
     from vlprep.tensors import FrameResizer
 
     lock = threading.Lock()
-    state = {"loaded": 0, "resized": 0, "ahead": 0}
-    real_load, real_resize = video_module.load_image, FrameResizer.__call__
+    state = {"decoded": 0, "resized": 0, "ahead": 0}
+    real_open, real_resize = video_module.open_pending, FrameResizer.__call__
 
-    def load(*args: Any, **kwargs: Any) -> Image.Image:
-        with lock:
-            state["loaded"] += 1
-            state["ahead"] = max(state["ahead"], state["loaded"] - state["resized"])
-        return real_load(*args, **kwargs)
+    def open_pending(*args: Any, **kwargs: Any) -> PendingImage:
+        pending = real_open(*args, **kwargs)
+
+        def finish() -> Image.Image:
+            with lock:
+                state["decoded"] += 1
+                state["ahead"] = max(state["ahead"], state["decoded"] - state["resized"])
+            return pending.finish()
+
+        return PendingImage(pending.pixels, finish)
 
     def resize(self: FrameResizer, frame: np.ndarray, out: torch.Tensor) -> None:
+        real_resize(self, frame, out)
         with lock:
             state["resized"] += 1
-        real_resize(self, frame, out)
 
-    monkeypatch.setattr(video_module, "load_image", load)
+    monkeypatch.setattr(video_module, "open_pending", open_pending)
     monkeypatch.setattr(FrameResizer, "__call__", resize)
     frames = [Image.new("RGB", (64, 48), (i, i, i)) for i in range(100)]
     video = fetch_video({"video": frames})
     assert video.shape[0] == 100 and state["resized"] == 100
-    assert state["ahead"] <= 2 * 8 + 1  # never the whole list in memory
+    # Each frame is resized by the worker that decoded it: at most one per worker (8)
+    # decoded and not yet resized (the pool's window of 16 held 17 before).
+    assert state["ahead"] <= 8
     assert [int(video[i, 0, 0, 0]) for i in (0, 50, 99)] == [0, 50, 99]
 
 

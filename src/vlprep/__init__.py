@@ -26,6 +26,7 @@ from vlprep.errors import (
 from vlprep.estimates import MediaEstimate, inspect
 from vlprep.image import fetch_image
 from vlprep.inputs import build_inputs
+from vlprep.limits import CallLimits
 from vlprep.messages import extract_vision_info, process_vision_info
 from vlprep.positions import rope_index
 from vlprep.presets import (
@@ -52,6 +53,7 @@ _inspect_alias.install(__name__)
 
 __all__ = [
     "BackendUnavailableError",
+    "CallLimits",
     "DecodeError",
     "FetchError",
     "FetchPolicy",

@@ -11,7 +11,7 @@ from __future__ import annotations
 import collections
 import itertools
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TypeVar
 
@@ -50,7 +50,7 @@ def ordered_map(
     *,
     what: str = "vision item",
     window: int | None = None,
-) -> Iterator[T]:
+) -> Generator[T, None, None]:
     """Yield ``load(0) .. load(count - 1)`` in order, ``workers`` calls at a time.
 
     Args:

@@ -41,6 +41,7 @@ from vlprep.errors import (
     describe_source,
 )
 from vlprep.image import image_target_size, load_image
+from vlprep.limits import CallBudget
 from vlprep.presets import Preset
 from vlprep.sources import FetchPolicy, fetch
 from vlprep.specs import parse_image_element
@@ -124,15 +125,33 @@ def _plan(
     preset: Preset,
     policy: FetchPolicy | None,
     options: ImageOptions,
+    budget: CallBudget,
 ) -> _Planned:
-    """Fetch, probe and size one element on CPU; decode it here unless it is a device JPEG."""
+    """Fetch, probe and size one element on CPU; decode it here unless it is a device JPEG.
+
+    The fetch gets the time left to the call deadline; the planned size is charged to the
+    call before anything is resized.
+    """
+    with budget.timing():
+        return _plan_within(ele, preset, budget.policy(policy), options, budget)
+
+
+def _plan_within(
+    ele: Mapping[str, Any],
+    preset: Preset,
+    policy: FetchPolicy | None,
+    options: ImageOptions,
+    budget: CallBudget,
+) -> _Planned:
     spec = parse_image_element(ele)
     bounds = (preset.image_min_pixels, preset.image_max_pixels)
 
     def target_of(height: int, width: int) -> tuple[int, int]:
-        return image_target_size(
+        size = image_target_size(
             spec, height, width, preset.factor, bounds, max_output_pixels=options.max_output_pixels
         )
+        budget.charge(size[0] * size[1], "image")
+        return size
 
     if isinstance(spec.source, (str, bytes, bytearray, memoryview)):
         payload = fetch(spec.source, policy, "image")
@@ -238,6 +257,7 @@ def images_to_device(
     workers: int | None = None,
     decoder: JpegDecoder | None = None,
     dtype: torch.dtype = torch.float32,
+    budget: CallBudget | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Load, resize, normalise and patchify image elements, producing tensors on ``device``.
 
@@ -258,6 +278,9 @@ def images_to_device(
         decoder: the batched JPEG decoder (default :func:`jpeg_decoder`, torchvision's).
         dtype: ``pixel_values``' dtype (float32, bfloat16, float16), written as
             :func:`vlprep.tensors.patchify_image_tensors` writes it.
+        budget: the running account of the call these images belong to
+            (:func:`vlprep.build_inputs` passes its own); ``None``: a new one under the
+            default :class:`vlprep.CallLimits`. Items are not counted here.
 
     Returns:
         ``pixel_values`` ``dtype`` ``(sum gh*gw, 3*T*P*P)`` on ``device``, normalised, in
@@ -276,9 +299,10 @@ def images_to_device(
     target_device = resolve_device(device)
     decode = decoder if decoder is not None else jpeg_decoder()
     options = options or _DEFAULT_OPTIONS
+    call = budget if budget is not None else CallBudget()
     planned = list(
         ordered_map(
-            lambda i: _plan(elements[i], preset, policy, options),
+            lambda i: _plan(elements[i], preset, policy, options, call),
             len(elements),
             resolve_workers(workers),
             what="image",

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -15,10 +17,12 @@ from vlprep.decode.image import (
     ImageOptions,
     decode_image,
     decode_image_for,
+    open_image,
     orient_and_convert,
     to_rgb,
 )
 from vlprep.errors import DecodeError, InvalidInputError, describe_source
+from vlprep.limits import CallBudget
 from vlprep.presets import Preset
 from vlprep.sizing import (
     check_output_keys,
@@ -32,10 +36,13 @@ from vlprep.specs import ImageSpec, parse_image_element
 from vlprep.tensors import resize_uint8
 
 __all__ = [
+    "PendingImage",
     "fetch_image",
     "fetch_image_for",
+    "fetch_image_item",
     "image_target_size",
     "load_image",
+    "open_pending",
 ]
 
 _DEFAULT_OPTIONS = ImageOptions()
@@ -77,6 +84,65 @@ def _naming(exc: DecodeError, source: object) -> DecodeError:
     return named
 
 
+@dataclass(frozen=True, slots=True)
+class PendingImage:
+    """An image source opened as far as its size, its pixels not yet decoded.
+
+    Attributes:
+        pixels: ``width * height`` of the decoded image (from the header for encoded data).
+        finish: decodes it: upright RGB ``PIL.Image``, as :func:`load_image` returns.
+    """
+
+    pixels: int
+    finish: Callable[[], Image.Image]
+
+
+def open_pending(
+    source: object,
+    *,
+    policy: FetchPolicy | None = None,
+    options: ImageOptions | None = None,
+) -> PendingImage:
+    """Fetch ``source`` and read its header; decode later with ``.finish()``.
+
+    Lets a caller hold only the encoded bytes until it is ready for the full-size pixels
+    (a frame list decodes its large frames one at a time). Same sources, rules and
+    errors as :func:`load_image`, which is ``open_pending(...).finish()``.
+
+    Raises:
+        InvalidInputError, FetchError, DecodeError, ResourceLimitError: see the error tree.
+    """
+    options = options or _DEFAULT_OPTIONS
+    if isinstance(source, Image.Image):
+        image = source
+        return PendingImage(
+            image.width * image.height, lambda: orient_and_convert(image, options.exif_transpose)
+        )
+    if isinstance(source, (str, bytes, bytearray, memoryview)):
+        data = fetch(source, policy, "image").data
+        try:
+            header = open_image(data, options)  # format and limits checked, nothing decoded
+        except DecodeError as exc:
+            raise _naming(exc, source) from exc.__cause__
+
+        def finish() -> Image.Image:
+            try:
+                return decode_image(data, options)
+            except DecodeError as exc:
+                raise _naming(exc, source) from exc.__cause__
+
+        return PendingImage(header.width * header.height, finish)
+    if hasattr(source, "__array__") or type(source).__module__.startswith(("numpy", "torch")):
+        array_image = _array_to_pil(source)
+        return PendingImage(
+            array_image.width * array_image.height, lambda: to_rgb(array_image)
+        )
+    raise InvalidInputError(
+        f"unsupported image source of type {type(source).__name__}: give a PIL image, path, "
+        "URL, data URI, bytes, numpy HWC uint8 array or torch CHW uint8 tensor"
+    )
+
+
 def load_image(
     source: object,
     *,
@@ -94,21 +160,7 @@ def load_image(
     Raises:
         InvalidInputError, FetchError, DecodeError, ResourceLimitError: see the error tree.
     """
-    options = options or _DEFAULT_OPTIONS
-    if isinstance(source, Image.Image):
-        return orient_and_convert(source, options.exif_transpose)
-    if isinstance(source, (str, bytes, bytearray, memoryview)):
-        data = fetch(source, policy, "image").data
-        try:
-            return decode_image(data, options)
-        except DecodeError as exc:
-            raise _naming(exc, source) from exc.__cause__
-    if hasattr(source, "__array__") or type(source).__module__.startswith(("numpy", "torch")):
-        return to_rgb(_array_to_pil(source))
-    raise InvalidInputError(
-        f"unsupported image source of type {type(source).__name__}: give a PIL image, path, "
-        "URL, data URI, bytes, numpy HWC uint8 array or torch CHW uint8 tensor"
-    )
+    return open_pending(source, policy=policy, options=options).finish()
 
 
 def image_target_size(
@@ -219,9 +271,13 @@ def fetch_image(
         InvalidInputError, SourceNotAllowedError, FetchError, DecodeError,
         UnsupportedFormatError, ResourceLimitError.
     """
-    factor = check_patch_size(image_patch_size) * 2
-    return _fetch_sized(
-        ele, factor, None, policy=policy, options=options, cache=cache
+    return fetch_image_item(
+        ele,
+        check_patch_size(image_patch_size) * 2,
+        None,
+        policy=policy,
+        options=options,
+        cache=cache,
     )
 
 
@@ -244,10 +300,12 @@ def fetch_image_for(
         RGB ``PIL.Image.Image`` with sides multiples of ``preset.factor``.
     """
     bounds = (preset.image_min_pixels, preset.image_max_pixels)
-    return _fetch_sized(ele, preset.factor, bounds, policy=policy, options=options, cache=cache)
+    return fetch_image_item(
+        ele, preset.factor, bounds, policy=policy, options=options, cache=cache
+    )
 
 
-def _fetch_sized(
+def fetch_image_item(
     ele: Mapping[str, Any],
     factor: int,
     bounds: tuple[float, float] | None,
@@ -255,24 +313,43 @@ def _fetch_sized(
     policy: FetchPolicy | None,
     options: ImageOptions | None,
     cache: MediaCache | None,
+    budget: CallBudget | None = None,
 ) -> Image.Image:
-    """Both fetchers: the element's image sized on ``factor`` with default ``bounds``."""
+    """One image element sized on ``factor`` with default ``bounds``, within a call's budget.
+
+    What :func:`fetch_image` and :func:`fetch_image_for` run; the calls that load many
+    items pass their :class:`vlprep.limits.CallBudget`: the fetch gets the time left to the
+    call deadline, and the planned output size is charged to the call before the resize
+    allocates it (a cached image, never planned, is charged by its size).
+
+    Raises:
+        As :func:`fetch_image`; ``ResourceLimitError`` over ``CallLimits.max_total_pixels``,
+        ``FetchTimeoutError`` past ``CallLimits.deadline``.
+    """
     spec = parse_image_element(ele)
     limit = (options or _DEFAULT_OPTIONS).max_output_pixels
+    charged = False
+    if budget is not None:
+        policy = budget.policy(policy)
+
+    def target_of(height: int, width: int) -> tuple[int, int]:
+        nonlocal charged
+        size = image_target_size(spec, height, width, factor, bounds, max_output_pixels=limit)
+        if budget is not None:
+            budget.charge(size[0] * size[1], "image")
+            charged = True
+        return size
 
     def load(source: object) -> Image.Image:
-        return _load_sized(
-            source,
-            lambda h, w: image_target_size(
-                spec, h, w, factor, bounds, max_output_pixels=limit
-            ),
-            policy,
-            options,
-        )
+        return _load_sized(source, target_of, policy, options)
 
-    if cache is None:
-        return load(spec.source)
-    return _cached(cache, spec, load, (factor, bounds), policy=policy, options=options)
+    with contextlib.nullcontext() if budget is None else budget.timing():
+        if cache is None:
+            return load(spec.source)
+        image = _cached(cache, spec, load, (factor, bounds), policy=policy, options=options)
+    if budget is not None and not charged:
+        budget.charge(image.width * image.height, "image")
+    return image
 
 
 def _content(

@@ -34,14 +34,15 @@ from vlprep.expansion import (
     qwen3_video_text,
 )
 from vlprep.expansion import video_timestamps as patch_timestamps
-from vlprep.image import fetch_image_for
+from vlprep.image import fetch_image_item
+from vlprep.limits import CallBudget, CallLimits
 from vlprep.messages import Conversation, as_conversations, extract_vision_info
 from vlprep.presets import Preset, family_of, get_preset, preset_from_processor
 from vlprep.sizing import count_tokens
 from vlprep.sources import FetchPolicy
 from vlprep.specs import element_kind
 from vlprep.tensors import patchify_images, patchify_videos, pixel_dtype
-from vlprep.video import FRAMES_SECONDS, load_clip
+from vlprep.video import FRAMES_SECONDS, fetch_video_item
 
 __all__ = ["LoadedVideo", "Qwen3VideoText", "VideoTimestamps", "build_inputs"]
 
@@ -201,18 +202,29 @@ def _load_one(
     video_options: VideoOptions | None,
     *,
     cache: MediaCache | None = None,
+    budget: CallBudget,
 ) -> Image.Image | LoadedVideo:
     kind = element_kind(ele)
     if kind == "image":
-        return fetch_image_for(ele, preset, policy=policy, options=image_options, cache=cache)
-    if kind == "video":
-        video, metadata, sample_fps = load_clip(
+        bounds = (preset.image_min_pixels, preset.image_max_pixels)
+        return fetch_image_item(
             ele,
-            preset.patch_size,
+            preset.factor,
+            bounds,
+            policy=policy,
+            options=image_options,
+            cache=cache,
+            budget=budget,
+        )
+    if kind == "video":
+        video, metadata, sample_fps = fetch_video_item(
+            ele,
+            preset.patch_size * 2,
             policy=policy,
             options=video_options,
             image_options=image_options,
             cache=cache,
+            budget=budget,
         )
         return video, dict(metadata), float(sample_fps)
     raise InvalidInputError(
@@ -230,15 +242,24 @@ def _load(
     video_options: VideoOptions | None = None,
     workers: int = 1,
     cache: MediaCache | None = None,
+    budget: CallBudget | None = None,
 ) -> tuple[list[Image.Image], list[LoadedVideo]]:
     """Load every element, ``workers`` at a time, keeping prompt order.
 
-    The first failing item (in prompt order) raises, with a note naming it.
+    The first failing item (in prompt order) raises, with a note naming it. ``budget``:
+    the call's (``None``: a new one under the default :class:`vlprep.CallLimits`).
     """
+    call = budget if budget is not None else CallBudget()
     loaded = list(
         ordered_map(
             lambda i: _load_one(
-                elements[i], preset, policy, image_options, video_options, cache=cache
+                elements[i],
+                preset,
+                policy,
+                image_options,
+                video_options,
+                cache=cache,
+                budget=call,
             ),
             len(elements),
             workers,
@@ -247,6 +268,17 @@ def _load(
     images = [item for item in loaded if isinstance(item, Image.Image)]
     videos = [item for item in loaded if not isinstance(item, Image.Image)]
     return images, videos
+
+
+def _by_device(
+    elements: list[Mapping[str, Any]], device: str | torch.device | None
+) -> tuple[torch.device | None, list[Mapping[str, Any]], list[Mapping[str, Any]]]:
+    """``(target device, images loaded there, elements loaded on CPU)``."""
+    if device is None:
+        return None, [], elements
+    target = resolve_device(device)
+    on_device = [e for e in elements if element_kind(e) == "image"]
+    return target, on_device, [e for e in elements if element_kind(e) != "image"]
 
 
 def _qwen3_form(mode: str, processor: Any) -> Qwen3VideoForm:
@@ -333,6 +365,7 @@ def build_inputs(
     device: str | torch.device | None = None,
     cache: MediaCache | None = None,
     dtype: torch.dtype | str | None = None,
+    limits: CallLimits | None = None,
 ) -> Any:
     """Build a Qwen-VL model's inputs for one conversation or a batch.
 
@@ -378,6 +411,10 @@ def build_inputs(
             names). Written directly in that dtype, equal bit for bit to casting the float32
             result (the arithmetic stays float32 on a one-item scratch), so a bf16 model's
             input never exists in float32 as a whole. Other tensors keep their dtypes.
+        limits: :class:`vlprep.CallLimits` for the whole call (default ``CallLimits()``;
+            ``CallLimits.strict()`` for servers): items (frame-list frames included) counted
+            before anything is fetched, output pixels summed over every image and video of
+            the batch, one deadline shared by every fetch.
 
     Returns:
         ``transformers.BatchFeature`` with ``input_ids`` and ``attention_mask`` (int64
@@ -390,12 +427,16 @@ def build_inputs(
     Raises:
         InvalidInputError: malformed messages, a processor that is not Qwen-VL, a placeholder
             count that does not match the media.
-        ResourceLimitError: a sequence longer than ``max_length``.
+        ResourceLimitError: a sequence longer than ``max_length``, more items or output
+            pixels than ``limits`` allow.
+        FetchTimeoutError: the call deadline passed (the message names
+            ``CallLimits.deadline``).
         FetchError, DecodeError, ...: from loading the media, typed as everywhere in vlprep.
     """
     _check_arguments(
         max_length, chat_template_kwargs, qwen3_video_text, video_timestamps, processor
     )
+    budget = CallBudget(limits)
     pixels_dtype = pixel_dtype(dtype)
     batch = as_conversations(conversations)
     if not batch:
@@ -409,17 +450,17 @@ def build_inputs(
     _check_messages(batch)
     texts = _render(batch, processor, add_generation_prompt, chat_template_kwargs or {})
     workers = resolve_workers(workers)
-    elements = extract_vision_info(batch)
-    target = None if device is None else resolve_device(device)
-    on_device = [e for e in elements if element_kind(e) == "image"] if target is not None else []
+    elements = budget.counted(extract_vision_info(batch))
+    target, on_device, on_cpu = _by_device(elements, device)
     images, videos = _load(
-        [e for e in elements if target is None or element_kind(e) != "image"],
+        on_cpu,
         preset,
         policy,
         image_options,
         video_options=video_options,
         workers=workers,
         cache=cache,
+        budget=budget,
     )
     data: dict[str, Any] = {}
     image_counts: list[int] = []
@@ -434,6 +475,7 @@ def build_inputs(
                 options=image_options,
                 workers=workers,
                 dtype=pixels_dtype,
+                budget=budget,
             )
             if on_device and target is not None
             else patchify_images(images, preset, dtype=pixels_dtype)

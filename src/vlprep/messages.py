@@ -12,10 +12,12 @@ from vlprep.cache import MediaCache
 from vlprep.decode.image import ImageOptions
 from vlprep.decode.video import VideoOptions
 from vlprep.errors import InvalidInputError
-from vlprep.image import fetch_image
+from vlprep.image import fetch_image_item
+from vlprep.limits import CallBudget, CallLimits
+from vlprep.sizing import check_patch_size
 from vlprep.sources import FetchPolicy
 from vlprep.specs import element_kind
-from vlprep.video import fetch_video
+from vlprep.video import fetch_video_item
 
 __all__ = ["as_conversations", "extract_vision_info", "process_vision_info"]
 
@@ -92,6 +94,7 @@ def process_vision_info(
     video_options: VideoOptions | None = None,
     workers: int | None = None,
     cache: MediaCache | None = None,
+    limits: CallLimits | None = None,
 ) -> tuple[Any, ...]:
     """Load every image and video of the conversation(s), like qwen-vl-utils.
 
@@ -111,6 +114,10 @@ def process_vision_info(
             failing item (in order) raises, with a note naming it.
         cache: a :class:`vlprep.MediaCache` of resized images and videos shared across
             calls (``None``: no caching).
+        limits: :class:`vlprep.CallLimits` for the whole call (default ``CallLimits()``;
+            ``CallLimits.strict()`` for servers): items (frame-list frames included)
+            counted before anything is fetched, output pixels summed over every item, and
+            one deadline shared by every fetch.
 
     Returns:
         ``(images, videos)`` or ``(images, videos, video_kwargs)``; ``images`` is a list of
@@ -120,27 +127,33 @@ def process_vision_info(
     Raises:
         InvalidInputError: an element without a source; see :func:`fetch_image` and
             :func:`fetch_video` for the rest.
+        ResourceLimitError: more items or output pixels than ``limits`` allow.
+        FetchTimeoutError: the call deadline passed (the message names
+            ``CallLimits.deadline``).
     """
-    elements = extract_vision_info(conversations)
+    budget = CallBudget(limits)
+    elements = budget.counted(extract_vision_info(conversations))
+    factor = check_patch_size(image_patch_size) * 2 if elements else 0
 
     def load(index: int) -> tuple[bool, Any, float]:
         ele = elements[index]
         kind = element_kind(ele)
         if kind == "image":
-            image = fetch_image(ele, image_patch_size, policy=policy, options=options, cache=cache)
+            image = fetch_image_item(
+                ele, factor, None, policy=policy, options=options, cache=cache, budget=budget
+            )
             return True, image, 0.0
         if kind == "video":
-            video, fps = fetch_video(
+            video, metadata, fps = fetch_video_item(
                 ele,
-                image_patch_size,
-                return_video_sample_fps=True,
-                return_video_metadata=return_video_metadata,
+                factor,
                 policy=policy,
                 options=video_options,
                 image_options=options,
                 cache=cache,
+                budget=budget,
             )
-            return False, video, float(fps)
+            return False, (video, metadata) if return_video_metadata else video, float(fps)
         raise InvalidInputError(
             "a vision element needs an 'image', 'image_url' or 'video' source, "
             f"got keys {sorted(str(k) for k in ele)[:8]}"

@@ -12,7 +12,8 @@ import contextlib
 import dataclasses
 import logging
 import os
-from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
+import threading
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, BinaryIO, cast
 
 import numpy as np
@@ -41,7 +42,8 @@ from vlprep.errors import (
     UnsupportedFormatError,
     VlprepError,
 )
-from vlprep.image import load_image
+from vlprep.image import PendingImage, open_pending
+from vlprep.limits import CallBudget, CallLimits, element_items
 from vlprep.sampling import (
     FRAME_FACTOR,
     FramePlan,
@@ -63,7 +65,14 @@ from vlprep.sources import FetchPolicy, fetch, open_local_file
 from vlprep.specs import VideoSpec, parse_video_element
 from vlprep.tensors import FrameResizer, ResizeMode
 
-__all__ = ["FRAMES_SECONDS", "fetch_video", "load_clip", "plan_clip", "video_target_size"]
+__all__ = [
+    "FRAMES_SECONDS",
+    "fetch_video",
+    "fetch_video_item",
+    "load_clip",
+    "plan_clip",
+    "video_target_size",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -307,7 +316,11 @@ def _refuse_stream_key(spec: VideoSpec) -> None:
 
 
 def _from_container(
-    spec: VideoSpec, factor: int, policy: FetchPolicy | None, options: VideoOptions
+    spec: VideoSpec,
+    factor: int,
+    policy: FetchPolicy | None,
+    options: VideoOptions,
+    budget: CallBudget,
 ) -> VideoResult:
     options, resize_threads = _thread_split(_stream_options(spec, options))
     with (
@@ -318,6 +331,7 @@ def _from_container(
         plan, indices, (height, width) = plan_clip(
             spec, meta, factor, options.seek, options=options
         )
+        budget.charge(len(indices) * height * width, "video")
         video = torch.empty((len(indices), 3, height, width), dtype=torch.float32)
         if options.resize == "decoder":
             decoded = reader.frames(indices, (height, width))
@@ -384,23 +398,98 @@ def _frames_from_array(value: Any) -> list[np.ndarray]:
     return list(arr)
 
 
-def _loaded_frames(
-    items: Sequence[object], policy: FetchPolicy | None, image_options: ImageOptions | None
-) -> Generator[np.ndarray, None, None]:
-    """Load frame-list items on a thread pool, in order, at most ``2 * workers`` in flight.
+_WORKER_PIXELS = 1 << 21
+"""Largest frame-list item (source pixels) decoded and resized on a pool worker.
 
-    The window keeps network loads overlapping while holding only a few decoded frames
-    (each is resized by the caller before the next is taken).
+2.1 M: a 1080p frame (2,073,600) still is; anything larger is decoded and resized by the
+calling thread, one at a time. A decoded frame costs 3 bytes a pixel and its float32 copy
+in the exact resize 12 more: eight workers on 1080p frames hold about 300 MB, and a
+frame list of 9400x9400 PNGs holds one (1.3 GB) instead of seventeen. On one thread the
+allocator also reuses what the previous large frame freed, where eight threads would
+each keep their own.
+"""
+
+
+def _frame_error(index: int, exc: VlprepError) -> VlprepError:
+    """``exc`` again (same class), its message naming the frame."""
+    return type(exc)(f"frame {index} of the frame list: {exc}")
+
+
+def _from_frame_list(
+    spec: VideoSpec,
+    items: Sequence[object],
+    factor: int,
+    policy: FetchPolicy | None,
+    options: VideoOptions,
+    *,
+    image_options: ImageOptions | None,
+    budget: CallBudget,
+) -> torch.Tensor:
+    """Load the items of a frame list on a thread pool, resizing each as it arrives.
+
+    Each worker fetches its item and reads the header; a frame of at most
+    ``_WORKER_PIXELS`` is decoded and resized into its slot of the output by that worker,
+    a larger one is handed back (still encoded) and decoded by the calling thread, in
+    order. Full-size frames alive at once: one per worker, all small, plus one large.
+    Item 0 decides the frame size; the other items wait for it before decoding. Returns
+    the ``(ceil_by_factor(n, 2), 3, h, w)`` video, padding not yet filled.
     """
+    count = len(items)
+    total = ceil_by_factor(count, FRAME_FACTOR)
+    kernel = _resize_kernel(options)
+    sized = threading.Event()
+    outputs: list[torch.Tensor] = []  # the video, once item 0 has sized it
 
-    def load(index: int) -> np.ndarray:
+    def decode_into(index: int, pending: PendingImage) -> None:
+        frame = np.asarray(pending.finish())
+        if not index:
+            height, width = video_target_size(
+                spec, frame.shape[0], frame.shape[1], total, factor, options=options
+            )
+            budget.charge(total * height * width, "frame-list video")
+            outputs.append(torch.empty((total, 3, height, width), dtype=torch.float32))
+            sized.set()
+        video = outputs[0]
+        # Other sizes go to the first frame's target.
+        FrameResizer(video.shape[2], video.shape[3], kernel)(frame, video[index])
+
+    def opened(index: int) -> PendingImage | None:
+        with budget.timing():
+            pending = open_pending(
+                items[index], policy=budget.policy(policy), options=image_options
+            )
+        if pending.pixels > _WORKER_PIXELS:
+            return pending  # decoded by the calling thread
+        if index:
+            sized.wait()
+            if not outputs:
+                return None  # item 0 failed: its error is raised first, in order
+        decode_into(index, pending)
+        return None
+
+    def load(index: int) -> PendingImage | None:
         try:
-            return np.asarray(load_image(items[index], policy=policy, options=image_options))
-        except VlprepError as exc:
-            raise type(exc)(f"frame {index} of the frame list: {exc}") from exc
+            return opened(index)
+        except BaseException as exc:
+            if not index:
+                sized.set()  # never leave the other items waiting on a failed item 0
+            if isinstance(exc, VlprepError):
+                raise _frame_error(index, exc) from exc
+            raise
 
-    workers = min(MAX_LOAD_WORKERS, len(items))
-    yield from ordered_map(load, len(items), workers, what="frame-list item")
+    workers = min(MAX_LOAD_WORKERS, count)
+    with contextlib.closing(ordered_map(load, count, workers, what="frame-list item")) as loaded:
+        try:
+            for index, pending in enumerate(loaded):
+                if pending is None:
+                    continue
+                try:
+                    decode_into(index, pending)
+                except VlprepError as exc:
+                    raise _frame_error(index, exc) from exc
+        finally:
+            sized.set()  # before the pool waits for its workers
+    return outputs[0]
 
 
 def _from_frames(
@@ -409,6 +498,8 @@ def _from_frames(
     policy: FetchPolicy | None,
     options: VideoOptions,
     image_options: ImageOptions | None,
+    *,
+    budget: CallBudget,
 ) -> VideoResult:
     _refuse_stream_key(spec)
     source = spec.source
@@ -423,24 +514,23 @@ def _from_frames(
             f"the video has {count} frames, above the limit of "
             f"{options.max_list_frames} (VideoOptions.max_list_frames); subsample it first"
         )
-    frames: Generator[np.ndarray, None, None] = (
-        _loaded_frames(source, policy, image_options)
-        if isinstance(source, (list, tuple))
-        else (np.asarray(a) for a in arrays)
-    )
     total = ceil_by_factor(count, FRAME_FACTOR)
     sample_fps = spec.sample_fps if spec.sample_fps is not None else 2.0
     raw_fps = spec.raw_fps if spec.raw_fps is not None else sample_fps
-    with contextlib.closing(frames):
-        first = next(frames)
+    if isinstance(source, (list, tuple)):
+        video = _from_frame_list(
+            spec, source, factor, policy, options, image_options=image_options, budget=budget
+        )
+    else:  # an array or tensor: the frames are in memory already
+        first = np.asarray(arrays[0])
         height, width = video_target_size(
             spec, first.shape[0], first.shape[1], total, factor, options=options
         )
+        budget.charge(total * height * width, "video")
         video = torch.empty((total, 3, height, width), dtype=torch.float32)
         resize = FrameResizer(height, width, _resize_kernel(options))
-        resize(first, video[0])
-        for k, frame in enumerate(frames, start=1):
-            resize(frame, video[k])  # other sizes go to the first frame's target
+        for k, frame in enumerate(arrays):
+            resize(np.asarray(frame), video[k])
     video[count:] = video[count - 1]  # pad to an even count with the last frame
     metadata = {
         "fps": raw_fps,
@@ -456,11 +546,13 @@ def _load(
     policy: FetchPolicy | None,
     options: VideoOptions,
     image_options: ImageOptions | None,
+    *,
+    budget: CallBudget,
 ) -> VideoResult:
     source = spec.source
     if isinstance(source, (list, tuple)) or hasattr(source, "shape"):
-        return _from_frames(spec, factor, policy, options, image_options)
-    return _from_container(spec, factor, policy, options)
+        return _from_frames(spec, factor, policy, options, image_options, budget=budget)
+    return _from_container(spec, factor, policy, options, budget)
 
 
 def _cached(
@@ -471,8 +563,13 @@ def _cached(
     policy: FetchPolicy | None,
     options: VideoOptions,
     image_options: ImageOptions | None,
+    budget: CallBudget,
 ) -> VideoResult:
-    """:func:`_load` through ``cache``, keyed by content and every parameter."""
+    """:func:`_load` through ``cache``, keyed by content and every parameter.
+
+    A clip served from the cache was never planned in this call: it is charged to
+    ``budget`` by its size once returned.
+    """
     source = spec.source
     if isinstance(source, (str, bytes, bytearray, memoryview)):
         data = fetch(source, policy, "video").data
@@ -483,7 +580,7 @@ def _cached(
         digest = digest_arrays(_frames_from_array(source))
         spec_to_load, backend = spec, None
     else:  # frame lists (each item would need fetching first) and file objects
-        return _load(spec, factor, policy, options, image_options)
+        return _load(spec, factor, policy, options, image_options, budget=budget)
     key = (
         "video",
         digest,
@@ -493,12 +590,18 @@ def _cached(
         backend,  # FORCE_QWENVL_VIDEO_READER, read now
         image_options or ImageOptions(),
     )
-    return cache.get_or_load(
-        key,
-        lambda: _load(spec_to_load, factor, policy, options, image_options),
-        pack_video,
-        unpack_video,
-    )
+    loaded = False
+
+    def load() -> VideoResult:
+        nonlocal loaded
+        loaded = True
+        return _load(spec_to_load, factor, policy, options, image_options, budget=budget)
+
+    result = cache.get_or_load(key, load, pack_video, unpack_video)
+    if not loaded:
+        frames = result[0]
+        budget.charge(frames.shape[0] * frames.shape[2] * frames.shape[3], "video")
+    return result
 
 
 def fetch_video(
@@ -512,6 +615,7 @@ def fetch_video(
     image_options: ImageOptions | None = None,
     backend: BackendChoice | None = None,
     cache: MediaCache | None = None,
+    limits: CallLimits | None = None,
 ) -> Any:
     """Load the video of one message element, like qwen-vl-utils' ``fetch_video``.
 
@@ -539,6 +643,10 @@ def fetch_video(
             fetched whole and hashed on every call (a local file is then decoded from
             those bytes); arrays and tensors are hashed; frame lists and file objects are
             not cached. ``None``: no caching.
+        limits: :class:`vlprep.CallLimits` for this call (default ``CallLimits()``): a
+            frame list counts one item per frame against ``max_items`` (checked before any
+            fetch), the clip's output pixels count against ``max_total_pixels``, and every
+            fetch (each frame of a frame list) gets the time left to ``deadline``.
 
     Returns:
         ``video`` — float32 tensor ``(T, 3, H, W)`` with integer values 0..255, T even —
@@ -557,6 +665,7 @@ def fetch_video(
         image_options=image_options,
         backend=backend,
         cache=cache,
+        limits=limits,
     )
     metadata.pop(FRAMES_SECONDS, None)  # not a transformers VideoMetadata field
     final: Any = (video, metadata) if return_video_metadata else video
@@ -574,6 +683,7 @@ def load_clip(
     image_options: ImageOptions | None = None,
     backend: BackendChoice | None = None,
     cache: MediaCache | None = None,
+    limits: CallLimits | None = None,
 ) -> VideoResult:
     """:func:`fetch_video`'s ``((video, metadata), sample_fps)`` as one tuple, with the times.
 
@@ -585,11 +695,54 @@ def load_clip(
         float32 ``(T, 3, H, W)`` frames, a fresh metadata dict, the sample fps.
     """
     check_patch_size(image_patch_size)
+    budget = CallBudget(limits)
+    budget.check_items(element_items(ele))
+    return fetch_video_item(
+        ele,
+        image_patch_size * 2,
+        policy=policy,
+        options=options,
+        image_options=image_options,
+        cache=cache,
+        budget=budget,
+        backend=backend,
+    )
+
+
+def fetch_video_item(
+    ele: Mapping[str, Any],
+    factor: int,
+    *,
+    policy: FetchPolicy | None,
+    options: VideoOptions | None,
+    image_options: ImageOptions | None,
+    cache: MediaCache | None,
+    budget: CallBudget,
+    backend: BackendChoice | None = None,
+) -> VideoResult:
+    """One video element on the ``factor`` grid, within a call's budget: ``(video, metadata,
+    sample_fps)``.
+
+    What :func:`fetch_video` runs once its arguments are checked; the calls that load many
+    items pass their shared :class:`vlprep.limits.CallBudget` (items already counted).
+
+    Raises:
+        As :func:`fetch_video`.
+    """
     spec = parse_video_element(ele)
     options = options or _DEFAULT_OPTIONS
     if backend is not None:
         options = dataclasses.replace(options, backend=backend)
-    factor = image_patch_size * 2
-    if cache is None:
-        return _load(spec, factor, policy, options, image_options)
-    return _cached(cache, spec, factor, policy=policy, options=options, image_options=image_options)
+    with budget.timing():
+        policy = budget.policy(policy)
+        if cache is None:
+            return _load(spec, factor, policy, options, image_options, budget=budget)
+        return _cached(
+            cache,
+            spec,
+            factor,
+            policy=policy,
+            options=options,
+            image_options=image_options,
+            budget=budget,
+        )

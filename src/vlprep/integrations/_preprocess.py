@@ -165,12 +165,14 @@ class Preprocessor:
         from PIL import Image
 
         from vlprep.inputs import _load_one
+        from vlprep.limits import CallBudget
 
         media = []
-        elements = extract_vision_info(conversation)
+        budget = CallBudget()  # one row is one call, as build_inputs makes it
+        elements = budget.counted(extract_vision_info(conversation))
         for number, ele in enumerate(elements, start=1):
             try:
-                loaded = _load_one(ele, self.preset, **self.options)
+                loaded = _load_one(ele, self.preset, **self.options, budget=budget)
             except VlprepError as exc:
                 exc.add_note(f"while loading vision item {number} of {len(elements)}")
                 raise
