@@ -40,6 +40,7 @@ __all__ = [
     "child_read",
     "child_receive",
     "child_send",
+    "error_reply",
     "limit_memory",
 ]
 
@@ -266,3 +267,21 @@ def limit_memory(extra: int) -> None:
     if hard != resource.RLIM_INFINITY:
         limit = min(limit, hard)
     resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
+
+
+def error_reply(exc: BaseException, what: str, memory_limit: str, option: str) -> dict[str, Any]:
+    """The child's answer for an exception: its class and message when it is a vlprep error,
+    a ``ResourceLimitError`` naming ``memory_limit`` and ``option`` for a ``MemoryError``
+    (the cap was hit), a ``DecodeError`` naming only the class otherwise (no message: a
+    decoder's text can quote the payload)."""
+    if isinstance(exc, VlprepError):
+        return {"error": [type(exc).__name__, str(exc)]}
+    if isinstance(exc, MemoryError):
+        return {
+            "error": [
+                "ResourceLimitError",
+                f"the {what} decoder ran out of memory ({memory_limit}); "
+                f"raise {option} if the {what} is legitimate",
+            ]
+        }
+    return {"error": ["DecodeError", f"the {what} decoder failed ({type(exc).__name__})"]}

@@ -30,6 +30,7 @@ from vlprep.decode._child import (
     child_read,
     child_receive,
     child_send,
+    error_reply,
     limit_memory,
 )
 from vlprep.decode._pillow import (
@@ -43,7 +44,7 @@ from vlprep.decode._pillow import (
     quiet_pillow,
 )
 from vlprep.decode._sniff import sniff_format
-from vlprep.errors import BackendUnavailableError, VlprepError
+from vlprep.errors import BackendUnavailableError
 
 __all__ = ["decode_isolated", "decode_isolated_for"]
 
@@ -115,18 +116,8 @@ def _options_dict(options: ImageOptions) -> dict[str, Any]:
 
 
 def _error(exc: BaseException, memory: int) -> dict[str, Any]:
-    if isinstance(exc, VlprepError):
-        return {"error": [type(exc).__name__, str(exc)]}
-    if isinstance(exc, MemoryError):
-        return {
-            "error": [
-                "ResourceLimitError",
-                f"the image decoder ran out of memory (capped at max_decode_bytes + 256 MiB "
-                f"= {memory >> 20} MiB); raise ImageOptions.max_decode_bytes if the image "
-                "is legitimate",
-            ]
-        }
-    return {"error": ["DecodeError", f"the image decoder failed ({type(exc).__name__})"]}
+    limit = f"capped at max_decode_bytes + 256 MiB = {memory >> 20} MiB"
+    return error_reply(exc, "image", limit, "ImageOptions.max_decode_bytes")
 
 
 def _child_main() -> None:  # pragma: no cover - runs in the child, exercised by tests

@@ -36,6 +36,7 @@ from vlprep.decode._child import (
     child_read,
     child_receive,
     child_send,
+    error_reply,
     limit_memory,
 )
 from vlprep.decode.video._base import ReaderBase
@@ -48,7 +49,6 @@ from vlprep.decode.video._types import (
     check_keyframe_plan,
     check_output_size,
 )
-from vlprep.errors import VlprepError
 
 __all__ = ["IsolatedReader"]
 
@@ -168,17 +168,8 @@ def _metadata(values: dict[str, Any]) -> VideoMetadata:
 
 
 def _error(exc: BaseException, memory: int) -> dict[str, Any]:
-    if isinstance(exc, VlprepError):
-        return {"error": [type(exc).__name__, str(exc)]}
-    if isinstance(exc, MemoryError):
-        return {
-            "error": [
-                "ResourceLimitError",
-                f"the video decoder ran out of memory (isolate_memory={memory} bytes); "
-                "raise VideoOptions.isolate_memory if the video is legitimate",
-            ]
-        }
-    return {"error": ["DecodeError", f"the video decoder failed ({type(exc).__name__})"]}
+    limit = f"isolate_memory={memory} bytes"
+    return error_reply(exc, "video", limit, "VideoOptions.isolate_memory")
 
 
 def _child_main() -> None:  # pragma: no cover - runs in the child, exercised by tests

@@ -120,11 +120,30 @@ def probe_streams(file: BinaryIO, kind: Container) -> tuple[int | None, list[tup
         DecodeError: the container cannot be opened.
         UnsupportedFormatError: it references other files or URLs.
     """
+    file.seek(0)
+    container = _open_guarded(file, kind)
+    try:
+        best = container.streams.best("video")
+        streams = [(int(s.index), _describe(s)) for s in container.streams.video]
+        return (None if best is None else int(best.index)), streams
+    finally:
+        container.close()
+        file.seek(0)
+
+
+def _open_guarded(file: BinaryIO, kind: Container) -> InputContainer:
+    """``av.open`` as every PyAV open here must be: the sniffed demuxer forced, no nested
+    opens (playlists, references), only allow-listed decoders.
+
+    Raises:
+        UnsupportedFormatError: the container references other files or URLs.
+        ResourceLimitError: out of memory while opening.
+        DecodeError: corrupt, truncated or not a video.
+    """
     import av
 
-    file.seek(0)
     try:
-        container = av.open(
+        return av.open(
             file,
             mode="r",
             format=kind,
@@ -136,17 +155,12 @@ def probe_streams(file: BinaryIO, kind: Container) -> tuple[int | None, list[tup
         raise UnsupportedFormatError(
             "the container references other files or URLs; refused"
         ) from exc
+    except MemoryError as exc:
+        raise _out_of_memory("open the video") from exc
     except _av_errors() as exc:
         raise DecodeError(
             f"cannot open the video: the {kind} data is corrupt, truncated or not a video"
         ) from exc
-    try:
-        best = container.streams.best("video")
-        streams = [(int(s.index), _describe(s)) for s in container.streams.video]
-        return (None if best is None else int(best.index)), streams
-    finally:
-        container.close()
-        file.seek(0)
 
 
 def _av_errors() -> tuple[type[BaseException], ...]:
@@ -212,25 +226,7 @@ class PyAVReader(ReaderBase):
     def _open(self, kind: Container) -> None:
         import av
 
-        try:
-            container = av.open(
-                self._opened.file,
-                mode="r",
-                format=kind,
-                options={"codec_whitelist": _DECODERS},
-                container_options={"protocol_whitelist": "none", "format_whitelist": kind},
-                io_open=_refuse_nested_open,
-            )
-        except PermissionError as exc:
-            raise UnsupportedFormatError(
-                "the container references other files or URLs; refused"
-            ) from exc
-        except MemoryError as exc:
-            raise _out_of_memory("open the video") from exc
-        except _av_errors() as exc:
-            raise DecodeError(
-                f"cannot open the video: the {kind} data is corrupt, truncated or not a video"
-            ) from exc
+        container = _open_guarded(self._opened.file, kind)
         self._container = container
         if container.format.name not in (kind, _DEMUXERS[kind]):
             raise UnsupportedFormatError(
