@@ -7,7 +7,7 @@ import os
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Literal
 
-from vlprep.cli._expand import element_label
+from vlprep._inspect_batch import element_label
 from vlprep.decode.image import ImageOptions
 from vlprep.decode.video import VideoOptions
 from vlprep.errors import InvalidInputError, VlprepError
