@@ -27,8 +27,6 @@ from pathlib import Path
 SRC = Path(__file__).resolve().parents[1] / "src"
 
 KNOWN_VIOLATIONS = {
-    # cli.inspect imports the --ray runner from a private module of integrations
-    "vlprep.cli.inspect -> vlprep.integrations._inspect_cli (private)",
     # by design: the isolated child (_child_main) opens the video with the package's own reader
     "cycle: vlprep.decode.video, vlprep.decode.video._isolated",
     # estimates repeats the loaders' video planning with video.py's private helpers

@@ -160,7 +160,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _run_on_ray(
     items: Sequence[Item], settings: Settings, address: str | None, progress: Callable[[int], None]
 ) -> list[Row]:
-    from vlprep.integrations._inspect_cli import inspect_items
+    from vlprep.integrations import inspect_items
 
     return inspect_items(items, settings, address, progress)
 
