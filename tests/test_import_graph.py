@@ -38,8 +38,7 @@ KNOWN_VIOLATIONS = {
     # estimates sniffs kinds with the decoders' private sniffers (review 1.3, magic numbers)
     "vlprep.estimates -> vlprep.decode._sniff (private)",
     "vlprep.estimates -> vlprep.decode.video._source (private)",
-    # _preprocess loads one element the way build_inputs does, and the model config like Runner
-    "vlprep.integrations._preprocess -> vlprep.inputs._load_one (private)",
+    # _preprocess loads the model config like Runner
     "vlprep.integrations._preprocess -> vlprep.runner._loading (private)",
     # testing's fake processors read the family table of the runner's loader
     "vlprep.testing -> vlprep.runner._loading (private)",

@@ -43,7 +43,7 @@ from vlprep.specs import element_kind
 from vlprep.tensors import patchify_images, patchify_videos, pixel_dtype
 from vlprep.video import FRAMES_SECONDS, load_clip
 
-__all__ = ["LoadedVideo", "Qwen3VideoText", "VideoTimestamps", "build_inputs"]
+__all__ = ["LoadedVideo", "Qwen3VideoText", "VideoTimestamps", "build_inputs", "load_element"]
 
 Qwen3VideoText = Literal["auto", "wrapped", "unwrapped", "transformers"]
 """How Qwen3-VL video placeholders are written.
@@ -193,7 +193,7 @@ def _render(
     return texts
 
 
-def _load_one(
+def load_element(
     ele: Mapping[str, Any],
     preset: Preset,
     policy: FetchPolicy | None,
@@ -202,6 +202,13 @@ def _load_one(
     *,
     cache: MediaCache | None = None,
 ) -> Image.Image | LoadedVideo:
+    """Load one vision element as :func:`build_inputs` does: an image decoded and resized,
+    or a video's planned frames decoded and resized, with its metadata and sample fps.
+
+    Raises:
+        InvalidInputError: ``ele`` has no image or video source key.
+        VlprepError: fetching or decoding failed, or a limit of ``policy`` or the options.
+    """
     kind = element_kind(ele)
     if kind == "image":
         return fetch_image_for(ele, preset, policy=policy, options=image_options, cache=cache)
@@ -237,7 +244,7 @@ def _load(
     """
     loaded = list(
         ordered_map(
-            lambda i: _load_one(
+            lambda i: load_element(
                 elements[i], preset, policy, image_options, video_options, cache=cache
             ),
             len(elements),

@@ -164,13 +164,13 @@ class Preprocessor:
     def _media(self, conversation: list[dict[str, Any]]) -> dict[str, Any]:
         from PIL import Image
 
-        from vlprep.inputs import _load_one
+        from vlprep.inputs import load_element
 
         media = []
         elements = extract_vision_info(conversation)
         for number, ele in enumerate(elements, start=1):
             try:
-                loaded = _load_one(ele, self.preset, **self.options)
+                loaded = load_element(ele, self.preset, **self.options)
             except VlprepError as exc:
                 exc.add_note(f"while loading vision item {number} of {len(elements)}")
                 raise
