@@ -38,10 +38,6 @@ KNOWN_VIOLATIONS = {
     # estimates sniffs kinds with the decoders' private sniffers (review 1.3, magic numbers)
     "vlprep.estimates -> vlprep.decode._sniff (private)",
     "vlprep.estimates -> vlprep.decode.video._source (private)",
-    # _preprocess loads the model config like Runner
-    "vlprep.integrations._preprocess -> vlprep.runner._loading (private)",
-    # testing's fake processors read the family table of the runner's loader
-    "vlprep.testing -> vlprep.runner._loading (private)",
 }
 
 

@@ -33,7 +33,7 @@ PreprocessOutput = Literal["inputs", "media"]
 
 def _load_processor(processor: object) -> Any:
     if isinstance(processor, (str, os.PathLike)):
-        from vlprep.runner._loading import transformers_module
+        from vlprep.runner import transformers_module
 
         return transformers_module().AutoProcessor.from_pretrained(os.fspath(processor))
     if hasattr(processor, "tokenizer") or not callable(processor):
