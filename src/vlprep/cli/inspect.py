@@ -18,7 +18,6 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-import vlprep
 from vlprep._inspect_batch import (
     DEFAULT_WORKERS,
     Item,
@@ -28,6 +27,7 @@ from vlprep._inspect_batch import (
     conversations,
     run,
 )
+from vlprep._version import __version__
 from vlprep.cli._expand import expand
 from vlprep.cli._output import summarize, write
 from vlprep.cli._pictures import draw, picture_name
@@ -150,7 +150,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="estimate on a Ray cluster (auto, ray://HOST:PORT, HOST:PORT; a new local "
         "instance without ADDRESS) and print the same output; needs pip install 'vlprep[ray]'",
     )
-    parser.add_argument("--version", action="version", version=f"%(prog)s {vlprep.__version__}")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     return parser
 
 

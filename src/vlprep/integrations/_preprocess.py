@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Literal
 
 from vlprep._inspect_batch import element_label
+from vlprep._version import __version__
 from vlprep.decode.image import ImageOptions
 from vlprep.decode.video import VideoOptions
 from vlprep.errors import InvalidInputError, VlprepError
@@ -126,8 +127,6 @@ class Preprocessor:
         self.params = self._params()
 
     def _params(self) -> dict[str, Any]:
-        import vlprep
-
         p = self.preset
         return {
             "output": self.output,
@@ -139,7 +138,7 @@ class Preprocessor:
             "image_max_pixels": p.image_max_pixels,
             **self.defaults,
             "patch_dim": 3 * p.temporal_patch_size * p.patch_size**2,
-            "vlprep_version": vlprep.__version__,
+            "vlprep_version": __version__,
         }
 
     def _inputs(self, conversation: list[dict[str, Any]]) -> dict[str, Any]:
