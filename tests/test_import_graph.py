@@ -27,11 +27,6 @@ from pathlib import Path
 SRC = Path(__file__).resolve().parents[1] / "src"
 
 KNOWN_VIOLATIONS = {
-    # cli.inspect lazily imports integrations._inspect_cli (--ray), which imports Settings and
-    # run from cli.inspect: moving them to a shared module removes the cycle (review 6.2 #2)
-    "cycle: vlprep.cli.inspect, vlprep.integrations._inspect_cli",
-    "vlprep.cli.inspect -> vlprep.integrations._inspect_cli (private)",
-    "vlprep.integrations._inspect_cli -> vlprep.cli.inspect (library imports cli)",
     # by design: the isolated child (_child_main) opens the video with the package's own reader
     "cycle: vlprep.decode.video, vlprep.decode.video._isolated",
     # estimates repeats the loaders' video planning with video.py's private helpers
@@ -43,19 +38,6 @@ KNOWN_VIOLATIONS = {
     # estimates sniffs kinds with the decoders' private sniffers (review 1.3, magic numbers)
     "vlprep.estimates -> vlprep.decode._sniff (private)",
     "vlprep.estimates -> vlprep.decode.video._source (private)",
-    # the Ray integrations reuse the CLI's Settings, run, input expansion and output rows
-    # (review 6.2 #2: a shared _inspect_batch module)
-    "vlprep.integrations._audit -> vlprep.cli.inspect (library imports cli)",
-    "vlprep.integrations._audit -> vlprep.cli._expand (private, library imports cli)",
-    "vlprep.integrations._audit -> vlprep.cli._output (private, library imports cli)",
-    "vlprep.integrations._inspect_cli -> vlprep.cli._expand (private, library imports cli)",
-    "vlprep.integrations._inspect_cli -> vlprep.cli._output (private, library imports cli)",
-    "vlprep.integrations._preprocess -> vlprep.cli._expand (private, library imports cli)",
-    # _preprocess loads one element the way build_inputs does, and the model config like Runner
-    "vlprep.integrations._preprocess -> vlprep.inputs._load_one (private)",
-    "vlprep.integrations._preprocess -> vlprep.runner._loading (private)",
-    # testing's fake processors read the family table of the runner's loader
-    "vlprep.testing -> vlprep.runner._loading (private)",
 }
 
 

@@ -24,9 +24,9 @@ from PIL import Image
 import vlprep
 from tests.conftest import encode, media_dir, photo
 from tests.videos import write_clip
+from vlprep._inspect_batch import Settings, conversations, run
 from vlprep.cli._expand import expand
-from vlprep.cli._output import conversations
-from vlprep.cli.inspect import Settings, main, run
+from vlprep.cli.inspect import main
 from vlprep.errors import BackendUnavailableError, InvalidInputError, VlprepError
 from vlprep.image import fetch_image_for
 from vlprep.integrations import ray as vray

@@ -44,7 +44,7 @@ from vlprep.specs import element_kind
 from vlprep.tensors import patchify_images, patchify_videos, pixel_dtype
 from vlprep.video import FRAMES_SECONDS, fetch_video_item
 
-__all__ = ["LoadedVideo", "Qwen3VideoText", "VideoTimestamps", "build_inputs"]
+__all__ = ["LoadedVideo", "Qwen3VideoText", "VideoTimestamps", "build_inputs", "load_element"]
 
 Qwen3VideoText = Literal["auto", "wrapped", "unwrapped", "transformers"]
 """How Qwen3-VL video placeholders are written.
@@ -194,7 +194,7 @@ def _render(
     return texts
 
 
-def _load_one(
+def load_element(
     ele: Mapping[str, Any],
     preset: Preset,
     policy: FetchPolicy | None,
@@ -202,8 +202,18 @@ def _load_one(
     video_options: VideoOptions | None,
     *,
     cache: MediaCache | None = None,
-    budget: CallBudget,
+    budget: CallBudget | None = None,
 ) -> Image.Image | LoadedVideo:
+    """Load one vision element as :func:`build_inputs` does: an image decoded and resized,
+    or a video's planned frames decoded and resized, with its metadata and sample fps.
+    ``budget``: the call's :class:`vlprep.limits.CallBudget` when this element is one of
+    many (``None``: a budget of its own under the default limits).
+
+    Raises:
+        InvalidInputError: ``ele`` has no image or video source key.
+        VlprepError: fetching or decoding failed, or a limit of ``policy`` or the options.
+    """
+    budget = budget if budget is not None else CallBudget()
     kind = element_kind(ele)
     if kind == "image":
         bounds = (preset.image_min_pixels, preset.image_max_pixels)
@@ -252,7 +262,7 @@ def _load(
     call = budget if budget is not None else CallBudget()
     loaded = list(
         ordered_map(
-            lambda i: _load_one(
+            lambda i: load_element(
                 elements[i],
                 preset,
                 policy,

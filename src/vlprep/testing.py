@@ -96,7 +96,7 @@ QWEN3_VL_TEMPLATE = (
 
 
 def _transformers() -> Any:
-    from vlprep.runner._loading import transformers_module
+    from vlprep.runner import transformers_module
 
     return transformers_module()
 

@@ -13,8 +13,8 @@ import os
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
+from vlprep._inspect_batch import Item, element_label, label_of
 from vlprep.errors import (
     FetchError,
     InvalidInputError,
@@ -25,32 +25,11 @@ from vlprep.errors import (
 from vlprep.estimates import IMAGE_SUFFIXES, VIDEO_SUFFIXES
 from vlprep.messages import extract_vision_info
 
-__all__ = ["DATASET_SUFFIXES", "Item", "Plan", "element_label", "expand", "label_of"]
+__all__ = ["DATASET_SUFFIXES", "Plan", "expand"]
 
 DATASET_SUFFIXES = frozenset({".json", ".jsonl"})
 _MEDIA_SUFFIXES = IMAGE_SUFFIXES | VIDEO_SUFFIXES
 _URL = re.compile(r"^(https?|data|file):", re.IGNORECASE)
-_SOURCE_KEYS = ("image", "image_url", "video", "video_url")
-
-
-@dataclass(frozen=True, slots=True)
-class Item:
-    """One thing to estimate: a bare source or a message element, or an error found early.
-
-    Attributes:
-        label: how the source is shown (paths and URLs as given, payloads shortened).
-        source: a bare source string (its kind is found when it is estimated).
-        element: a message element from a dataset (keys honoured as the loader does).
-        conversation: the dataset conversation it belongs to (``file:line`` for JSONL,
-            ``file#index`` for a JSON list, ``file`` for a single conversation).
-        error: a failure found while expanding (unreadable dataset, no glob match).
-    """
-
-    label: str
-    source: str | None = None
-    element: Mapping[str, Any] | None = None
-    conversation: str | None = None
-    error: VlprepError | None = None
 
 
 @dataclass(slots=True)
@@ -59,23 +38,6 @@ class Plan:
 
     items: list[Item] = field(default_factory=list)
     conversations: list[str] = field(default_factory=list)
-
-
-def label_of(source: object) -> str:
-    """A source as shown in the output: strings as given, ``data:`` URIs and bytes shortened."""
-    if isinstance(source, str) and source[:5].lower() != "data:":
-        return source
-    if isinstance(source, (list, tuple)):
-        return f"<{len(source)} frames>"
-    return describe_source(source)
-
-
-def element_label(ele: Mapping[str, Any]) -> str:
-    """How a message element's source is shown (OpenAI-style ``{"url": ...}`` unwrapped)."""
-    source = next((ele[k] for k in _SOURCE_KEYS if ele.get(k) is not None), None)
-    if isinstance(source, Mapping):  # OpenAI style {"url": ...}
-        source = source.get("url")
-    return label_of(source)
 
 
 def _walk(folder: str) -> Iterator[str]:

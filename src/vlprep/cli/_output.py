@@ -1,4 +1,5 @@
-"""Rows, the summary and the four output formats of ``vlprep-inspect``."""
+"""The summary and the four output formats of ``vlprep-inspect`` (rows and conversation
+totals come from :mod:`vlprep._inspect_batch`)."""
 
 from __future__ import annotations
 
@@ -9,117 +10,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, TextIO
 
-from vlprep.cli._expand import Item
-from vlprep.estimates import MediaEstimate
+from vlprep._inspect_batch import ConversationRow, Row
 
-__all__ = [
-    "CSV_FIELDS",
-    "HEADERS_ONLY",
-    "ConversationRow",
-    "Row",
-    "Summary",
-    "conversations",
-    "summarize",
-    "write",
-]
-
-
-@dataclass(frozen=True, slots=True)
-class Row:
-    """The outcome for one item: an estimate, or a typed error (or both when decoding or
-    drawing failed). ``decoded``: the pixel data was decoded (``--verify``, ``--draw``), not
-    only the headers read."""
-
-    index: int
-    item: Item
-    estimate: MediaEstimate | None
-    error_type: str | None = None
-    error: str | None = None
-    picture: str | None = None
-    over_limit: bool = False
-    decoded: bool = False
-
-    @property
-    def ok(self) -> bool:
-        """No error for this item."""
-        return self.error_type is None
-
-    def as_dict(self) -> dict[str, Any]:
-        """The row as JSON-ready values; estimate fields are ``None`` when it failed."""
-        est = self.estimate.as_dict() if self.estimate is not None else {}
-        est.pop("source", None)
-        kind = est.pop("kind", None)
-        if kind is None and self.item.element is not None:
-            kind = (
-                "video"
-                if any(self.item.element.get(k) for k in ("video", "video_url"))
-                else "image"
-            )
-        out: dict[str, Any] = {
-            "index": self.index,
-            "source": self.item.label,
-            "conversation": self.item.conversation,
-            "kind": kind,
-            "status": "ok" if self.ok else "error",
-            "error_type": self.error_type,
-            "error": self.error,
-        }
-        for name in MediaEstimate.__dataclass_fields__:
-            if name not in ("source", "kind"):
-                out[name] = est.get(name)
-        out["over_limit"] = self.over_limit
-        out["picture"] = self.picture
-        out["decoded"] = self.decoded
-        return out
-
-
-@dataclass(frozen=True, slots=True)
-class ConversationRow:
-    """One dataset conversation: its items' tokens added up."""
-
-    conversation: str
-    images: int
-    videos: int
-    tokens: int
-    failures: int
-    over_limit: bool
-
-    def as_dict(self) -> dict[str, Any]:
-        """JSON-ready values."""
-        return {
-            "conversation": self.conversation,
-            "images": self.images,
-            "videos": self.videos,
-            "tokens": self.tokens,
-            "status": "ok" if not self.failures else "error",
-            "failures": self.failures,
-            "over_limit": self.over_limit,
-        }
-
-
-def conversations(
-    rows: Sequence[Row], ids: Sequence[str], max_tokens: int | None
-) -> list[ConversationRow]:
-    """Per conversation (in ``ids`` order): counts, summed tokens, failures, the flag."""
-    grouped: dict[str, list[Row]] = {cid: [] for cid in ids}
-    for row in rows:
-        if row.item.conversation is not None:
-            grouped.setdefault(row.item.conversation, []).append(row)
-    out = []
-    for cid, members in grouped.items():
-        ests = [r.estimate for r in members if r.estimate is not None]
-        tokens = sum(e.tokens for e in ests)
-        out.append(
-            ConversationRow(
-                conversation=cid,
-                images=sum(e.kind == "image" for e in ests),
-                videos=sum(e.kind == "video" for e in ests),
-                tokens=tokens,
-                failures=sum(not r.ok for r in members),
-                over_limit=max_tokens is not None and tokens > max_tokens,
-            )
-        )
-    return out
+__all__ = ["CSV_FIELDS", "HEADERS_ONLY", "Summary", "summarize", "write"]
 
 
 def _nearest_rank(values: Sequence[int], q: float) -> int:

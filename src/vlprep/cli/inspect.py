@@ -10,58 +10,36 @@ loaders load them) and ``--draw``. Exit status: 0 when every input was estimated
 from __future__ import annotations
 
 import argparse
-import collections
 import contextlib
-import itertools
 import math
 import re
 import sys
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
-import vlprep
-from vlprep.cli._expand import Item, expand
-from vlprep.cli._output import Row, conversations, summarize, write
+from vlprep._inspect_batch import (
+    DEFAULT_WORKERS,
+    Item,
+    Pictures,
+    Row,
+    Settings,
+    conversations,
+    run,
+)
+from vlprep._version import __version__
+from vlprep.cli._expand import expand
+from vlprep.cli._output import summarize, write
 from vlprep.cli._pictures import draw, picture_name
-from vlprep.decode.image import ImageOptions
-from vlprep.decode.video import VideoOptions
 from vlprep.errors import VlprepError
-from vlprep.estimates import MediaEstimate, element_for, inspect
-from vlprep.image import fetch_image_for
-from vlprep.presets import Preset, get_preset
-from vlprep.sources import FetchPolicy
-from vlprep.video import fetch_video
+from vlprep.presets import get_preset
 
 __all__ = ["MODELS", "Settings", "build_parser", "main", "run"]
 
 MODELS = ("qwen2-vl", "qwen2.5-vl", "qwen3-vl")
 DEFAULT_MODEL = "qwen2.5-vl"
-DEFAULT_WORKERS = 4
 MAX_WORKERS = 256
 _PROG = "vlprep-inspect"
-
-
-@dataclass(frozen=True, slots=True)
-class Settings:
-    """Everything a run needs, from the command line."""
-
-    preset: Preset
-    defaults: dict[str, Any]
-    max_tokens: int | None = None
-    workers: int = DEFAULT_WORKERS
-    draw_dir: Path | None = None
-    policy: FetchPolicy | None = None
-    image_options: ImageOptions | None = None
-    video_options: VideoOptions | None = None
-    verify: bool = False
-
-    @property
-    def decodes(self) -> bool:
-        """Whether the run decodes pixel data (``--verify`` or ``--draw``)."""
-        return self.verify or self.draw_dir is not None
 
 
 # --------------------------------------------------------------------------- arguments
@@ -172,105 +150,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="estimate on a Ray cluster (auto, ray://HOST:PORT, HOST:PORT; a new local "
         "instance without ADDRESS) and print the same output; needs pip install 'vlprep[ray]'",
     )
-    parser.add_argument("--version", action="version", version=f"%(prog)s {vlprep.__version__}")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     return parser
 
 
 # --------------------------------------------------------------------------- running
 
 
-def _estimate(index: int, item: Item, settings: Settings) -> Row:
-    if item.error is not None:
-        return Row(index, item, None, type(item.error).__name__, str(item.error))
-    source = item.element if item.element is not None else item.source
-    try:
-        element = element_for(source, **settings.defaults, policy=settings.policy)
-        estimate = inspect(
-            element,
-            settings.preset,
-            policy=settings.policy,
-            image_options=settings.image_options,
-            video_options=settings.video_options,
-        )
-    except VlprepError as exc:
-        return Row(index, item, None, type(exc).__name__, str(exc))
-    except Exception as exc:  # a bug: report it as one failed input, not a crashed run
-        return Row(index, item, None, type(exc).__name__, _UNEXPECTED)
-    limit = settings.max_tokens
-    over = limit is not None and estimate.tokens > limit
-    if settings.draw_dir is None:
-        if not settings.verify:
-            return Row(index, item, estimate, over_limit=over)
-        try:
-            _decode(element, estimate, settings)
-        except VlprepError as exc:
-            error = f"decoding: {exc}"
-            return Row(index, item, estimate, type(exc).__name__, error, None, over, True)
-        except Exception as exc:
-            return Row(index, item, estimate, type(exc).__name__, _UNEXPECTED, None, over, True)
-        return Row(index, item, estimate, over_limit=over, decoded=True)
-    path = settings.draw_dir / picture_name(index, item.label)
-    try:  # drawing decodes through the loaders: it verifies too
-        draw(element, estimate, settings.preset, path)
-    except VlprepError as exc:
-        error = f"drawing: {exc}"
-        return Row(index, item, estimate, type(exc).__name__, error, None, over, True)
-    except OSError as exc:
-        message = f"cannot write the picture {path}: {exc.strerror or type(exc).__name__}"
-        return Row(index, item, estimate, "OSError", message, None, over, True)
-    return Row(index, item, estimate, picture=str(path), over_limit=over, decoded=True)
-
-
-def _decode(element: dict[str, Any], estimate: MediaEstimate, settings: Settings) -> None:
-    """``--verify``: load ``element`` as ``build_inputs`` does (an image decoded and resized;
-    a video's planned frames decoded and resized), with the run's policy and options.
-
-    Raises:
-        VlprepError: the data does not decode (truncated, corrupt), or a loader limit.
-    """
-    if estimate.kind == "image":
-        fetch_image_for(
-            element, settings.preset, policy=settings.policy, options=settings.image_options
-        )
-    else:
-        fetch_video(
-            element,
-            settings.preset.patch_size,
-            policy=settings.policy,
-            options=settings.video_options,
-            image_options=settings.image_options,
-        )
-
-
-_UNEXPECTED = "unexpected error inside vlprep (a bug: please report it with the input's format)"
-
-
-def run(items: Sequence[Item], settings: Settings, progress: Callable[[int], None]) -> list[Row]:
-    """Estimate ``items`` on ``settings.workers`` threads; rows come back in input order.
-
-    At most ``4 * workers`` items are in flight, so memory stays flat on huge datasets.
-    """
-    rows: list[Row] = []
-    numbered = iter(enumerate(items, start=1))
-    window = 4 * settings.workers
-    with ThreadPoolExecutor(max_workers=settings.workers) as pool:
-        pending: collections.deque[Future[Row]] = collections.deque(
-            pool.submit(_estimate, i, item, settings)
-            for i, item in itertools.islice(numbered, window)
-        )
-        while pending:
-            rows.append(pending.popleft().result())
-            following = next(numbered, None)
-            if following is not None:
-                pending.append(pool.submit(_estimate, following[0], following[1], settings))
-            progress(len(rows))
-    return rows
-
-
 def _run_on_ray(
     items: Sequence[Item], settings: Settings, address: str | None, progress: Callable[[int], None]
 ) -> list[Row]:
-    from vlprep.integrations._inspect_cli import inspect_items
+    from vlprep.integrations import inspect_items
 
     return inspect_items(items, settings, address, progress)
 
@@ -365,7 +255,7 @@ def main(
         defaults=defaults,
         max_tokens=args.max_tokens,
         workers=args.workers,
-        draw_dir=args.draw,
+        pictures=None if args.draw is None else Pictures(args.draw, picture_name, draw),
         verify=args.verify,
     )
     plan = expand(args.inputs)

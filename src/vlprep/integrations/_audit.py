@@ -5,9 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from vlprep.cli._expand import Item, element_label
-from vlprep.cli._output import Row, conversations
-from vlprep.cli.inspect import Settings, run
+from vlprep._inspect_batch import Item, Row, Settings, conversations, element_label, run
 from vlprep.decode.image import ImageOptions
 from vlprep.decode.video import VideoOptions
 from vlprep.errors import InvalidInputError, VlprepError

@@ -10,6 +10,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+from vlprep._inspect_batch import UNEXPECTED
 from vlprep.errors import InvalidInputError, VlprepError
 from vlprep.estimates import element_for
 from vlprep.messages import Conversation, extract_vision_info
@@ -28,9 +29,6 @@ BOUND_KEYS = ("min_pixels", "max_pixels", "total_pixels", "fps", "nframes")
 """The library's bound options, as element-key defaults (``vlprep.inspect``'s keywords)."""
 
 _VISION_KEYS = ("image", "image_url", "video", "video_url")
-
-UNEXPECTED = "unexpected error inside vlprep (a bug: please report it with the input's format)"
-"""The message recorded for an exception that is not a :class:`VlprepError` (as the CLI's)."""
 
 
 def bound_defaults(

@@ -6,9 +6,7 @@ import json
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from vlprep.cli._expand import Item
-from vlprep.cli._output import Row
-from vlprep.cli.inspect import Settings, run
+from vlprep._inspect_batch import Item, Row, Settings, run
 from vlprep.errors import BackendUnavailableError
 from vlprep.estimates import MediaEstimate
 from vlprep.integrations._arrow import actor_pool, column_values, pyarrow, ray_module, to_table

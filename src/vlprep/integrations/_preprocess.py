@@ -7,7 +7,8 @@ import os
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Literal
 
-from vlprep.cli._expand import element_label
+from vlprep._inspect_batch import element_label
+from vlprep._version import __version__
 from vlprep.decode.image import ImageOptions
 from vlprep.decode.video import VideoOptions
 from vlprep.errors import InvalidInputError, VlprepError
@@ -33,7 +34,7 @@ PreprocessOutput = Literal["inputs", "media"]
 
 def _load_processor(processor: object) -> Any:
     if isinstance(processor, (str, os.PathLike)):
-        from vlprep.runner._loading import transformers_module
+        from vlprep.runner import transformers_module
 
         return transformers_module().AutoProcessor.from_pretrained(os.fspath(processor))
     if hasattr(processor, "tokenizer") or not callable(processor):
@@ -126,8 +127,6 @@ class Preprocessor:
         self.params = self._params()
 
     def _params(self) -> dict[str, Any]:
-        import vlprep
-
         p = self.preset
         return {
             "output": self.output,
@@ -139,7 +138,7 @@ class Preprocessor:
             "image_max_pixels": p.image_max_pixels,
             **self.defaults,
             "patch_dim": 3 * p.temporal_patch_size * p.patch_size**2,
-            "vlprep_version": vlprep.__version__,
+            "vlprep_version": __version__,
         }
 
     def _inputs(self, conversation: list[dict[str, Any]]) -> dict[str, Any]:
@@ -164,7 +163,7 @@ class Preprocessor:
     def _media(self, conversation: list[dict[str, Any]]) -> dict[str, Any]:
         from PIL import Image
 
-        from vlprep.inputs import _load_one
+        from vlprep.inputs import load_element
         from vlprep.limits import CallBudget
 
         media = []
@@ -172,7 +171,7 @@ class Preprocessor:
         elements = budget.counted(extract_vision_info(conversation))
         for number, ele in enumerate(elements, start=1):
             try:
-                loaded = _load_one(ele, self.preset, **self.options, budget=budget)
+                loaded = load_element(ele, self.preset, **self.options, budget=budget)
             except VlprepError as exc:
                 exc.add_note(f"while loading vision item {number} of {len(elements)}")
                 raise

@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 from vlprep.runner._decode import DecodeResult, Sampling
+from vlprep.runner._loading import transformers_module
 from vlprep.runner._runner import GenerationResult, Runner
 
-__all__ = ["DecodeResult", "GenerationResult", "Runner", "Sampling"]
+__all__ = ["DecodeResult", "GenerationResult", "Runner", "Sampling", "transformers_module"]
