@@ -31,14 +31,13 @@ from vlprep.decode.video import VideoOptions
 from vlprep.errors import VlprepError
 from vlprep.estimates import MediaEstimate, element_for, inspect
 from vlprep.image import fetch_image_for
-from vlprep.presets import Preset, get_preset
+from vlprep.presets import DEFAULT_FAMILY, FAMILIES, Preset, get_preset
 from vlprep.sources import FetchPolicy
 from vlprep.video import fetch_video
 
 __all__ = ["MODELS", "Settings", "build_parser", "main", "run"]
 
-MODELS = ("qwen2-vl", "qwen2.5-vl", "qwen3-vl")
-DEFAULT_MODEL = "qwen2.5-vl"
+MODELS, DEFAULT_MODEL = FAMILIES, DEFAULT_FAMILY
 DEFAULT_WORKERS = 4
 MAX_WORKERS = 256
 _PROG = "vlprep-inspect"
