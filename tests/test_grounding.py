@@ -248,8 +248,9 @@ def test_bad_arguments() -> None:
     with pytest.raises(InvalidInputError, match="on_error"):
         g.parse("[]", "qwen2-vl", on_error="ignore")  # type: ignore[arg-type]
     assert g.model_space(QWEN2_5_VL.replace(name="qwen2.5-vl-finetune")) == "resized"
-    # family_of cannot tell Qwen2.5-VL from Qwen2-VL by numbers alone: name it.
-    assert g.model_space(QWEN2_5_VL.replace(name="finetune")) == "norm1000"
+    # The family is a field: a renamed Qwen2.5-VL preset stays Qwen2.5-VL.
+    assert g.model_space(QWEN2_5_VL.replace(name="finetune")) == "resized"
+    assert g.model_space(QWEN2_VL.replace(name="finetune")) == "norm1000"
 
 
 _GROUNDING_ALPHABET = st.sampled_from(
@@ -552,3 +553,5 @@ def test_locate_with_a_custom_preset_family() -> None:
     (box,) = g.locate('[{"bbox_2d": [0, 0, 28, 28]}]', {"image": photo(50, 40)}, renamed,
                       family="qwen2.5-vl")  # fmt: skip
     assert isinstance(box, g.Box) and box.space == "original" and box.x2 < 50
+    with pytest.raises(InvalidInputError, match="disagrees"):
+        g.locate("[]", {"image": photo(50, 40)}, renamed, family="qwen3-vl")

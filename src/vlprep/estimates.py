@@ -27,7 +27,7 @@ from vlprep.errors import (
     describe_source,
 )
 from vlprep.image import image_target_size, load_image
-from vlprep.presets import QWEN2_5_VL, Preset, get_preset
+from vlprep.presets import DEFAULT_PRESET, Preset, get_preset
 from vlprep.sampling import FRAME_FACTOR
 from vlprep.sizing import ceil_by_factor, count_tokens, estimate_video
 from vlprep.sources import FetchPolicy, fetch
@@ -402,7 +402,7 @@ def element_for(
 
 def inspect(
     source_or_element: object,
-    preset: Preset | str = QWEN2_5_VL,
+    preset: Preset | str = DEFAULT_PRESET,
     *,
     min_pixels: float | None = None,
     max_pixels: float | None = None,

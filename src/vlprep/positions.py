@@ -19,11 +19,11 @@ from typing import Literal
 import torch
 
 from vlprep.errors import InvalidInputError
+from vlprep.presets import Preset, resolve_family
 
 __all__ = ["RopeSemantics", "rope_index"]
 
 RopeSemantics = Literal["reference", "transformers"]
-_FAMILIES = ("qwen2-vl", "qwen2.5-vl", "qwen3-vl")
 
 
 def _runs(types: list[int]) -> list[tuple[int, int, int]]:
@@ -70,12 +70,13 @@ def rope_index(
     input_ids: torch.Tensor,
     mm_token_type_ids: torch.Tensor,
     *,
-    family: str,
+    preset: Preset | None = None,
+    family: str | None = None,
     image_grid_thw: torch.Tensor | None = None,
     video_grid_thw: torch.Tensor | None = None,
     second_per_grid_ts: torch.Tensor | None = None,
     attention_mask: torch.Tensor | None = None,
-    merge_size: int = 2,
+    merge_size: int | None = None,
     tokens_per_second: float = 2,
     semantics: RopeSemantics = "reference",
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -84,11 +85,15 @@ def rope_index(
     Args:
         input_ids: int64 ``(B, L)``.
         mm_token_type_ids: ``(B, L)``: 0 text, 1 image, 2 video.
-        family: ``"qwen2-vl"``, ``"qwen2.5-vl"`` or ``"qwen3-vl"``.
+        preset: the :class:`~vlprep.presets.Preset` the batch was built with; gives the
+            family and the merge size.
+        family: ``"qwen2-vl"``, ``"qwen2.5-vl"`` or ``"qwen3-vl"`` (or an alias), for
+            callers without a preset; must agree with ``preset.family`` when both are given.
         image_grid_thw / video_grid_thw: int64 ``(n, 3)`` in prompt order.
         second_per_grid_ts: Qwen2.5-VL, float ``(n_videos,)``.
         attention_mask: ``(B, L)``; padded positions get 0 and are skipped.
-        merge_size: the vision tower's ``spatial_merge_size``.
+        merge_size: the vision tower's ``spatial_merge_size``; default ``preset.merge_size``,
+            else 2. Must agree with the preset when both are given.
         tokens_per_second: Qwen2.5-VL ``vision_config.tokens_per_second`` (2 in the
             released checkpoints).
         semantics: see the module docstring.
@@ -99,11 +104,17 @@ def rope_index(
         adds to every axis.
 
     Raises:
-        InvalidInputError: unknown family or semantics, or a vision run whose length does
-            not match its grid.
+        InvalidInputError: no or unknown family, a family or merge size that disagrees
+            with the preset, unknown semantics, or a vision run whose length does not match
+            its grid.
     """
-    if family not in _FAMILIES:
-        raise InvalidInputError(f"family must be one of {_FAMILIES}, got {family!r}")
+    family = resolve_family(preset, family)
+    if preset is not None and merge_size is not None and merge_size != preset.merge_size:
+        raise InvalidInputError(
+            f"merge_size={merge_size} disagrees with the preset's ({preset.merge_size})"
+        )
+    if merge_size is None:
+        merge_size = 2 if preset is None else preset.merge_size
     if semantics not in ("reference", "transformers"):
         raise InvalidInputError(
             f"semantics must be 'reference' or 'transformers', got {semantics!r}"

@@ -13,7 +13,9 @@ from __future__ import annotations
 import functools
 import importlib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
+
+from vlprep.presets import FAMILIES, Family
 
 __all__ = [
     "FAMILIES",
@@ -30,8 +32,6 @@ __all__ = [
     "vision_token_ids",
 ]
 
-Family = Literal["qwen2-vl", "qwen2.5-vl", "qwen3-vl"]
-FAMILIES: tuple[Family, ...] = ("qwen2-vl", "qwen2.5-vl", "qwen3-vl")
 
 SPECIALS = [
     "<|endoftext|>",

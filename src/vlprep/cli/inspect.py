@@ -32,12 +32,11 @@ from vlprep.cli._expand import expand
 from vlprep.cli._output import summarize, write
 from vlprep.cli._pictures import draw, picture_name
 from vlprep.errors import VlprepError
-from vlprep.presets import get_preset
+from vlprep.presets import DEFAULT_FAMILY, FAMILIES, get_preset
 
 __all__ = ["MODELS", "Settings", "build_parser", "main", "run"]
 
-MODELS = ("qwen2-vl", "qwen2.5-vl", "qwen3-vl")
-DEFAULT_MODEL = "qwen2.5-vl"
+MODELS, DEFAULT_MODEL = FAMILIES, DEFAULT_FAMILY
 MAX_WORKERS = 256
 _PROG = "vlprep-inspect"
 

@@ -19,7 +19,7 @@ from vlprep.errors import InvalidInputError
 from vlprep.grounding._text import parse_json, parse_plain, parse_tokens
 from vlprep.grounding._types import Box, Family, Item, OnError, Point, Space, TextFormat
 from vlprep.image import image_target_size, load_image
-from vlprep.presets import Preset, family_of, get_preset
+from vlprep.presets import Preset, as_family, resolve_family
 from vlprep.sources import FetchPolicy, fetch
 from vlprep.specs import parse_image_element
 
@@ -32,7 +32,7 @@ __all__ = [
     "to_original",
 ]
 
-_MODEL_SPACE: dict[str, Space] = {
+_MODEL_SPACE: dict[Family, Space] = {
     "qwen2-vl": "norm1000",
     "qwen2.5-vl": "resized",
     "qwen3-vl": "norm1000",
@@ -40,10 +40,7 @@ _MODEL_SPACE: dict[str, Space] = {
 
 
 def _family(family: str | Preset) -> Family:
-    name = family_of(family) if isinstance(family, Preset) else get_preset(family).name
-    if name not in _MODEL_SPACE:
-        raise InvalidInputError(f"unknown family {name!r}; valid: {sorted(_MODEL_SPACE)}")
-    return name  # type: ignore[return-value]
+    return as_family(family)
 
 
 def model_space(family: str | Preset) -> Space:
@@ -270,14 +267,13 @@ def locate(
     Args:
         text, format, on_error: as for :func:`parse`.
         element, preset, image, policy, options: as for :func:`image_sizes`.
-        family: the model family; default :func:`vlprep.presets.family_of` ``(preset)``.
-            Pass it when the preset has a custom name: Qwen2-VL and Qwen2.5-VL have the
-            same numbers, and only the family says whether coordinates are 0-1000 or pixels.
+        family: the model family; default ``preset.family``. Kept for older callers; one
+            that disagrees with ``preset.family`` is an ``InvalidInputError``.
 
     Returns:
         Items in ``"original"`` space (pixels of the upright image), in answer order.
     """
-    items = parse(text, preset if family is None else family, format=format, on_error=on_error)
+    items = parse(text, resolve_family(preset, family), format=format, on_error=on_error)
     if not items:
         return []
     original, resized = image_sizes(element, preset, image=image, policy=policy, options=options)

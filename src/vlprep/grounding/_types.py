@@ -11,9 +11,10 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Literal, TypeAlias
 
+from vlprep.presets import Family  # the one family table; re-exported for grounding users
+
 __all__ = ["Box", "Family", "Item", "OnError", "Point", "Space", "TextFormat"]
 
-Family: TypeAlias = Literal["qwen2-vl", "qwen2.5-vl", "qwen3-vl"]
 Space: TypeAlias = Literal["norm1000", "resized", "original"]
 TextFormat: TypeAlias = Literal["auto", "json", "tokens", "plain"]
 """``"json"``: ``bbox_2d``/``point_2d`` objects; ``"tokens"``: ``<|box_start|>(x1,y1),(x2,y2)

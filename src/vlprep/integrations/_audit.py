@@ -12,7 +12,7 @@ from vlprep.errors import InvalidInputError, VlprepError
 from vlprep.integrations._arrow import append_columns, audit_schema, column_values, to_table
 from vlprep.integrations._conversations import UNEXPECTED, bound_defaults, conversation_of
 from vlprep.messages import extract_vision_info
-from vlprep.presets import Preset, get_preset
+from vlprep.presets import DEFAULT_FAMILY, Preset, get_preset
 from vlprep.sources import FetchPolicy
 
 __all__ = ["Auditor"]
@@ -46,7 +46,7 @@ class Auditor:
 
     def __init__(
         self,
-        preset: Preset | str = "qwen2.5-vl",
+        preset: Preset | str = DEFAULT_FAMILY,
         *,
         column: str = "messages",
         id_column: str | None = None,

@@ -20,7 +20,7 @@ from vlprep.integrations._conversations import (
     with_defaults,
 )
 from vlprep.messages import extract_vision_info
-from vlprep.presets import Preset, family_of, get_preset, preset_from_processor
+from vlprep.presets import DEFAULT_FAMILY, Preset, family_of, get_preset, preset_from_processor
 from vlprep.sources import FetchPolicy
 
 __all__ = ["PreprocessOutput", "Preprocessor"]
@@ -109,7 +109,7 @@ class Preprocessor:
         self.processor = None if processor is None else _load_processor(processor)
         if preset is None:
             preset = (
-                "qwen2.5-vl" if self.processor is None else preset_from_processor(self.processor)
+                DEFAULT_FAMILY if self.processor is None else preset_from_processor(self.processor)
             )
         self.preset = get_preset(preset)
         self.options: dict[str, Any] = {

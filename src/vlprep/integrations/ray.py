@@ -34,7 +34,7 @@ from vlprep.errors import InvalidInputError
 from vlprep.integrations._arrow import actor_pool, ray_module
 from vlprep.integrations._audit import Auditor
 from vlprep.integrations._preprocess import Preprocessor, PreprocessOutput
-from vlprep.presets import Preset
+from vlprep.presets import DEFAULT_FAMILY, Preset
 
 __all__ = [
     "Auditor",
@@ -80,7 +80,7 @@ def read_conversations(
 
 def audit(
     dataset: Any,
-    preset: Preset | str = "qwen2.5-vl",
+    preset: Preset | str = DEFAULT_FAMILY,
     *,
     concurrency: int | tuple[int, int] | None = None,
     batch_size: int = 256,

@@ -10,17 +10,12 @@ from typing import Any
 import torch
 
 from vlprep.errors import BackendUnavailableError, InvalidInputError, SourceNotFoundError
+from vlprep.presets import FAMILY_BY_MODEL_TYPE
 
 __all__ = ["FAMILY_BY_MODEL_TYPE", "load_checkpoint", "pick_device", "pick_dtype"]
 
 logger = logging.getLogger(__name__)
 
-FAMILY_BY_MODEL_TYPE = {
-    "qwen2_vl": "qwen2-vl",
-    "qwen2_5_vl": "qwen2.5-vl",
-    "qwen3_vl": "qwen3-vl",
-    "qwen3_vl_moe": "qwen3-vl",
-}
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 _DTYPES = {
     "float32": torch.float32,

@@ -16,7 +16,7 @@ from vlprep.errors import InvalidInputError
 from vlprep.inputs import build_inputs
 from vlprep.messages import Conversation, as_conversations
 from vlprep.positions import RopeSemantics
-from vlprep.presets import Preset, preset_from_processor
+from vlprep.presets import Preset, resolve_family
 from vlprep.runner._decode import DecodeResult, Sampling, decode
 from vlprep.runner._loading import load_checkpoint, pick_device, pick_dtype
 from vlprep.tensors import PIXEL_DTYPES
@@ -59,7 +59,8 @@ class Runner:
     """A Qwen2-VL / Qwen2.5-VL / Qwen3-VL (incl. MoE) checkpoint, ready to answer.
 
     Build it with :meth:`from_pretrained`. Every call goes through
-    :func:`vlprep.build_inputs`; the runner adds no preprocessing of its own.
+    :func:`vlprep.build_inputs`; the runner adds no preprocessing of its own. The family
+    is ``preset.family``; the older ``family=`` keyword must agree with it.
     """
 
     def __init__(
@@ -67,8 +68,8 @@ class Runner:
         model: Any,
         processor: Any,
         *,
-        family: str,
         preset: Preset,
+        family: str | None = None,
         device: torch.device,
         dtype: torch.dtype,
         decode_mode: DecodeMode = "auto",
@@ -82,7 +83,7 @@ class Runner:
                 f"decode_mode must be 'auto', 'eager', 'static' or 'compiled', got {decode_mode!r}"
             )
         self.model, self.processor = model, processor
-        self.family, self.preset = family, preset
+        self.family, self.preset = resolve_family(preset, family), preset
         self.device, self.dtype = device, dtype
         self.rope: RopeSemantics = rope
         self.load_seconds = load_seconds
@@ -140,7 +141,12 @@ class Runner:
         network, processor, family = load_checkpoint(
             model, device=chosen, dtype=precision, attn_implementation=attn_implementation
         )
-        preset = preset_from_processor(processor)
+        preset = Preset.from_pretrained(processor)
+        if preset.family != family:
+            raise InvalidInputError(
+                f"{str(model)[:120]!r}: config.json says {family!r} but the processor is "
+                f"{type(processor).__name__} ({preset.family!r}); the checkpoint is inconsistent"
+            )
         if min_pixels is not None or max_pixels is not None:
             preset = preset.replace(
                 image_min_pixels=preset.image_min_pixels if min_pixels is None else min_pixels,
@@ -149,7 +155,6 @@ class Runner:
         return cls(
             network,
             processor,
-            family=family,
             preset=preset,
             device=chosen,
             dtype=precision,
