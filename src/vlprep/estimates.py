@@ -17,7 +17,7 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from vlprep._numbers import is_finite_number, shown
-from vlprep.decode.image import ImageOptions, probe_header
+from vlprep.decode.image import ImageHeader, ImageOptions
 from vlprep.decode.video import VideoOptions, probe_video
 from vlprep.errors import (
     DecodeError,
@@ -26,7 +26,8 @@ from vlprep.errors import (
     UnsupportedFormatError,
     describe_source,
 )
-from vlprep.image import image_target_size, load_image
+from vlprep.image import HEADER_PREFIX, read_header
+from vlprep.planning import image_target_size, upright_size
 from vlprep.presets import QWEN2_5_VL, Preset, get_preset
 from vlprep.sampling import FRAME_FACTOR
 from vlprep.sizing import ceil_by_factor, count_tokens, estimate_video
@@ -63,9 +64,6 @@ IMAGE_SUFFIXES = frozenset(
 
 VIDEO_SUFFIXES = frozenset({".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".3gp"})
 """File extensions taken as videos (the containers vlprep opens)."""
-
-HEADER_PREFIX = 64 * 1024
-"""Bytes read first for an image header; the whole file is read only when they fall short."""
 
 _DEFAULT_IMAGE_OPTIONS = ImageOptions()
 _DEFAULT_VIDEO_OPTIONS = VideoOptions()
@@ -181,23 +179,9 @@ def _image_size(
     source: object, policy: FetchPolicy | None, options: ImageOptions
 ) -> tuple[int, int, str | None]:
     """``(height, width, format)`` as displayed: from the header for encoded sources."""
-    if isinstance(source, str) and source[:5].lower() != "data:":
-        payload = fetch(source, policy, "image", prefix=HEADER_PREFIX)
-        if len(payload.data) >= HEADER_PREFIX:
-            try:
-                header = probe_header(payload.data, options)
-                return (*header.display_size, header.format)
-            except UnsupportedFormatError:
-                raise
-            except DecodeError:  # the header goes on past the prefix: read the whole file
-                payload = fetch(source, policy, "image")
-        header = probe_header(payload.data, options)
-        return (*header.display_size, header.format)
-    if isinstance(source, (str, bytes, bytearray, memoryview)):
-        header = probe_header(fetch(source, policy, "image").data, options)
-        return (*header.display_size, header.format)
-    image = load_image(source, policy=policy, options=options)  # in memory already
-    return image.height, image.width, None
+    found = read_header(source, policy=policy, options=options, prefix=HEADER_PREFIX)
+    fmt = found.format if isinstance(found, ImageHeader) else None
+    return (*upright_size(found, options.exif_transpose), fmt)
 
 
 def _estimate_image(
