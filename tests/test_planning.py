@@ -24,7 +24,7 @@ from vlprep import grounding as g
 from vlprep.decode.image import ImageOptions, decode_image, probe_header
 from vlprep.image import HEADER_PREFIX, fetch_image_for, load_image, read_header
 from vlprep.planning import qwen_vl_utils_preset, upright_size
-from vlprep.presets import QWEN2_5_VL, QWEN3_VL, Preset
+from vlprep.presets import QWEN2_5_VL, QWEN2_VL, QWEN3_VL, Preset
 from vlprep.video import fetch_video
 
 
@@ -188,3 +188,17 @@ def test_qwen_vl_utils_preset_numbers() -> None:
     other = qwen_vl_utils_preset(10)
     assert (other.factor, other.video_min_pixels, other.video_max_pixels) == (20, 51_200, 307_200)
     assert other.video_total_pixels == 128000 * 400 * 0.9
+
+
+def test_video_cache_key_is_what_the_plan_reads(tmp_path: Path) -> None:
+    clip = write_clip(tmp_path / "clip.mp4", width=160, height=120, fps=10, frames=60)
+    cache = vlprep.MediaCache(100_000_000)
+    ele = {"video": str(clip)}
+    first = fetch_video(ele, 14, cache=cache)
+    # Qwen2-VL plans videos with the numbers of the drop-in's QWEN2_5_VL: a hit.
+    again = fetch_video(ele, preset=QWEN2_VL, cache=cache)
+    assert (cache.stats.hits, cache.stats.misses) == (1, 1)
+    assert again.shape == first.shape
+    slow = fetch_video(ele, preset=QWEN2_VL.replace(name="slow", fps=1.0), cache=cache)
+    assert (cache.stats.hits, cache.stats.misses) == (1, 2)
+    assert slow.shape[0] < first.shape[0]

@@ -49,6 +49,7 @@ __all__ = [
     "refuse_stream_key",
     "stream_options",
     "upright_size",
+    "video_plan_key",
     "video_target_size",
 ]
 
@@ -153,6 +154,23 @@ def qwen_vl_utils_preset(image_patch_size: int) -> Preset:
         video_min_pixels=128 * factor * factor,
         video_max_pixels=768 * factor * factor,
         video_total_pixels=int(128000 * factor * factor * 0.9),
+    )
+
+
+def video_plan_key(preset: Preset) -> tuple[float, ...]:
+    """The numbers of ``preset`` that video planning reads, for cache keys.
+
+    Two presets with these equal (Qwen2-VL and Qwen2.5-VL, a renamed copy) plan every
+    video alike, so a clip loaded for one is served to the other.
+    """
+    return (
+        preset.factor,
+        preset.video_min_pixels,
+        preset.video_max_pixels,
+        preset.video_total_pixels,
+        preset.fps,
+        preset.min_frames,
+        preset.max_frames,
     )
 
 

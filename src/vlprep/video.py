@@ -41,6 +41,7 @@ from vlprep.planning import (
     qwen_vl_utils_preset,
     refuse_stream_key,
     stream_options,
+    video_plan_key,
     video_target_size,
 )
 from vlprep.presets import Preset
@@ -380,7 +381,7 @@ def _cached(
         "video",
         digest,
         dataclasses.replace(spec, source=None),  # every element key
-        preset,  # the grid, the video bounds and the frame defaults the planner reads
+        video_plan_key(preset),  # the grid, video bounds and frame defaults the plan reads
         options,  # the whole options object: new fields are part of the key
         backend,  # FORCE_QWENVL_VIDEO_READER, read now
         image_options or ImageOptions(),
