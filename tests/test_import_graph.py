@@ -29,15 +29,6 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 KNOWN_VIOLATIONS = {
     # by design: the isolated child (_child_main) opens the video with the package's own reader
     "cycle: vlprep.decode.video, vlprep.decode.video._isolated",
-    # estimates repeats the loaders' video planning with video.py's private helpers
-    "vlprep.estimates -> vlprep.video._backend (private)",
-    "vlprep.estimates -> vlprep.video._opened_container (private)",
-    "vlprep.estimates -> vlprep.video._refuse_stream_key (private)",
-    "vlprep.estimates -> vlprep.video._stream_options (private)",
-    "vlprep.estimates -> vlprep.video._frames_from_array (private)",
-    # estimates sniffs kinds with the decoders' private sniffers (review 1.3, magic numbers)
-    "vlprep.estimates -> vlprep.decode._sniff (private)",
-    "vlprep.estimates -> vlprep.decode.video._source (private)",
 }
 
 

@@ -40,8 +40,9 @@ from vlprep.errors import (
     ResourceLimitError,
     describe_source,
 )
-from vlprep.image import image_target_size, load_image
+from vlprep.image import load_image
 from vlprep.limits import CallBudget
+from vlprep.planning import image_target_size, upright_size
 from vlprep.presets import Preset
 from vlprep.sources import FetchPolicy, fetch
 from vlprep.specs import parse_image_element
@@ -159,7 +160,7 @@ def _plan_within(
         if header.format in _DEVICE_JPEG_FORMATS and header.mode in _DEVICE_JPEG_MODES:
             return _Planned(
                 origin=payload.origin,
-                target=target_of(*header.display_size),
+                target=target_of(*upright_size(header, options.exif_transpose)),
                 jpeg=payload.data,
                 stored=(header.height, header.width),
                 orientation=header.orientation,

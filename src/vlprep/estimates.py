@@ -2,8 +2,9 @@
 
 Images are sized from their header (read through :func:`vlprep.sources.fetch`, only as
 far as the header needs); videos from their container metadata and the frame plan. The
-numbers are computed with the same functions the loaders use (``image_target_size``,
-``plan_frames``, ``video_target_size``), so an estimate equals what
+numbers are computed by the planner the loaders use (:mod:`vlprep.planning`:
+``upright_size``, ``image_target_size``, ``plan_clip``, ``plan_frame_list``,
+``video_target_size``, with the preset's bounds), so an estimate equals what
 :func:`vlprep.image.fetch_image_for`, :func:`vlprep.video.fetch_video` and
 :func:`vlprep.build_inputs` produce for the same element and preset.
 """
@@ -17,30 +18,29 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from vlprep._numbers import is_finite_number, shown
-from vlprep.decode.image import ImageOptions, probe_header
-from vlprep.decode.video import VideoOptions, probe_video
+from vlprep.decode.image import ImageHeader, ImageOptions, sniff_format
+from vlprep.decode.video import VideoOptions, probe_video, sniff_container
 from vlprep.errors import (
     DecodeError,
     InvalidInputError,
-    ResourceLimitError,
     UnsupportedFormatError,
     describe_source,
 )
-from vlprep.image import image_target_size, load_image
-from vlprep.presets import DEFAULT_PRESET, Preset, get_preset
-from vlprep.sampling import FRAME_FACTOR
-from vlprep.sizing import ceil_by_factor, count_tokens, estimate_video
-from vlprep.sources import FetchPolicy, fetch
-from vlprep.specs import VideoSpec, element_kind, parse_image_element, parse_video_element
-from vlprep.video import (
-    _backend,
-    _frames_from_array,
-    _opened_container,
-    _refuse_stream_key,
-    _stream_options,
+from vlprep.image import HEADER_PREFIX, read_header
+from vlprep.planning import (
+    image_target_size,
     plan_clip,
+    plan_frame_list,
+    refuse_stream_key,
+    stream_options,
+    upright_size,
     video_target_size,
 )
+from vlprep.presets import DEFAULT_PRESET, Preset, get_preset
+from vlprep.sizing import count_tokens, estimate_video
+from vlprep.sources import FetchPolicy, fetch
+from vlprep.specs import VideoSpec, element_kind, parse_image_element, parse_video_element
+from vlprep.video_input import frames_from_array, opened_container, video_backend
 
 __all__ = [
     "HEADER_PREFIX",
@@ -63,9 +63,6 @@ IMAGE_SUFFIXES = frozenset(
 
 VIDEO_SUFFIXES = frozenset({".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".3gp"})
 """File extensions taken as videos (the containers vlprep opens)."""
-
-HEADER_PREFIX = 64 * 1024
-"""Bytes read first for an image header; the whole file is read only when they fall short."""
 
 _DEFAULT_IMAGE_OPTIONS = ImageOptions()
 _DEFAULT_VIDEO_OPTIONS = VideoOptions()
@@ -151,9 +148,6 @@ def kind_of(source: object, policy: FetchPolicy | None = None) -> MediaKind:
             return "video"
     elif not isinstance(source, (bytes, bytearray, memoryview)):
         return "video" if len(getattr(source, "shape", ())) == 4 else "image"
-    from vlprep.decode._sniff import sniff_format
-    from vlprep.decode.video._source import sniff_container
-
     head = fetch(source, policy, "video", prefix=512).data
     if sniff_format(head) is not None:
         return "image"
@@ -181,23 +175,9 @@ def _image_size(
     source: object, policy: FetchPolicy | None, options: ImageOptions
 ) -> tuple[int, int, str | None]:
     """``(height, width, format)`` as displayed: from the header for encoded sources."""
-    if isinstance(source, str) and source[:5].lower() != "data:":
-        payload = fetch(source, policy, "image", prefix=HEADER_PREFIX)
-        if len(payload.data) >= HEADER_PREFIX:
-            try:
-                header = probe_header(payload.data, options)
-                return (*header.display_size, header.format)
-            except UnsupportedFormatError:
-                raise
-            except DecodeError:  # the header goes on past the prefix: read the whole file
-                payload = fetch(source, policy, "image")
-        header = probe_header(payload.data, options)
-        return (*header.display_size, header.format)
-    if isinstance(source, (str, bytes, bytearray, memoryview)):
-        header = probe_header(fetch(source, policy, "image").data, options)
-        return (*header.display_size, header.format)
-    image = load_image(source, policy=policy, options=options)  # in memory already
-    return image.height, image.width, None
+    found = read_header(source, policy=policy, options=options, prefix=HEADER_PREFIX)
+    fmt = found.format if isinstance(found, ImageHeader) else None
+    return (*upright_size(found, options.exif_transpose), fmt)
 
 
 def _estimate_image(
@@ -227,11 +207,11 @@ def _estimate_container(
     spec: VideoSpec, preset: Preset, policy: FetchPolicy | None, options: VideoOptions
 ) -> MediaEstimate:
     # The same steps as vlprep.video.fetch_video, stopping before the first frame decode.
-    options = _stream_options(spec, options)  # the element's video_stream, as the loader
-    with _opened_container(spec.source, policy) as container:
-        meta = probe_video(container, options, backend=_backend(options))
+    options = stream_options(spec, options)  # the element's video_stream, as the loader
+    with opened_container(spec.source, policy) as container:
+        meta = probe_video(container, options, backend=video_backend(options))
     plan, indices, (height, width) = plan_clip(
-        spec, meta, preset.factor, options.seek, options=options
+        spec, meta, preset.factor, options.seek, options=options, preset=preset
     )
     sized = estimate_video(
         len(indices),
@@ -269,28 +249,18 @@ def _estimate_frames(
     options: VideoOptions,
     image_options: ImageOptions,
 ) -> MediaEstimate:
-    _refuse_stream_key(spec)
+    refuse_stream_key(spec)
     source = spec.source
     if isinstance(source, (list, tuple)):
-        count = len(source)
-        first = (lambda: _image_size(source[0], policy, image_options)) if count else None
+        plan = plan_frame_list(spec, len(source), options)
+        frame_height, frame_width, fmt = _image_size(source[0], policy, image_options)
     else:
-        arrays = _frames_from_array(source)
-        count = len(arrays)
-        first = (lambda: (*arrays[0].shape[:2], None)) if count else None
-    if first is None:
-        raise InvalidInputError("a frame-list video needs at least one frame")
-    if count > options.max_list_frames:
-        raise ResourceLimitError(
-            f"the video has {count} frames, above the limit of "
-            f"{options.max_list_frames} (VideoOptions.max_list_frames); subsample it first"
-        )
-    frame_height, frame_width, fmt = first()
-    total = ceil_by_factor(count, FRAME_FACTOR)
-    sample_fps = spec.sample_fps if spec.sample_fps is not None else 2.0
-    raw_fps = spec.raw_fps if spec.raw_fps is not None else sample_fps
+        arrays = frames_from_array(source)
+        plan = plan_frame_list(spec, len(arrays), options)
+        frame_height, frame_width, fmt = (*arrays[0].shape[:2], None)
+    total = plan.total
     height, width = video_target_size(
-        spec, frame_height, frame_width, total, preset.patch_size * 2, options=options
+        spec, frame_height, frame_width, total, preset.factor, options=options, preset=preset
     )
     sized = estimate_video(
         total,
@@ -310,11 +280,11 @@ def _estimate_frames(
         grid=sized.grid,
         tokens=sized.tokens,
         format=fmt,
-        native_fps=raw_fps,
+        native_fps=plan.raw_fps,
         frames=total,
-        sample_fps=sample_fps,
-        frame_indices=tuple(range(total)),
-        timestamps=tuple(i / sample_fps for i in range(total)),
+        sample_fps=plan.sample_fps,
+        frame_indices=plan.indices,
+        timestamps=plan.timestamps,
     )
 
 

@@ -14,28 +14,31 @@ from PIL import Image
 from vlprep._stored import pack_image, unpack_image
 from vlprep.cache import MediaCache, digest_bytes, digest_image
 from vlprep.decode.image import (
+    ImageHeader,
     ImageOptions,
     decode_image,
     decode_image_for,
     open_image,
     orient_and_convert,
+    probe_header,
     to_rgb,
 )
-from vlprep.errors import DecodeError, InvalidInputError, describe_source
-from vlprep.limits import CallBudget
-from vlprep.presets import Preset
-from vlprep.sizing import (
-    check_output_keys,
-    check_output_size,
-    check_patch_size,
-    image_pixel_bounds,
-    smart_resize,
+from vlprep.errors import (
+    DecodeError,
+    InvalidInputError,
+    UnsupportedFormatError,
+    describe_source,
 )
+from vlprep.limits import CallBudget
+from vlprep.planning import image_target_size
+from vlprep.presets import Preset
+from vlprep.sizing import check_patch_size
 from vlprep.sources import FetchPolicy, fetch
 from vlprep.specs import ImageSpec, parse_image_element
 from vlprep.tensors import resize_uint8
 
 __all__ = [
+    "HEADER_PREFIX",
     "PendingImage",
     "fetch_image",
     "fetch_image_for",
@@ -43,10 +46,15 @@ __all__ = [
     "image_target_size",
     "load_image",
     "open_pending",
+    "read_header",
 ]
 
 _DEFAULT_OPTIONS = ImageOptions()
-_OUTPUT_LIMIT = _DEFAULT_OPTIONS.max_output_pixels
+
+HEADER_PREFIX = 64 * 1024
+"""Bytes :func:`read_header` reads first; the whole file only when they fall short."""
+
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
 def _array_to_pil(value: Any) -> Image.Image:
@@ -143,6 +151,63 @@ def open_pending(
     )
 
 
+def read_header(
+    source: object,
+    *,
+    policy: FetchPolicy | None = None,
+    options: ImageOptions | None = None,
+    prefix: int | None = None,
+) -> ImageHeader | Image.Image:
+    """What an image's size is read from, without decoding encoded pixels.
+
+    Encoded sources (paths, URLs, ``data:`` URIs, bytes) give their :class:`ImageHeader`;
+    a ``PIL.Image`` is returned as given and an array or tensor as the ``PIL.Image`` it
+    wraps. Pass the result to :func:`vlprep.planning.upright_size`.
+
+    Args:
+        prefix: read only the first ``prefix`` bytes of a path or URL (``HEADER_PREFIX``),
+            the whole file when the header goes on past them. A PNG (with
+            ``options.exif_transpose``) whose first bytes show no orientation is read to
+            its ``IEND``: an ``eXIf`` chunk after the pixel data is what a decode applies.
+
+    Raises:
+        InvalidInputError, FetchError, DecodeError, UnsupportedFormatError,
+        ResourceLimitError: as :func:`load_image` would, before its decode.
+    """
+    options = options or _DEFAULT_OPTIONS
+    if isinstance(source, Image.Image):
+        return source
+    if isinstance(source, str) and prefix is not None and source[:5].lower() != "data:":
+        data = fetch(source, policy, "image", prefix=prefix).data
+        if len(data) < prefix:
+            return _probed(data, source, options)  # the whole file
+        try:
+            header = _probed(data, source, options)
+        except UnsupportedFormatError:
+            raise
+        except DecodeError:  # the header goes on past the prefix: read the whole file
+            header = None
+        late_exif = options.exif_transpose and data.startswith(_PNG_SIGNATURE)
+        if header is not None and not (late_exif and header.orientation == 1):
+            return header
+        return _probed(fetch(source, policy, "image").data, source, options)
+    if isinstance(source, (str, bytes, bytearray, memoryview)):
+        return _probed(fetch(source, policy, "image").data, source, options)
+    if hasattr(source, "__array__") or type(source).__module__.startswith(("numpy", "torch")):
+        return _array_to_pil(source)
+    raise InvalidInputError(
+        f"unsupported image source of type {type(source).__name__}: give a PIL image, path, "
+        "URL, data URI, bytes, numpy HWC uint8 array or torch CHW uint8 tensor"
+    )
+
+
+def _probed(data: bytes, source: object, options: ImageOptions) -> ImageHeader:
+    try:
+        return probe_header(data, options)
+    except DecodeError as exc:
+        raise _naming(exc, source) from exc.__cause__
+
+
 def load_image(
     source: object,
     *,
@@ -161,53 +226,6 @@ def load_image(
         InvalidInputError, FetchError, DecodeError, ResourceLimitError: see the error tree.
     """
     return open_pending(source, policy=policy, options=options).finish()
-
-
-def image_target_size(
-    spec: ImageSpec,
-    height: int,
-    width: int,
-    factor: int,
-    bounds: tuple[float, float] | None = None,
-    *,
-    max_output_pixels: int = _OUTPUT_LIMIT,
-) -> tuple[int, int]:
-    """The ``(height, width)`` a ``height x width`` image is resized to, as qwen-vl-utils does.
-
-    With both ``resized_height`` and ``resized_width``, those are snapped to the grid with
-    the default image bounds (element bounds ignored); otherwise the element's
-    ``min_pixels``/``max_pixels`` bound the source size. The defaults are ``bounds``
-    (``(min_pixels, max_pixels)``), else qwen-vl-utils' ``4·f²`` / ``16384·f²``.
-
-    Raises:
-        ResourceLimitError: the result (or ``min_pixels`` / ``resized_*`` alone) above
-            ``max_output_pixels`` (:attr:`ImageOptions.max_output_pixels`), checked
-            before anything is allocated.
-    """
-    setting = "ImageOptions.max_output_pixels"
-    check_output_keys(spec, max_output_pixels, "image", setting)
-    default_min, default_max = bounds if bounds is not None else image_pixel_bounds(factor)
-    if spec.resized_height is not None and spec.resized_width is not None:
-        size = smart_resize(
-            spec.resized_height,
-            spec.resized_width,
-            factor=factor,
-            min_pixels=default_min,
-            max_pixels=default_max,
-        )
-        return check_output_size(size, max_output_pixels, "image", setting)
-    low = spec.min_pixels if spec.min_pixels is not None else default_min
-    high = spec.max_pixels if spec.max_pixels is not None else default_max
-    if bounds is not None:
-        # A bound from the element wins over a configured default it contradicts
-        # (e.g. max_pixels below a processor's 65,536 minimum); qwen-vl-utils' own
-        # defaults are low and high enough that this never arises there.
-        if spec.min_pixels is None:
-            low = min(low, high)
-        if spec.max_pixels is None:
-            high = max(high, low)
-    size = smart_resize(height, width, factor=factor, min_pixels=low, max_pixels=high)
-    return check_output_size(size, max_output_pixels, "image", setting)
 
 
 def _resize(image: Image.Image, size: tuple[int, int], options: ImageOptions) -> Image.Image:

@@ -229,7 +229,7 @@ def load_element(
     if kind == "video":
         video, metadata, sample_fps = fetch_video_item(
             ele,
-            preset.patch_size * 2,
+            preset,  # its grid, video bounds and frame defaults
             policy=policy,
             options=video_options,
             image_options=image_options,

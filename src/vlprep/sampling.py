@@ -181,21 +181,32 @@ def video_frame_pixels(
     min_pixels: float | None = None,
     max_pixels: float | None = None,
     total_pixels: float | None = None,
+    *,
+    defaults: tuple[float, float, float] | None = None,
 ) -> tuple[float, float]:
     """Per-frame ``(min_pixels, max_pixels)`` for a clip of ``nframes`` frames, as qwen-vl-utils.
 
     The clip budget ``total_pixels`` (default ``128000 * factor² * 0.9``) is spread over the
     frames counted in temporal pairs: ``max = max(min(768·f², total / nframes * 2),
     int(min * 1.05))``; a ``max_pixels`` from the element can only lower it (a higher one is
-    logged and ignored). ``min`` defaults to ``128·f²``.
+    logged and ignored). ``min`` defaults to ``128·f²``. ``defaults`` replaces the three
+    defaults (per-frame min, per-frame max, clip total): a
+    :class:`~vlprep.presets.Preset`'s ``video_min_pixels``, ``video_max_pixels`` and
+    ``video_total_pixels`` (:func:`vlprep.planning.video_target_size` passes them).
     """
     if nframes < 1:
         raise InvalidInputError(f"nframes must be >= 1, got {nframes}")
-    low = min_pixels if min_pixels is not None else VIDEO_MIN_TOKEN_NUM * factor * factor
-    total = total_pixels if total_pixels is not None else MODEL_SEQ_LEN * factor * factor * 0.9
-    high = max(
-        min(VIDEO_MAX_TOKEN_NUM * factor * factor, total / nframes * FRAME_FACTOR), int(low * 1.05)
-    )
+    if defaults is None:
+        square = factor * factor
+        defaults = (
+            VIDEO_MIN_TOKEN_NUM * square,
+            VIDEO_MAX_TOKEN_NUM * square,
+            MODEL_SEQ_LEN * square * 0.9,
+        )
+    default_low, ceiling, default_total = defaults
+    low = min_pixels if min_pixels is not None else default_low
+    total = total_pixels if total_pixels is not None else default_total
+    high = max(min(ceiling, total / nframes * FRAME_FACTOR), int(low * 1.05))
     if max_pixels is not None:
         if max_pixels > high:
             logger.warning(

@@ -1,7 +1,7 @@
 """``fetch_video``: one video element -> float32 ``(T, 3, H, W)`` frames, metadata, sample fps.
 
 Orchestration only: the element is parsed once (``specs``), the frames are planned before
-anything is decoded (``sampling``), the container bytes come from the one fetch path
+anything is decoded (``planning``), the container bytes come from the one fetch path
 (``sources``), only the planned frames are decoded (``decode.video``) and each frame is
 resized as it arrives (``tensors.resize_frame``) into a preallocated output.
 """
@@ -11,10 +11,9 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
-import os
 import threading
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import Any, BinaryIO, cast
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -28,42 +27,29 @@ from vlprep.decode.image import ImageOptions
 from vlprep.decode.video import (
     BackendChoice,
     BackendName,
-    FrameSeek,
-    VideoInput,
     VideoMetadata,
     VideoOptions,
     VideoReader,
     open_video,
 )
-from vlprep.errors import (
-    DecodeError,
-    InvalidInputError,
-    ResourceLimitError,
-    UnsupportedFormatError,
-    VlprepError,
-)
+from vlprep.errors import DecodeError, VlprepError
 from vlprep.image import PendingImage, open_pending
 from vlprep.limits import CallBudget, CallLimits, element_items
-from vlprep.sampling import (
-    FRAME_FACTOR,
-    FramePlan,
-    indices_at_times,
-    is_variable_rate,
-    plan_frames,
-    snap_to_keyframes,
-    video_frame_pixels,
+from vlprep.planning import (
+    plan_clip,
+    plan_frame_list,
+    qwen_vl_utils_preset,
+    refuse_stream_key,
+    stream_options,
+    video_plan_key,
+    video_target_size,
 )
-from vlprep.sizing import (
-    ceil_by_factor,
-    check_output_keys,
-    check_output_size,
-    check_patch_size,
-    image_pixel_bounds,
-    smart_resize,
-)
-from vlprep.sources import FetchPolicy, fetch, open_local_file
+from vlprep.presets import Preset
+from vlprep.sizing import check_patch_size
+from vlprep.sources import FetchPolicy, fetch
 from vlprep.specs import VideoSpec, parse_video_element
 from vlprep.tensors import FrameResizer, ResizeMode
+from vlprep.video_input import frames_from_array, opened_container, video_backend
 
 __all__ = [
     "FRAMES_SECONDS",
@@ -78,11 +64,6 @@ logger = logging.getLogger(__name__)
 
 MAX_LOAD_WORKERS = 8
 _DEFAULT_OPTIONS = VideoOptions()
-_QWEN_BACKENDS: dict[str, BackendName] = {
-    "decord": "decord",
-    "torchcodec": "torchcodec",
-    "torchvision": "pyav",  # qwen-vl-utils' torchvision reader decoded with PyAV
-}
 
 VideoResult = tuple[torch.Tensor, dict[str, Any], float]
 
@@ -94,49 +75,6 @@ when the backend reports them (PyAV and decord from the container's index, torch
 the frames it decoded); absent for frame lists. :func:`fetch_video` drops it:
 transformers builds ``VideoMetadata(**metadata)``, which refuses unknown keys.
 """
-
-
-def video_target_size(
-    spec: VideoSpec,
-    height: int,
-    width: int,
-    nframes: int,
-    factor: int,
-    *,
-    options: VideoOptions | None = None,
-) -> tuple[int, int]:
-    """Frame size for a clip of ``nframes`` frames of ``height x width``, as qwen-vl-utils.
-
-    ``resized_height``/``resized_width`` (both) win, snapped with the image bounds;
-    otherwise the per-frame budget of :func:`vlprep.sampling.video_frame_pixels`.
-
-    Raises:
-        ResourceLimitError: a frame above ``options.max_output_frame_pixels`` or the clip
-            (``nframes`` frames) above ``options.max_output_pixels``, from the keys or the
-            result, before anything is allocated.
-    """
-    options = options or _DEFAULT_OPTIONS
-    frame_limit = options.max_output_frame_pixels
-    setting = "VideoOptions.max_output_frame_pixels"
-    check_output_keys(spec, frame_limit, "video frame", setting)
-    if spec.resized_height is not None and spec.resized_width is not None:
-        image_low, image_high = image_pixel_bounds(factor)
-        size = smart_resize(spec.resized_height, spec.resized_width, factor, image_low, image_high)
-    else:
-        low, high = video_frame_pixels(
-            nframes, factor, spec.min_pixels, spec.max_pixels, spec.total_pixels
-        )
-        size = smart_resize(height, width, factor, low, high)
-    check_output_size(size, frame_limit, "video frame", setting)
-    area = size[0] * size[1]
-    if nframes * area > options.max_output_pixels:
-        raise ResourceLimitError(
-            f"the clip would be {nframes} frames of {size[0]}x{size[1]} = "
-            f"{nframes * area:,} output pixels, above the limit of "
-            f"{options.max_output_pixels:,} (VideoOptions.max_output_pixels); lower "
-            "nframes / fps / max_pixels / resized_* or raise the limit"
-        )
-    return size
 
 
 def _thread_split(options: VideoOptions) -> tuple[VideoOptions, int]:
@@ -165,119 +103,6 @@ def _thread_split(options: VideoOptions) -> tuple[VideoOptions, int]:
     return dataclasses.replace(options, decode_threads=decode_threads), resize_threads
 
 
-def _backend(options: VideoOptions) -> BackendName | None:
-    """The backend to ask for: the options, else qwen-vl-utils' env override (read now)."""
-    if options.backend != "auto":
-        return options.backend
-    forced = os.environ.get("FORCE_QWENVL_VIDEO_READER")
-    if not forced:
-        return None
-    if forced not in _QWEN_BACKENDS:
-        raise InvalidInputError(
-            f"FORCE_QWENVL_VIDEO_READER={forced[:20]!r} is not a known backend; "
-            f"valid: {sorted(_QWEN_BACKENDS)}"
-        )
-    return _QWEN_BACKENDS[forced]
-
-
-@contextlib.contextmanager
-def _opened_container(source: object, policy: FetchPolicy | None) -> Iterator[VideoInput]:
-    """The container of a video element, as the decoders take it; closed on exit.
-
-    A local path is opened once under the policy and decoded from that open file, never
-    reopened by path (the policy's checks hold for the file that is read). URLs and
-    ``data:`` URIs are fetched into bytes; bytes and file objects pass through.
-    """
-    if isinstance(source, str):
-        file = open_local_file(source, policy, "video")
-        if file is None:
-            yield fetch(source, policy, "video").data
-            return
-        with file:
-            yield file
-        return
-    if isinstance(source, (bytes, bytearray, memoryview)):
-        yield fetch(source, policy, "video").data
-        return
-    if callable(getattr(source, "read", None)):
-        yield cast(BinaryIO, source)
-        return
-    raise InvalidInputError(
-        f"unsupported video source of type {type(source).__name__}: give a path, URL, data "
-        "URI, bytes, a binary file object, a uint8 array/tensor or a list of frames"
-    )
-
-
-def plan_clip(
-    spec: VideoSpec,
-    meta: VideoMetadata,
-    factor: int,
-    seek: FrameSeek = "exact",
-    *,
-    options: VideoOptions | None = None,
-) -> tuple[FramePlan, list[int], tuple[int, int]]:
-    """What :func:`fetch_video` will decode from a container: plan, frame indices, frame size.
-
-    The frame plan of qwen-vl-utils' sampling; a variable-frame-rate clip is sampled by time
-    (a listed deviation) and the real indices reported. Shared with the header-only
-    estimates (:func:`vlprep.inspect`), so an estimate is the loader's own plan.
-
-    With ``seek="keyframe"`` each index moves to the nearest keyframe
-    (:func:`_keyframe_plan`): same count and frame size, the keyframes' indices, and the
-    plan's ``sample_fps`` rescaled to the time the keyframes span.
-
-    Raises:
-        InvalidInputError: a bad element for this clip (see :func:`plan_frames`).
-        UnsupportedFormatError: ``seek="keyframe"`` on a stream whose keyframes are unknown.
-    """
-    plan = plan_frames(
-        meta.total_frames,
-        meta.fps,
-        fps=spec.fps,
-        nframes=spec.nframes,
-        min_frames=spec.min_frames,
-        max_frames=spec.max_frames,
-        video_start=spec.video_start,
-        video_end=spec.video_end,
-    )
-    indices = list(plan.indices)
-    if meta.frame_times and is_variable_rate(meta.frame_times, meta.fps):
-        indices = indices_at_times(meta.frame_times, indices, meta.fps)
-    size = video_target_size(spec, meta.height, meta.width, len(indices), factor, options=options)
-    if seek == "keyframe":
-        indices, sample_fps = _keyframe_plan(indices, meta, plan.sample_fps)
-        plan = dataclasses.replace(plan, sample_fps=sample_fps)
-    return plan, indices, size
-
-
-def _keyframe_plan(
-    indices: list[int], meta: VideoMetadata, sample_fps: float
-) -> tuple[list[int], float]:
-    """Planned indices -> nearest keyframes, and the sample fps of the frames returned.
-
-    The plan's rate is ``n / clip * fps``; the returned frames span another stretch of
-    time, so the rate is scaled by planned span / returned span (times from
-    ``meta.frame_times``, else ``index / fps``). When either span is zero (a single
-    keyframe, a one-frame clip) there is nothing to measure and the plan's rate stays.
-    """
-    if not meta.keyframes:
-        raise UnsupportedFormatError(
-            "VideoOptions(seek='keyframe') needs the stream's keyframe positions, which this "
-            f"{meta.backend} stream does not provide; use seek='exact'"
-        )
-    times = meta.frame_times
-    snapped = snap_to_keyframes(indices, meta.keyframes, times)
-
-    def at(index: int) -> float:
-        return times[index] if times else index / meta.fps
-
-    planned = at(indices[-1]) - at(indices[0])
-    actual = at(snapped[-1]) - at(snapped[0])
-    if planned > 0 and actual > 0:
-        sample_fps *= planned / actual
-    return snapped, sample_fps
-
-
 def _resize_kernel(options: VideoOptions) -> ResizeMode:
     """The torch kernel for frames that no video decoder scaled (``"decoder"``: exact)."""
     return "fast" if options.resize == "fast" else "exact"
@@ -295,41 +120,21 @@ def _copy_frame(frame: np.ndarray, out: torch.Tensor) -> None:
     out.copy_(torch.from_numpy(frame).permute(2, 0, 1))
 
 
-def _stream_options(spec: VideoSpec, options: VideoOptions) -> VideoOptions:
-    """``options`` with the element's ``video_stream`` (when set) as ``stream``."""
-    if spec.video_stream is None or spec.video_stream == options.stream:
-        return options
-    return dataclasses.replace(options, stream=spec.video_stream)
-
-
-def _refuse_stream_key(spec: VideoSpec) -> None:
-    """Frame lists and arrays have no streams: refuse a ``video_stream`` key on them.
-
-    Raises:
-        InvalidInputError: ``spec.video_stream`` is set.
-    """
-    if spec.video_stream is not None:
-        raise InvalidInputError(
-            f"'video_stream' ({spec.video_stream}) picks a stream of a video file; a frame "
-            "list or array has none: drop the key"
-        )
-
-
 def _from_container(
     spec: VideoSpec,
-    factor: int,
+    preset: Preset,
     policy: FetchPolicy | None,
     options: VideoOptions,
     budget: CallBudget,
 ) -> VideoResult:
-    options, resize_threads = _thread_split(_stream_options(spec, options))
+    options, resize_threads = _thread_split(stream_options(spec, options))
     with (
-        _opened_container(spec.source, policy) as handle,
-        open_video(handle, options, backend=_backend(options)) as reader,
+        opened_container(spec.source, policy) as handle,
+        open_video(handle, options, backend=video_backend(options)) as reader,
     ):
         meta: VideoMetadata = reader.metadata
         plan, indices, (height, width) = plan_clip(
-            spec, meta, factor, options.seek, options=options
+            spec, meta, preset.factor, options.seek, options=options, preset=preset
         )
         budget.charge(len(indices) * height * width, "video")
         video = torch.empty((len(indices), 3, height, width), dtype=torch.float32)
@@ -379,25 +184,6 @@ def _frame_seconds(reader: VideoReader, indices: Sequence[int]) -> tuple[float, 
     return seconds(indices) if seconds is not None else None
 
 
-def _frames_from_array(value: Any) -> list[np.ndarray]:
-    arr = (
-        value.detach().cpu().numpy()
-        if type(value).__module__.startswith("torch")
-        else np.asarray(value)
-    )
-    if arr.dtype != np.uint8 or arr.ndim != 4:
-        raise InvalidInputError(
-            f"video arrays must be uint8 (T, H, W, C) or (T, C, H, W), got {arr.dtype} {arr.shape}"
-        )
-    if arr.shape[-1] not in (1, 3) and arr.shape[1] in (1, 3):
-        arr = arr.transpose(0, 2, 3, 1)
-    if arr.shape[-1] not in (1, 3) or 0 in arr.shape:
-        raise InvalidInputError(f"video arrays need 1 or 3 channels, got shape {arr.shape}")
-    if arr.shape[-1] == 1:
-        arr = np.repeat(arr, 3, axis=-1)
-    return list(arr)
-
-
 _WORKER_PIXELS = 1 << 21
 """Largest frame-list item (source pixels) decoded and resized on a pool worker.
 
@@ -418,10 +204,11 @@ def _frame_error(index: int, exc: VlprepError) -> VlprepError:
 def _from_frame_list(
     spec: VideoSpec,
     items: Sequence[object],
-    factor: int,
+    preset: Preset,
     policy: FetchPolicy | None,
     options: VideoOptions,
     *,
+    total: int,
     image_options: ImageOptions | None,
     budget: CallBudget,
 ) -> torch.Tensor:
@@ -435,7 +222,6 @@ def _from_frame_list(
     the ``(ceil_by_factor(n, 2), 3, h, w)`` video, padding not yet filled.
     """
     count = len(items)
-    total = ceil_by_factor(count, FRAME_FACTOR)
     kernel = _resize_kernel(options)
     sized = threading.Event()
     outputs: list[torch.Tensor] = []  # the video, once item 0 has sized it
@@ -444,7 +230,13 @@ def _from_frame_list(
         frame = np.asarray(pending.finish())
         if not index:
             height, width = video_target_size(
-                spec, frame.shape[0], frame.shape[1], total, factor, options=options
+                spec,
+                frame.shape[0],
+                frame.shape[1],
+                total,
+                preset.factor,
+                options=options,
+                preset=preset,
             )
             budget.charge(total * height * width, "frame-list video")
             outputs.append(torch.empty((total, 3, height, width), dtype=torch.float32))
@@ -494,37 +286,41 @@ def _from_frame_list(
 
 def _from_frames(
     spec: VideoSpec,
-    factor: int,
+    preset: Preset,
     policy: FetchPolicy | None,
     options: VideoOptions,
     image_options: ImageOptions | None,
     *,
     budget: CallBudget,
 ) -> VideoResult:
-    _refuse_stream_key(spec)
+    refuse_stream_key(spec)
     source = spec.source
     arrays: Sequence[object] = source if isinstance(source, (list, tuple)) else []
     if not isinstance(source, (list, tuple)):
-        arrays = _frames_from_array(source)
-    count = len(arrays)
-    if not count:
-        raise InvalidInputError("a frame-list video needs at least one frame")
-    if count > options.max_list_frames:
-        raise ResourceLimitError(
-            f"the video has {count} frames, above the limit of "
-            f"{options.max_list_frames} (VideoOptions.max_list_frames); subsample it first"
-        )
-    total = ceil_by_factor(count, FRAME_FACTOR)
-    sample_fps = spec.sample_fps if spec.sample_fps is not None else 2.0
-    raw_fps = spec.raw_fps if spec.raw_fps is not None else sample_fps
+        arrays = frames_from_array(source)
+    plan = plan_frame_list(spec, len(arrays), options)
+    count, total = plan.count, plan.total
     if isinstance(source, (list, tuple)):
         video = _from_frame_list(
-            spec, source, factor, policy, options, image_options=image_options, budget=budget
+            spec,
+            source,
+            preset,
+            policy,
+            options,
+            total=total,
+            image_options=image_options,
+            budget=budget,
         )
     else:  # an array or tensor: the frames are in memory already
         first = np.asarray(arrays[0])
         height, width = video_target_size(
-            spec, first.shape[0], first.shape[1], total, factor, options=options
+            spec,
+            first.shape[0],
+            first.shape[1],
+            total,
+            preset.factor,
+            options=options,
+            preset=preset,
         )
         budget.charge(total * height * width, "video")
         video = torch.empty((total, 3, height, width), dtype=torch.float32)
@@ -533,16 +329,16 @@ def _from_frames(
             resize(np.asarray(frame), video[k])
     video[count:] = video[count - 1]  # pad to an even count with the last frame
     metadata = {
-        "fps": raw_fps,
-        "frames_indices": list(range(total)),
-        "total_num_frames": total / sample_fps * raw_fps,
+        "fps": plan.raw_fps,
+        "frames_indices": list(plan.indices),
+        "total_num_frames": plan.clip_frames,
     }
-    return video, metadata, sample_fps
+    return video, metadata, plan.sample_fps
 
 
 def _load(
     spec: VideoSpec,
-    factor: int,
+    preset: Preset,
     policy: FetchPolicy | None,
     options: VideoOptions,
     image_options: ImageOptions | None,
@@ -551,14 +347,14 @@ def _load(
 ) -> VideoResult:
     source = spec.source
     if isinstance(source, (list, tuple)) or hasattr(source, "shape"):
-        return _from_frames(spec, factor, policy, options, image_options, budget=budget)
-    return _from_container(spec, factor, policy, options, budget)
+        return _from_frames(spec, preset, policy, options, image_options, budget=budget)
+    return _from_container(spec, preset, policy, options, budget)
 
 
 def _cached(
     cache: MediaCache,
     spec: VideoSpec,
-    factor: int,
+    preset: Preset,
     *,
     policy: FetchPolicy | None,
     options: VideoOptions,
@@ -575,17 +371,17 @@ def _cached(
         data = fetch(source, policy, "video").data
         digest = digest_bytes(data)
         spec_to_load = dataclasses.replace(spec, source=data)
-        backend: BackendName | None = _backend(options)
+        backend: BackendName | None = video_backend(options)
     elif hasattr(source, "shape") and not isinstance(source, (list, tuple)):
-        digest = digest_arrays(_frames_from_array(source))
+        digest = digest_arrays(frames_from_array(source))
         spec_to_load, backend = spec, None
     else:  # frame lists (each item would need fetching first) and file objects
-        return _load(spec, factor, policy, options, image_options, budget=budget)
+        return _load(spec, preset, policy, options, image_options, budget=budget)
     key = (
         "video",
         digest,
         dataclasses.replace(spec, source=None),  # every element key
-        factor,
+        video_plan_key(preset),  # the grid, video bounds and frame defaults the plan reads
         options,  # the whole options object: new fields are part of the key
         backend,  # FORCE_QWENVL_VIDEO_READER, read now
         image_options or ImageOptions(),
@@ -595,7 +391,7 @@ def _cached(
     def load() -> VideoResult:
         nonlocal loaded
         loaded = True
-        return _load(spec_to_load, factor, policy, options, image_options, budget=budget)
+        return _load(spec_to_load, preset, policy, options, image_options, budget=budget)
 
     result = cache.get_or_load(key, load, pack_video, unpack_video)
     if not loaded:
@@ -616,6 +412,7 @@ def fetch_video(
     backend: BackendChoice | None = None,
     cache: MediaCache | None = None,
     limits: CallLimits | None = None,
+    preset: Preset | None = None,
 ) -> Any:
     """Load the video of one message element, like qwen-vl-utils' ``fetch_video``.
 
@@ -628,7 +425,9 @@ def fetch_video(
             file object, a uint8 array/tensor ``(T, H, W, C)``/``(T, C, H, W)``, or a list of
             frames (anything an image element accepts).
         image_patch_size: 14 (Qwen2/2.5-VL) or 16 (Qwen3-VL); sides become multiples of
-            ``2 * image_patch_size``.
+            ``2 * image_patch_size``, and the defaults are qwen-vl-utils' (per frame
+            ``128·f²`` .. ``768·f²`` pixels, ``128000·f²·0.9`` a clip, 2 fps, 4 .. 768
+            frames: :func:`vlprep.planning.qwen_vl_utils_preset`). Ignored with ``preset``.
         return_video_sample_fps: also return the sample fps.
         return_video_metadata: return ``(video, metadata)``; metadata has ``fps`` (native),
             ``frames_indices`` (absolute), ``total_num_frames`` (clip length) and
@@ -647,6 +446,11 @@ def fetch_video(
             frame list counts one item per frame against ``max_items`` (checked before any
             fetch), the clip's output pixels count against ``max_total_pixels``, and every
             fetch (each frame of a frame list) gets the time left to ``deadline``.
+        preset: size and sample for this model configuration instead: the grid is
+            ``preset.factor``, and ``preset.video_min_pixels`` / ``video_max_pixels`` /
+            ``video_total_pixels`` / ``fps`` / ``min_frames`` / ``max_frames`` are the
+            defaults of the element keys (what :func:`vlprep.build_inputs` and
+            :func:`vlprep.inspect` use for the same preset).
 
     Returns:
         ``video`` — float32 tensor ``(T, 3, H, W)`` with integer values 0..255, T even —
@@ -666,6 +470,7 @@ def fetch_video(
         backend=backend,
         cache=cache,
         limits=limits,
+        preset=preset,
     )
     metadata.pop(FRAMES_SECONDS, None)  # not a transformers VideoMetadata field
     final: Any = (video, metadata) if return_video_metadata else video
@@ -684,6 +489,7 @@ def load_clip(
     backend: BackendChoice | None = None,
     cache: MediaCache | None = None,
     limits: CallLimits | None = None,
+    preset: Preset | None = None,
 ) -> VideoResult:
     """:func:`fetch_video`'s ``((video, metadata), sample_fps)`` as one tuple, with the times.
 
@@ -694,12 +500,13 @@ def load_clip(
     Returns:
         float32 ``(T, 3, H, W)`` frames, a fresh metadata dict, the sample fps.
     """
-    check_patch_size(image_patch_size)
+    if preset is None:
+        preset = qwen_vl_utils_preset(check_patch_size(image_patch_size))
     budget = CallBudget(limits)
     budget.check_items(element_items(ele))
     return fetch_video_item(
         ele,
-        image_patch_size * 2,
+        preset,
         policy=policy,
         options=options,
         image_options=image_options,
@@ -711,7 +518,7 @@ def load_clip(
 
 def fetch_video_item(
     ele: Mapping[str, Any],
-    factor: int,
+    preset: Preset | int,
     *,
     policy: FetchPolicy | None,
     options: VideoOptions | None,
@@ -720,8 +527,11 @@ def fetch_video_item(
     budget: CallBudget,
     backend: BackendChoice | None = None,
 ) -> VideoResult:
-    """One video element on the ``factor`` grid, within a call's budget: ``(video, metadata,
-    sample_fps)``.
+    """One video element sized and sampled for ``preset``, within a call's budget:
+    ``(video, metadata, sample_fps)``.
+
+    ``preset`` may be a grid factor (``2 * image_patch_size``), which stands for
+    :func:`vlprep.planning.qwen_vl_utils_preset` of that patch size (the drop-ins').
 
     What :func:`fetch_video` runs once its arguments are checked; the calls that load many
     items pass their shared :class:`vlprep.limits.CallBudget` (items already counted).
@@ -730,17 +540,19 @@ def fetch_video_item(
         As :func:`fetch_video`.
     """
     spec = parse_video_element(ele)
+    if not isinstance(preset, Preset):
+        preset = qwen_vl_utils_preset(preset // 2)
     options = options or _DEFAULT_OPTIONS
     if backend is not None:
         options = dataclasses.replace(options, backend=backend)
     with budget.timing():
         policy = budget.policy(policy)
         if cache is None:
-            return _load(spec, factor, policy, options, image_options, budget=budget)
+            return _load(spec, preset, policy, options, image_options, budget=budget)
         return _cached(
             cache,
             spec,
-            factor,
+            preset,
             policy=policy,
             options=options,
             image_options=image_options,

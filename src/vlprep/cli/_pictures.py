@@ -113,7 +113,7 @@ def draw(
     if estimate.kind == "image":
         picture = grid_image(fetch_image_for(element, preset, policy=policy), preset)
     else:
-        frames = fetch_video(element, preset.patch_size, policy=policy)
+        frames = fetch_video(element, preset.patch_size, preset=preset, policy=policy)
         picture = contact_sheet(frames, estimate)
     picture.save(path, format="PNG")
     return path

@@ -31,6 +31,7 @@ from vlprep.decode._sniff import sniff_format
 from vlprep.decode._structure import (
     check_jpeg_structure,
     check_png_structure,
+    png_late_exif,
     webp_canvas_size,
 )
 from vlprep.errors import (
@@ -431,6 +432,8 @@ def probe_header(data: bytes, options: ImageOptions | None = None) -> ImageHeade
     with quiet_pillow():
         image = open_checked(data, options, decoding=False)
         orientation = orientation_of(image) if options.exif_transpose else 1
+        if options.exif_transpose and image.format == "PNG":
+            orientation = _late_png_orientation(image, data, options, orientation)
         frames = _frames_hint(image)
     return ImageHeader(
         format=str(image.format),
@@ -440,6 +443,29 @@ def probe_header(data: bytes, options: ImageOptions | None = None) -> ImageHeade
         orientation=orientation,
         frames=frames,
     )
+
+
+def _late_png_orientation(
+    image: Image.Image, data: bytes, options: ImageOptions, orientation: int
+) -> int:
+    """The orientation a decode of this PNG applies, read from the header's bytes.
+
+    Pillow sees an ``eXIf`` chunk that follows the pixel data only once it loads them,
+    and :func:`finish` then applies it (unless EXIF came before the pixels: Pillow keeps
+    what it read first). ``data`` cut before ``IEND`` gives the header's answer.
+    """
+    if "exif" in image.info or "Raw profile type exif" in image.info:
+        return orientation
+    late, _ = png_late_exif(data, options.max_png_chunks)
+    if late is None:
+        return orientation
+    try:
+        exif = Image.Exif()
+        exif.load(late)
+        value = exif.get(_ORIENTATION_TAG, 1)
+    except _DECODER_ERRORS:
+        return orientation
+    return value if isinstance(value, int) and value in _TRANSPOSE else orientation
 
 
 def _frames_hint(image: Image.Image) -> int:

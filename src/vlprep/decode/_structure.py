@@ -23,7 +23,12 @@ import struct
 
 from vlprep.errors import ResourceLimitError
 
-__all__ = ["check_jpeg_structure", "check_png_structure", "webp_canvas_size"]
+__all__ = [
+    "check_jpeg_structure",
+    "check_png_structure",
+    "png_late_exif",
+    "webp_canvas_size",
+]
 
 # 0xFF followed by a marker code: neither a stuffed zero nor another fill byte. Inside
 # entropy-coded data restart markers (RST0-7) belong to the scan, as libjpeg reads them.
@@ -137,6 +142,36 @@ def check_png_structure(data: bytes, max_chunks: int) -> None:
         elif kind == b"fcTL" and animated and seen_pixels:
             return
         pos += 12 + length
+
+
+def png_late_exif(data: bytes, max_chunks: int) -> tuple[bytes | None, bool]:
+    """The last ``eXIf`` chunk after a PNG's pixel data, and whether the walk reached ``IEND``.
+
+    Pillow reads the chunks that follow ``IDAT`` only when it loads the pixels, so a
+    header probe misses an ``eXIf`` placed there while a decode applies it. This walk finds
+    it without decoding: chunk headers only, ``IDAT`` skipped by its length, at most
+    ``max_chunks`` chunks (:func:`check_png_structure` has refused longer files).
+
+    Returns:
+        ``(payload, complete)``: the chunk's data (``None`` when there is none) and
+        ``False`` when ``data`` ended before ``IEND`` (a prefix of the file: read more).
+    """
+    size = len(data)
+    pos, chunks, found = 8, 0, None
+    seen_pixels = False
+    while pos + _PNG_CHUNK.size <= size and chunks < max_chunks:
+        length, kind = _PNG_CHUNK.unpack_from(data, pos)
+        chunks += 1
+        if kind == b"IEND":
+            return found, True
+        if kind == b"IDAT":
+            seen_pixels = True
+        elif kind == b"eXIf" and seen_pixels:
+            if pos + 8 + length > size:
+                return found, False
+            found = bytes(data[pos + 8 : pos + 8 + length])
+        pos += 12 + length
+    return found, chunks >= max_chunks
 
 
 def webp_canvas_size(data: bytes) -> tuple[int, int] | None:

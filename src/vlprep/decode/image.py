@@ -36,6 +36,7 @@ from vlprep.decode._pillow import (
     quiet_pillow,
     to_rgb,
 )
+from vlprep.decode._sniff import sniff_format
 
 __all__ = [
     "DEFAULT_FORMATS",
@@ -50,6 +51,7 @@ __all__ = [
     "orient_and_convert",
     "orientation_of",
     "probe_header",
+    "sniff_format",
     "to_rgb",
 ]
 

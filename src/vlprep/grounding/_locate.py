@@ -14,13 +14,14 @@ from typing import Any
 
 from PIL import Image
 
-from vlprep.decode.image import ImageOptions, decode_image, orientation_of, probe_header
+from vlprep.decode.image import ImageOptions
 from vlprep.errors import InvalidInputError
 from vlprep.grounding._text import parse_json, parse_plain, parse_tokens
 from vlprep.grounding._types import Box, Family, Item, OnError, Point, Space, TextFormat
-from vlprep.image import image_target_size, load_image
+from vlprep.image import HEADER_PREFIX, read_header
+from vlprep.planning import image_target_size, upright_size
 from vlprep.presets import Preset, as_family, resolve_family
-from vlprep.sources import FetchPolicy, fetch
+from vlprep.sources import FetchPolicy
 from vlprep.specs import parse_image_element
 
 __all__ = [
@@ -189,26 +190,6 @@ def to_original(
     return out
 
 
-def _upright_size(
-    source: object, policy: FetchPolicy | None, options: ImageOptions
-) -> tuple[int, int]:
-    if isinstance(source, Image.Image):
-        if options.exif_transpose and source.format == "PNG":
-            source.load()  # a late eXIf chunk is read with the pixels, as load_image does
-        swap = options.exif_transpose and orientation_of(source) in (5, 6, 7, 8)
-        return (source.width, source.height) if swap else (source.height, source.width)
-    if isinstance(source, (str, bytes, bytearray, memoryview)):
-        data = fetch(source, policy, "image").data
-        header = probe_header(data, options)
-        if header.format != "PNG" or not options.exif_transpose:
-            return header.display_size
-        # A PNG may carry its eXIf chunk after the pixels: only a decode sees it.
-        image = decode_image(data, options)
-        return image.height, image.width
-    image = load_image(source, policy=policy, options=options)
-    return image.height, image.width
-
-
 def image_sizes(
     element: Mapping[str, Any],
     preset: Preset,
@@ -237,7 +218,8 @@ def image_sizes(
     if image is not None:
         original = (image.height, image.width)
     else:
-        original = _upright_size(spec.source, policy, options)
+        found = read_header(spec.source, policy=policy, options=options, prefix=HEADER_PREFIX)
+        original = upright_size(found, options.exif_transpose)
     bounds = (preset.image_min_pixels, preset.image_max_pixels)
     resized = image_target_size(
         spec,

@@ -46,6 +46,7 @@ __all__ = [
     "open_video",
     "probe_video",
     "resolve_backend",
+    "sniff_container",
 ]
 
 logger = logging.getLogger(__name__)
