@@ -14,14 +14,13 @@ URLs are refused up front.
 
 from __future__ import annotations
 
-import importlib
 import logging
 import os
 from typing import BinaryIO
 
-from vlprep.decode.video._source import OpenedSource, open_source, read_head, sniff_container
+from vlprep.decode.video._backends import available_backends, open_in_process, resolve_backend
+from vlprep.decode.video._source import open_source, sniff_container
 from vlprep.decode.video._types import (
-    BACKEND_NAMES,
     DECODER_RESIZE_BACKENDS,
     BackendChoice,
     BackendName,
@@ -31,7 +30,7 @@ from vlprep.decode.video._types import (
     VideoOptions,
     VideoReader,
 )
-from vlprep.errors import BackendUnavailableError, InvalidInputError
+from vlprep.errors import InvalidInputError
 
 __all__ = [
     "BackendChoice",
@@ -52,68 +51,7 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 _DEFAULT_OPTIONS = VideoOptions()
-_MODULES: dict[str, str] = {"pyav": "av", "decord": "decord", "torchcodec": "torchcodec"}
-_INSTALL: dict[str, str] = {
-    "pyav": "pip install 'vlprep[video]'",
-    "decord": "pip install 'vlprep[decord]'",
-    "torchcodec": "pip install torchcodec (it also needs the FFmpeg shared libraries)",
-}
-
 VideoInput = bytes | bytearray | memoryview | BinaryIO | str | os.PathLike[str]
-
-
-def _importable(name: BackendName) -> bool:
-    """Whether the backend's module imports (torchcodec: and its FFmpeg libraries load)."""
-    try:
-        if name == "torchcodec":
-            importlib.import_module("torchcodec.decoders")
-            # torchcodec imports without FFmpeg; it then reports no FFmpeg version.
-            if getattr(importlib.import_module("torchcodec"), "ffmpeg_major_version", 0) is None:
-                return False
-        else:
-            importlib.import_module(_MODULES[name])
-    except Exception:  # ImportError, OSError or RuntimeError from missing shared libraries
-        logger.debug("video backend %s is not usable", name, exc_info=True)
-        return False
-    return True
-
-
-def available_backends() -> list[BackendName]:
-    """The backends that import in this environment, in ``"auto"`` preference order."""
-    order: tuple[BackendName, ...] = ("pyav", "torchcodec", "decord")
-    return [name for name in order if _importable(name)]
-
-
-def resolve_backend(
-    options: VideoOptions | None = None, backend: BackendName | None = None
-) -> BackendName:
-    """The backend a call would use: ``backend``, else ``options.backend``, else auto.
-
-    Raises:
-        InvalidInputError: an unknown backend name.
-        BackendUnavailableError: the requested backend (or, for ``"auto"``, every
-            backend) is not installed; the message names what to install.
-    """
-    choice: BackendChoice = (
-        backend if backend is not None else (options or _DEFAULT_OPTIONS).backend
-    )
-    if choice == "auto":
-        auto_order: tuple[BackendName, ...] = ("pyav", "torchcodec", "decord")
-        for name in auto_order:
-            if _importable(name):
-                return name
-        raise BackendUnavailableError(
-            "no video backend is installed; install PyAV with: pip install 'vlprep[video]'"
-        )
-    if choice not in BACKEND_NAMES:
-        raise InvalidInputError(
-            f"video backend must be one of {['auto', *BACKEND_NAMES]}, got {str(choice)[:32]!r}"
-        )
-    if not _importable(choice):
-        raise BackendUnavailableError(
-            f"video backend {choice!r} is not available; install it with: {_INSTALL[choice]}"
-        )
-    return choice
 
 
 def open_video(
@@ -157,25 +95,10 @@ def open_video(
             from vlprep.decode.video._isolated import IsolatedReader
 
             return IsolatedReader(opened, options, name)
-        return _open_with(name, opened, options)
+        return open_in_process(name, opened, options)
     except BaseException:
         opened.close()
         raise
-
-
-def _open_with(name: BackendName, opened: OpenedSource, options: VideoOptions) -> VideoReader:
-    kind = sniff_container(read_head(opened.file))
-    if name == "pyav":
-        from vlprep.decode.video._pyav import PyAVReader
-
-        return PyAVReader(opened, kind, options)
-    if name == "decord":
-        from vlprep.decode.video._decord import DecordReader
-
-        return DecordReader(opened, options)
-    from vlprep.decode.video._torchcodec import TorchCodecReader
-
-    return TorchCodecReader(opened, options)
 
 
 def probe_video(

@@ -175,7 +175,8 @@ def _error(exc: BaseException, memory: int) -> dict[str, Any]:
 def _child_main() -> None:  # pragma: no cover - runs in the child, exercised by tests
     import importlib
 
-    from vlprep.decode.video import open_video, resolve_backend
+    from vlprep.decode.video._backends import open_in_process, resolve_backend
+    from vlprep.decode.video._source import open_source
 
     stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
     sys.stdout = sys.stderr  # nothing else may write to the reply pipe
@@ -189,7 +190,8 @@ def _child_main() -> None:  # pragma: no cover - runs in the child, exercised by
         name = resolve_backend(options)
         importlib.import_module(f"vlprep.decode.video._{name}")
         limit_memory(memory)
-        reader = open_video(data if fd is None else os.fdopen(fd, "rb"), options)
+        opened = open_source(data if fd is None else os.fdopen(fd, "rb"))
+        reader = open_in_process(name, opened, options)
     except BaseException as exc:
         child_send(stdout, _error(exc, memory))
         return
