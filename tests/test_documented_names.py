@@ -1,0 +1,84 @@
+"""Every name the README, docs and examples import from vlprep is exported where they import it.
+
+A documented ``from vlprep.x import y`` is a promise: ``y`` must be in ``vlprep.x.__all__``
+(so it is public there, not an accident of that module's own imports), and
+``vlprep.x`` must be a module users may name. Read with ``ast`` from the fenced Python blocks
+of the Markdown files and from the example scripts.
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib
+import re
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+_FENCE = re.compile(r"^```(?:python|py)\n(.*?)^```", re.S | re.M)
+
+
+def _sources() -> list[tuple[str, str]]:
+    found = []
+    for path in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]:
+        for n, block in enumerate(_FENCE.findall(path.read_text())):
+            found.append((f"{path.relative_to(ROOT)} block {n + 1}", block))
+    for path in sorted((ROOT / "examples").glob("*.py")):
+        found.append((str(path.relative_to(ROOT)), path.read_text()))
+    return found
+
+
+def _imports(code: str) -> list[tuple[str, str | None]]:
+    """``(module, name)`` for each vlprep import; ``name`` None for ``import vlprep.x``."""
+    try:
+        tree = ast.parse(code)
+    except SyntaxError:  # a fragment with "..." placeholders: read its import lines alone
+        lines = [line for line in code.splitlines() if line.startswith(("from vlprep", "import vlprep"))]
+        tree = ast.parse("\n".join(lines))
+    out: list[tuple[str, str | None]] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "vlprep":
+            out.extend((node.module or "", alias.name) for alias in node.names)
+        elif isinstance(node, ast.Import):
+            out.extend((a.name, None) for a in node.names if a.name.split(".")[0] == "vlprep")
+    return out
+
+
+DOCUMENTED = sorted({(module, name) for _, code in _sources() for module, name in _imports(code)}, key=str)
+
+
+def test_the_docs_import_something() -> None:
+    assert len(DOCUMENTED) > 20  # the scan finds the documented imports at all
+
+
+def check_exported(module: str, name: str | None) -> None:
+    imported = importlib.import_module(module)
+    if name is None or _is_submodule(module, name):
+        return  # import vlprep.x, or from vlprep import grounding: a documented module
+    exported = getattr(imported, "__all__", None)
+    assert exported is not None, f"{module} has no __all__ but the docs import {name} from it"
+    assert name in exported, f"the docs import {name} from {module}, which does not export it"
+
+
+@pytest.mark.parametrize(("module", "name"), DOCUMENTED, ids=[f"{m}:{n}" for m, n in DOCUMENTED])
+def test_documented_name_is_exported(module: str, name: str | None) -> None:
+    check_exported(module, name)
+
+
+def test_an_unexported_name_fails() -> None:
+    # smart_resize is public in vlprep and vlprep.sizing, not in vlprep.image
+    assert "smart_resize" not in importlib.import_module("vlprep.image").__all__
+    with pytest.raises(AssertionError, match="does not export"):
+        check_exported("vlprep.image", "smart_resize")
+    assert _imports("from vlprep.image import (\n    smart_resize,\n)\n...") == [
+        ("vlprep.image", "smart_resize")
+    ]
+
+
+def _is_submodule(module: str, name: str) -> bool:
+    try:
+        importlib.import_module(f"{module}.{name}")
+    except ImportError:
+        return False
+    return True
