@@ -19,7 +19,13 @@ from PIL import Image
 from vlprep.decode.image import ImageHeader, ImageOptions, orientation_of
 from vlprep.decode.video import FrameSeek, VideoMetadata, VideoOptions
 from vlprep.errors import InvalidInputError, ResourceLimitError, UnsupportedFormatError
-from vlprep.presets import QWEN2_5_VL, QWEN3_VL, Preset
+from vlprep.presets import (
+    DEFAULT_FAMILY,
+    QWEN2_5_VL,
+    QWEN3_VL,
+    Preset,
+    with_qwen_vl_utils_video,
+)
 from vlprep.sampling import (
     FRAME_FACTOR,
     FramePlan,
@@ -147,13 +153,13 @@ def qwen_vl_utils_preset(image_patch_size: int) -> Preset:
     for preset in (QWEN2_5_VL, QWEN3_VL):
         if preset.patch_size == image_patch_size and preset.merge_size == 2:
             return preset
-    factor = image_patch_size * 2
-    return Preset(
-        name=f"qwen-vl-utils-patch{image_patch_size}",
-        patch_size=image_patch_size,
-        video_min_pixels=128 * factor * factor,
-        video_max_pixels=768 * factor * factor,
-        video_total_pixels=int(128000 * factor * factor * 0.9),
+    # qwen-vl-utils sizes by patch size alone; the family only names the default's.
+    return with_qwen_vl_utils_video(
+        Preset(
+            name=f"qwen-vl-utils-patch{image_patch_size}",
+            family=DEFAULT_FAMILY,
+            patch_size=image_patch_size,
+        )
     )
 
 

@@ -34,6 +34,7 @@ __all__ = [
     "get_preset",
     "preset_from_processor",
     "resolve_family",
+    "with_qwen_vl_utils_video",
 ]
 
 Family: TypeAlias = Literal["qwen2-vl", "qwen2.5-vl", "qwen3-vl"]
@@ -563,6 +564,13 @@ def preset_from_processor(processor: object) -> Preset:
             "preset_from_processor takes a processor object; use Preset.from_pretrained for "
             "a checkpoint directory"
         )
+    return with_qwen_vl_utils_video(Preset.from_pretrained(processor))
+
+
+def with_qwen_vl_utils_video(preset: Preset) -> Preset:
+    """``preset`` with qwen-vl-utils' default video bounds and frame limits for its factor
+    ``f``: ``128·f²`` .. ``768·f²`` per frame, clip budget ``128000·f²·0.9``, 2 fps,
+    4 .. 768 frames (the module constants of :mod:`vlprep.sampling`)."""
     from vlprep.sampling import (
         FPS,
         FPS_MAX_FRAMES,
@@ -572,7 +580,6 @@ def preset_from_processor(processor: object) -> Preset:
         VIDEO_MIN_TOKEN_NUM,
     )
 
-    preset = Preset.from_pretrained(processor)
     area = preset.factor * preset.factor
     return preset.replace(
         video_min_pixels=VIDEO_MIN_TOKEN_NUM * area,
