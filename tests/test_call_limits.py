@@ -200,20 +200,14 @@ def test_items_not_started_by_the_deadline_are_refused() -> None:
         budget.policy(policy)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known gap (docs/security.md, cost budget): a frame list's large frames fetched "
-    "before CallLimits.deadline (up to the pool's window, 16) are still decoded and resized "
-    "one by one after it",
-)
 def test_no_frame_list_decode_starts_after_the_call_deadline(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # Each frame-list frame counts as an item, and the deadline refuses "items not started
     # by then". Frames above _WORKER_PIXELS are fetched by the pool but decoded by the
-    # calling thread, in order, with no deadline check between: measured with 24 copies of
-    # a 9400x9400 PNG and deadline=1.0, the call raised after 57 s (16 frames decoded and
-    # resized after the deadline); under the strict recipe each may take decode_timeout.
+    # calling thread, in order: before the fix there was no deadline check between them
+    # (24 copies of a 9400x9400 PNG with deadline=1.0 raised after 57 s, 16 frames decoded
+    # and resized after the deadline); now no decode starts after it.
     uri = "data:image/png;base64," + base64.b64encode(encode(photo(32, 32), "PNG")).decode()
     monkeypatch.setattr(video_module, "_WORKER_PIXELS", 0)  # every frame is a "large" one
     opened = video_module.open_pending

@@ -194,6 +194,18 @@ class CallBudget:
         left = self.remaining()
         return left is not None and left <= 0
 
+    def check_deadline(self, before: str) -> None:
+        """Refuse to start more work (``before`` names it) once the call deadline has passed.
+
+        For work that no fetch deadline covers, such as decoding bytes already fetched.
+
+        Raises:
+            FetchTimeoutError: the call deadline has passed.
+        """
+        left = self.remaining()
+        if left is not None and left <= 0:
+            raise self._expired(f"before {before} ({-left:.2f} s ago)")
+
     def policy(self, policy: FetchPolicy | None) -> FetchPolicy | None:
         """``policy`` with its deadlines cut to the time left, for an item starting now.
 

@@ -227,6 +227,8 @@ def _from_frame_list(
     outputs: list[torch.Tensor] = []  # the video, once item 0 has sized it
 
     def decode_into(index: int, pending: PendingImage) -> None:
+        # Fetched before the deadline, decoded after it? No: a decode is the costly part.
+        budget.check_deadline(f"decoding frame-list item {index}")
         frame = np.asarray(pending.finish())
         if not index:
             height, width = video_target_size(
