@@ -45,6 +45,7 @@ from vlprep.planning import (
     video_target_size,
 )
 from vlprep.presets import Preset
+from vlprep.sampling import FramePlan
 from vlprep.sizing import check_patch_size
 from vlprep.sources import FetchPolicy, fetch
 from vlprep.specs import VideoSpec, parse_video_element
@@ -56,7 +57,9 @@ __all__ = [
     "fetch_video",
     "fetch_video_item",
     "load_clip",
+    "load_planned_clip",
     "plan_clip",
+    "probe_clip",
     "video_target_size",
 ]
 
@@ -120,21 +123,31 @@ def _copy_frame(frame: np.ndarray, out: torch.Tensor) -> None:
     out.copy_(torch.from_numpy(frame).permute(2, 0, 1))
 
 
+ClipPlan = tuple[FramePlan, list[int], tuple[int, int]]
+"""What :func:`vlprep.planning.plan_clip` returns: frame plan, indices, frame size."""
+
+
 def _from_container(
     spec: VideoSpec,
     preset: Preset,
     policy: FetchPolicy | None,
     options: VideoOptions,
     budget: CallBudget,
+    *,
+    planned: ClipPlan | None = None,
 ) -> VideoResult:
+    """Decode the planned frames of a container; ``planned`` replaces the plan computed
+    from its metadata (a :class:`vlprep.plans.Plan` replayed)."""
     options, resize_threads = _thread_split(stream_options(spec, options))
     with (
         opened_container(spec.source, policy) as handle,
         open_video(handle, options, backend=video_backend(options)) as reader,
     ):
         meta: VideoMetadata = reader.metadata
-        plan, indices, (height, width) = plan_clip(
-            spec, meta, preset.factor, options.seek, options=options, preset=preset
+        plan, indices, (height, width) = (
+            plan_clip(spec, meta, preset.factor, options.seek, options=options, preset=preset)
+            if planned is None
+            else planned
         )
         budget.charge(len(indices) * height * width, "video")
         video = torch.empty((len(indices), 3, height, width), dtype=torch.float32)
@@ -182,6 +195,48 @@ def _frame_seconds(reader: VideoReader, indices: Sequence[int]) -> tuple[float, 
         return tuple(times[i] - times[0] for i in indices)
     seconds = getattr(reader, "decoded_seconds", None)  # ReaderBase's; a custom reader may lack it
     return seconds(indices) if seconds is not None else None
+
+
+def probe_clip(
+    spec: VideoSpec,
+    preset: Preset,
+    policy: FetchPolicy | None,
+    options: VideoOptions,
+) -> tuple[VideoMetadata, ClipPlan, tuple[float, ...] | None]:
+    """Open a container and plan it as :func:`fetch_video` would, decoding no frame.
+
+    Returns the container metadata, :func:`vlprep.planning.plan_clip`'s plan, and the
+    sampled frames' times where the container's index gives them (``None`` otherwise:
+    torchcodec knows them only once decoded).
+    """
+    options = stream_options(spec, options)
+    with (
+        opened_container(spec.source, policy) as handle,
+        open_video(handle, options, backend=video_backend(options)) as reader,
+    ):
+        meta: VideoMetadata = reader.metadata
+        planned = plan_clip(spec, meta, preset.factor, options.seek, options=options, preset=preset)
+        times = meta.frame_times
+        seconds = tuple(times[i] - times[0] for i in planned[1]) if times else None
+    return meta, planned, seconds
+
+
+def load_planned_clip(
+    spec: VideoSpec,
+    planned: ClipPlan,
+    preset: Preset,
+    *,
+    policy: FetchPolicy | None,
+    options: VideoOptions | None,
+    budget: CallBudget,
+) -> VideoResult:
+    """Decode exactly ``planned``'s frames of a container at its size (a plan's replay).
+
+    Never cached: a cache entry is keyed by the element, not by a plan.
+    """
+    return _from_container(
+        spec, preset, policy, options or _DEFAULT_OPTIONS, budget, planned=planned
+    )
 
 
 _WORKER_PIXELS = 1 << 21
