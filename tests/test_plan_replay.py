@@ -265,3 +265,32 @@ def test_from_json_names_the_bad_field(root: Path, edit: Any, named: str) -> Non
 def test_from_json_refuses_non_plans(text: str) -> None:
     with pytest.raises(InvalidInputError, match="plan"):
         Plan.from_json(text)
+
+
+def test_in_memory_images_and_keyframe_seek_replay(root: Path) -> None:
+    """Images given as a PIL image or an array (digest of their pixels), and a video
+    planned with ``seek="keyframe"``, replay bit for bit too."""
+    from PIL import Image
+
+    processor = load_processor("qwen2.5-vl", root)
+    array = torch.randint(0, 255, (90, 130, 3), dtype=torch.uint8).numpy()
+    with Image.open(IMAGES / "hopper_orientation_6.jpg") as opened:
+        conversation = [
+            {
+                "role": "user",
+                "content": [
+                    {"type": "image", "image": opened},
+                    {"type": "image", "image": array},
+                    {"type": "video", "video": str(VIDEOS / "nasa_13013.mp4")},
+                ],
+            }
+        ]
+        options = VideoOptions(seek="keyframe")
+        plan = Plan.from_json(vlprep.plan(conversation, processor, video_options=options).to_json())
+        expected = vlprep.build_inputs(conversation, processor, video_options=options)
+        replayed = vlprep.build_inputs(conversation, processor, plan=plan, video_options=options)
+    assert expected.keys() == replayed.keys()
+    for key, value in expected.items():
+        assert torch.equal(replayed[key], value), key
+    with pytest.raises(InvalidInputError, match="video_seek"):
+        vlprep.build_inputs(conversation, processor, plan=plan)
