@@ -150,6 +150,7 @@ def qwen_vl_utils_preset(image_patch_size: int) -> Preset:
     factor = image_patch_size * 2
     return Preset(
         name=f"qwen-vl-utils-patch{image_patch_size}",
+        family="qwen2-vl",  # what Preset guessed for a patch size other than 16
         patch_size=image_patch_size,
         video_min_pixels=128 * factor * factor,
         video_max_pixels=768 * factor * factor,
