@@ -218,11 +218,37 @@ def test_replay_uses_the_planned_size(root: Path) -> None:
     assert out["image_grid_thw"].tolist() == [[1, 4, 6]]
 
 
-def test_frame_lists_are_not_planned(root: Path) -> None:
-    processor = load_processor("qwen2-vl", root)
-    frames = [str(IMAGES / "hopper.jpg")] * 4
-    with pytest.raises(InvalidInputError, match="frame list or array"):
-        vlprep.plan([{"role": "user", "content": [{"type": "video", "video": frames}]}], processor)
+def test_frame_lists_and_arrays_replay(root: Path, tmp_path: Path) -> None:
+    """Frame-list and array videos: planned from the first frame, replayed bit for bit,
+    a changed frame refused; a file object cannot be hashed without reading it."""
+    processor = load_processor("qwen3-vl", root)
+    frames = [str(tmp_path / f"{i}.jpg") for i in range(3)]
+    for path, name in zip(frames, ["hopper.jpg", "hopper_gray.jpg", "flower2.jpg"], strict=True):
+        shutil.copy(IMAGES / name, path)
+    array = torch.randint(0, 255, (5, 3, 60, 90), dtype=torch.uint8)
+    conversation = [
+        {
+            "role": "user",
+            "content": [
+                {"type": "video", "video": frames, "sample_fps": 3},
+                {"type": "video", "video": array},
+            ],
+        }
+    ]
+    plan = Plan.from_json(vlprep.plan(conversation, processor).to_json())
+    assert [e.backend for e in plan.elements] == ["frames", "frames"]
+    expected = vlprep.build_inputs(conversation, processor)
+    replayed = vlprep.build_inputs(conversation, processor, plan=plan)
+    for key, value in expected.items():
+        assert torch.equal(replayed[key], value), key
+    shutil.copy(IMAGES / "flower.webp", frames[2])
+    with pytest.raises(InvalidInputError, match="changed since the plan was made"):
+        vlprep.build_inputs(conversation, processor, plan=plan)
+    with (
+        (VIDEOS / "h265_video.mp4").open("rb") as handle,
+        pytest.raises(InvalidInputError, match="file object"),
+    ):
+        vlprep.plan([{"role": "user", "content": [{"type": "video", "video": handle}]}], processor)
 
 
 def _valid_json(root: Path) -> dict[str, Any]:

@@ -14,6 +14,7 @@ changed since the plan was made is refused, never silently preprocessed differen
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import logging
 import math
@@ -28,20 +29,21 @@ from PIL import Image
 
 from vlprep._numbers import shown
 from vlprep._version import __version__
-from vlprep.cache import digest_bytes
+from vlprep.cache import digest_arrays, digest_bytes
 from vlprep.decode.image import ImageOptions
 from vlprep.decode.video import VideoOptions
 from vlprep.errors import InvalidInputError
 from vlprep.image import image_content, load_image_at, read_header
 from vlprep.limits import CallBudget
 from vlprep.messages import Conversation, as_conversations, extract_vision_info
-from vlprep.planning import image_target_size, upright_size
+from vlprep.planning import image_target_size, plan_frame_list, upright_size, video_target_size
 from vlprep.presets import Preset, get_preset, preset_from_processor
 from vlprep.sampling import FramePlan
 from vlprep.sizing import count_tokens
 from vlprep.sources import FetchPolicy, fetch
-from vlprep.specs import element_kind, parse_image_element, parse_video_element
-from vlprep.video import FRAMES_SECONDS, load_planned_clip, probe_clip
+from vlprep.specs import VideoSpec, element_kind, parse_image_element, parse_video_element
+from vlprep.video import FRAMES_SECONDS, load_planned_clip, load_planned_frames, probe_clip
+from vlprep.video_input import frames_from_array
 
 __all__ = ["PLAN_FORMAT", "ElementPlan", "Plan", "check_replay", "load_planned", "plan"]
 
@@ -71,11 +73,14 @@ class ElementPlan:
         tokens: vision tokens, ``t * h * w / merge_size**2``.
         indices: a video's sampled frame indices (``frames_indices``); ``None`` for images.
         sample_fps: frames per second of the sampled sequence (video).
-        clip_frames: frames in the clip (``total_num_frames``; video).
-        fps: the stream's frame rate as the container reports it (video).
+        clip_frames: frames in the clip (``total_num_frames``; video; a frame list's may
+            be fractional, ``total / sample_fps * raw_fps``).
+        fps: the stream's frame rate as the container reports it (a frame list's
+            ``raw_fps``; video).
         seconds: the sampled frames' times from the first frame, where the container's
             index gives them without decoding (video; ``None`` otherwise).
-        backend: the video decoder that read the container (video).
+        backend: the video decoder that read the container; ``"frames"`` for a frame
+            list or array (video).
     """
 
     kind: Kind
@@ -85,7 +90,7 @@ class ElementPlan:
     tokens: int
     indices: tuple[int, ...] | None = None
     sample_fps: float | None = None
-    clip_frames: int | None = None
+    clip_frames: float | None = None
     fps: float | None = None
     seconds: tuple[float, ...] | None = None
     backend: str | None = None
@@ -267,7 +272,7 @@ def _element(value: Any, where: str) -> ElementPlan:
         tokens,
         indices=_ints(_key(obj, "indices", where), f"{where}.indices"),
         sample_fps=float(_typed(_key(obj, "sample_fps", where), float, f"{where}.sample_fps")),
-        clip_frames=_typed(_key(obj, "clip_frames", where), int, f"{where}.clip_frames"),
+        clip_frames=_typed(_key(obj, "clip_frames", where), float, f"{where}.clip_frames"),
         fps=float(_typed(_key(obj, "fps", where), float, f"{where}.fps")),
         seconds=seconds,
         backend=_typed(_key(obj, "backend", where), str, f"{where}.backend"),
@@ -333,13 +338,30 @@ def _settings(
     }
 
 
+def _is_frames(source: object) -> bool:
+    """A frame list or array video (as :mod:`vlprep.video` dispatches), not a container."""
+    return isinstance(source, (list, tuple)) or hasattr(source, "shape")
+
+
 def _container_bytes(source: object, policy: FetchPolicy | None) -> bytes:
     if isinstance(source, (str, bytes, bytearray, memoryview)):
         return fetch(source, policy, "video").data
     raise InvalidInputError(
-        "a plan covers video files (a path, file:// or http(s) URL, data: URI or bytes); "
-        f"a video given as {type(source).__name__} (a frame list or array) cannot be planned yet"
+        f"a video given as {type(source).__name__} (a file object) cannot be planned: it "
+        "would be read to hash it; pass its path, URL or bytes"
     )
+
+
+def _frames_content(
+    source: object, policy: FetchPolicy | None, options: ImageOptions | None
+) -> tuple[object, str]:
+    """``(frames to load, digest hex)`` of a frame list (each item fetched once, the digest
+    over the items' digests) or an array (:func:`vlprep.cache.digest_arrays`)."""
+    if isinstance(source, (list, tuple)):
+        contents = [image_content(item, policy, options) for item in source]
+        digest = hashlib.sha256(b"".join(d for _, d in contents)).hexdigest()
+        return [item for item, _ in contents], digest
+    return source, digest_arrays(frames_from_array(source)).hex()
 
 
 def _plan_image(
@@ -366,13 +388,59 @@ def _plan_image(
     return ElementPlan("image", digest.hex(), size, grid, count_tokens(grid, preset.merge_size))
 
 
+def _plan_frames(
+    spec: VideoSpec,
+    preset: Preset,
+    policy: FetchPolicy | None,
+    options: VideoOptions | None,
+    image_options: ImageOptions | None,
+) -> ElementPlan:
+    """A frame list or array: :func:`vlprep.planning.plan_frame_list`, sized from the
+    first frame as the loader does."""
+    listed = plan_frame_list(
+        spec,
+        len(spec.source)
+        if isinstance(spec.source, (list, tuple))
+        else len(frames_from_array(spec.source)),
+        options,
+    )
+    frames, digest = _frames_content(spec.source, policy, image_options)
+    if isinstance(frames, list):
+        exif = (image_options or ImageOptions()).exif_transpose
+        header = read_header(frames[0], policy=policy, options=image_options)
+        height, width = upright_size(header, exif)
+    else:
+        height, width = frames_from_array(frames)[0].shape[:2]
+    size = video_target_size(
+        spec, height, width, listed.total, preset.factor, options=options, preset=preset
+    )
+    t = -(-listed.total // preset.temporal_patch_size)
+    grid = (t, size[0] // preset.patch_size, size[1] // preset.patch_size)
+    return ElementPlan(
+        "video",
+        digest,
+        size,
+        grid,
+        count_tokens(grid, preset.merge_size),
+        indices=listed.indices,
+        sample_fps=float(listed.sample_fps),
+        clip_frames=listed.clip_frames,
+        fps=float(listed.raw_fps),
+        seconds=None,
+        backend="frames",
+    )
+
+
 def _plan_video(
     ele: Mapping[str, Any],
     preset: Preset,
     policy: FetchPolicy | None,
     options: VideoOptions | None,
+    image_options: ImageOptions | None,
 ) -> ElementPlan:
     spec = parse_video_element(ele)
+    if _is_frames(spec.source):
+        return _plan_frames(spec, preset, policy, options, image_options)
     data = _container_bytes(spec.source, policy)
     meta, (frames, indices, size), seconds = probe_clip(
         dataclasses.replace(spec, source=data), preset, policy, options or VideoOptions()
@@ -418,8 +486,7 @@ def plan(
         policy, image_options, video_options: as for ``build_inputs``.
 
     Raises:
-        InvalidInputError: neither ``processor`` nor ``preset``; malformed messages; a
-            frame-list or array video (not planned yet).
+        InvalidInputError: neither ``processor`` nor ``preset``; malformed messages.
         FetchError, DecodeError, ...: from fetching or reading the media.
     """
     if preset is None:
@@ -432,7 +499,7 @@ def plan(
         items = []
         for ele in extract_vision_info([conversation]):
             if element_kind(ele) == "video":
-                items.append(_plan_video(ele, preset, policy, video_options))
+                items.append(_plan_video(ele, preset, policy, video_options, image_options))
             else:
                 items.append(_plan_image(ele, preset, policy, image_options))
         planned.append(tuple(items))
@@ -537,24 +604,43 @@ def load_planned(
             budget.charge(planned.size[0] * planned.size[1], "image")
             return load_image_at(source, planned.size, policy=policy, options=image_options)
         video_spec = parse_video_element(ele)
-        data = _container_bytes(video_spec.source, policy)
-        if digest_bytes(data).hex() != planned.digest:
-            raise _changed("video")
-        indices = list(planned.indices or ())
-        frames = FramePlan(
-            tuple(indices), float(planned.sample_fps or 0.0), planned.clip_frames or 0
-        )
-        video, metadata, sample_fps = load_planned_clip(
-            dataclasses.replace(video_spec, source=data),
-            (frames, indices, planned.size),
-            preset,
-            policy=policy,
-            options=video_options,
-            budget=budget,
-        )
+        if _is_frames(video_spec.source):
+            items, digest_hex = _frames_content(video_spec.source, policy, image_options)
+            if digest_hex != planned.digest:
+                raise _changed("video frames'")
+            video, metadata, sample_fps = load_planned_frames(
+                dataclasses.replace(video_spec, source=items),
+                planned.size,
+                preset,
+                policy=policy,
+                options=video_options,
+                image_options=image_options,
+                budget=budget,
+            )
+        else:
+            data = _container_bytes(video_spec.source, policy)
+            if digest_bytes(data).hex() != planned.digest:
+                raise _changed("video")
+            indices = list(planned.indices or ())
+            frames = FramePlan(
+                tuple(indices), float(planned.sample_fps or 0.0), int(planned.clip_frames or 0)
+            )
+            video, metadata, sample_fps = load_planned_clip(
+                dataclasses.replace(video_spec, source=data),
+                (frames, indices, planned.size),
+                preset,
+                policy=policy,
+                options=video_options,
+                budget=budget,
+            )
+    # What the text and second_per_grid_ts read: the plan's, whatever this decoder says.
     metadata = dict(metadata)
     if planned.fps is not None:
         metadata["fps"] = planned.fps
+    if planned.clip_frames is not None:
+        metadata["total_num_frames"] = planned.clip_frames
     if planned.seconds is not None:
         metadata[FRAMES_SECONDS] = planned.seconds
+    if planned.sample_fps is not None:
+        sample_fps = planned.sample_fps
     return video, metadata, float(sample_fps)

@@ -58,6 +58,7 @@ __all__ = [
     "fetch_video_item",
     "load_clip",
     "load_planned_clip",
+    "load_planned_frames",
     "plan_clip",
     "probe_clip",
     "video_target_size",
@@ -239,6 +240,28 @@ def load_planned_clip(
     )
 
 
+def load_planned_frames(
+    spec: VideoSpec,
+    size: tuple[int, int],
+    preset: Preset,
+    *,
+    policy: FetchPolicy | None,
+    options: VideoOptions | None,
+    image_options: ImageOptions | None,
+    budget: CallBudget,
+) -> VideoResult:
+    """A frame list or array with every frame resized to ``size`` (a plan's replay)."""
+    return _from_frames(
+        spec,
+        preset,
+        policy,
+        options or _DEFAULT_OPTIONS,
+        image_options,
+        budget=budget,
+        size=size,
+    )
+
+
 _WORKER_PIXELS = 1 << 21
 """Largest frame-list item (source pixels) decoded and resized on a pool worker.
 
@@ -266,6 +289,7 @@ def _from_frame_list(
     total: int,
     image_options: ImageOptions | None,
     budget: CallBudget,
+    size: tuple[int, int] | None = None,
 ) -> torch.Tensor:
     """Load the items of a frame list on a thread pool, resizing each as it arrives.
 
@@ -274,7 +298,8 @@ def _from_frame_list(
     a larger one is handed back (still encoded) and decoded by the calling thread, in
     order. Full-size frames alive at once: one per worker, all small, plus one large.
     Item 0 decides the frame size; the other items wait for it before decoding. Returns
-    the ``(ceil_by_factor(n, 2), 3, h, w)`` video, padding not yet filled.
+    the ``(ceil_by_factor(n, 2), 3, h, w)`` video, padding not yet filled. ``size``: the
+    frame size to use instead of item 0's target (a plan's replay).
     """
     count = len(items)
     kernel = _resize_kernel(options)
@@ -284,7 +309,7 @@ def _from_frame_list(
     def decode_into(index: int, pending: PendingImage) -> None:
         frame = np.asarray(pending.finish())
         if not index:
-            height, width = video_target_size(
+            height, width = size or video_target_size(
                 spec,
                 frame.shape[0],
                 frame.shape[1],
@@ -347,7 +372,9 @@ def _from_frames(
     image_options: ImageOptions | None,
     *,
     budget: CallBudget,
+    size: tuple[int, int] | None = None,
 ) -> VideoResult:
+    """A frame list or array; ``size`` replaces the computed frame size (a plan's replay)."""
     refuse_stream_key(spec)
     source = spec.source
     arrays: Sequence[object] = source if isinstance(source, (list, tuple)) else []
@@ -365,10 +392,11 @@ def _from_frames(
             total=total,
             image_options=image_options,
             budget=budget,
+            size=size,
         )
     else:  # an array or tensor: the frames are in memory already
         first = np.asarray(arrays[0])
-        height, width = video_target_size(
+        height, width = size or video_target_size(
             spec,
             first.shape[0],
             first.shape[1],
