@@ -28,6 +28,7 @@ from vlprep.image import fetch_image
 from vlprep.inputs import build_inputs
 from vlprep.limits import CallLimits
 from vlprep.messages import extract_vision_info, process_vision_info
+from vlprep.plans import Plan, plan
 from vlprep.positions import rope_index
 from vlprep.presets import (
     QWEN2_5_VL,
@@ -63,6 +64,7 @@ __all__ = [
     "InvalidInputError",
     "MediaCache",
     "MediaEstimate",
+    "Plan",
     "Preset",
     "QWEN2_5_VL",
     "QWEN2_VL",
@@ -84,6 +86,7 @@ __all__ = [
     "fetch_video",
     "get_preset",
     "inspect",
+    "plan",
     "preset_from_processor",
     "process_vision_info",
     "rope_index",

@@ -43,8 +43,10 @@ __all__ = [
     "fetch_image",
     "fetch_image_for",
     "fetch_image_item",
+    "image_content",
     "image_target_size",
     "load_image",
+    "load_image_at",
     "open_pending",
     "read_header",
 ]
@@ -409,3 +411,33 @@ def _cached(
     # the whole options object: a field added to ImageOptions is part of the key.
     key = ("image", digest, dataclasses.replace(spec, source=None), sizing, options)
     return cache.get_or_load(key, lambda: load(source), pack_image, unpack_image)
+
+
+def image_content(
+    source: object, policy: FetchPolicy | None, options: ImageOptions | None
+) -> tuple[object, bytes]:
+    """``(source to decode, content digest)``, as :class:`vlprep.MediaCache` keys it.
+
+    Paths, URLs, ``data:`` URIs and bytes are fetched here, once: decode the returned bytes
+    and the digest is of what was decoded.
+
+    Raises:
+        InvalidInputError: an unsupported source type; FetchError etc. from the fetch.
+    """
+    content = _content(source, policy, options or _DEFAULT_OPTIONS)
+    if content is None:
+        load_image(source, policy=policy, options=options)  # raises the usual error
+        raise InvalidInputError(f"unsupported image source of type {type(source).__name__}")
+    return content
+
+
+def load_image_at(
+    source: object,
+    size: tuple[int, int],
+    *,
+    policy: FetchPolicy | None,
+    options: ImageOptions | None,
+) -> Image.Image:
+    """Load ``source`` and resize it to ``size`` ``(height, width)`` as given, whatever its
+    own size (a plan's replay: the size was computed when the plan was made)."""
+    return _load_sized(source, lambda height, width: size, policy, options)

@@ -37,6 +37,7 @@ from vlprep.expansion import video_timestamps as patch_timestamps
 from vlprep.image import fetch_image_item
 from vlprep.limits import CallBudget, CallLimits
 from vlprep.messages import Conversation, as_conversations, extract_vision_info
+from vlprep.plans import ElementPlan, Plan, check_replay, load_planned
 from vlprep.presets import Preset, family_of, get_preset, preset_from_processor
 from vlprep.sizing import count_tokens
 from vlprep.sources import FetchPolicy
@@ -253,16 +254,28 @@ def _load(
     workers: int = 1,
     cache: MediaCache | None = None,
     budget: CallBudget | None = None,
+    planned: Sequence[ElementPlan] | None = None,
 ) -> tuple[list[Image.Image], list[LoadedVideo]]:
     """Load every element, ``workers`` at a time, keeping prompt order.
 
     The first failing item (in prompt order) raises, with a note naming it. ``budget``:
     the call's (``None``: a new one under the default :class:`vlprep.CallLimits`).
+    ``planned``: each element's plan, replayed instead of computing one (no cache).
     """
     call = budget if budget is not None else CallBudget()
     loaded = list(
         ordered_map(
-            lambda i: load_element(
+            lambda i: load_planned(
+                elements[i],
+                planned[i],
+                preset,
+                policy=policy,
+                image_options=image_options,
+                video_options=video_options,
+                budget=call,
+            )
+            if planned is not None
+            else load_element(
                 elements[i],
                 preset,
                 policy,
@@ -281,12 +294,15 @@ def _load(
 
 
 def _by_device(
-    elements: list[Mapping[str, Any]], device: str | torch.device | None
+    elements: list[Mapping[str, Any]], device: str | torch.device | None, *, cpu_only: bool
 ) -> tuple[torch.device | None, list[Mapping[str, Any]], list[Mapping[str, Any]]]:
-    """``(target device, images loaded there, elements loaded on CPU)``."""
+    """``(target device, images loaded there, elements loaded on CPU)``; ``cpu_only``: a
+    plan's replay, loaded exactly on CPU and moved to the device at the end."""
     if device is None:
         return None, [], elements
     target = resolve_device(device)
+    if cpu_only:
+        return target, [], elements
     on_device = [e for e in elements if element_kind(e) == "image"]
     return target, on_device, [e for e in elements if element_kind(e) != "image"]
 
@@ -376,6 +392,7 @@ def build_inputs(
     cache: MediaCache | None = None,
     dtype: torch.dtype | str | None = None,
     limits: CallLimits | None = None,
+    plan: Plan | None = None,
 ) -> Any:
     """Build a Qwen-VL model's inputs for one conversation or a batch.
 
@@ -425,6 +442,11 @@ def build_inputs(
             ``CallLimits.strict()`` for servers): items (frame-list frames included) counted
             before anything is fetched, output pixels summed over every image and video of
             the batch, one deadline shared by every fetch.
+        plan: a :class:`vlprep.Plan` from :func:`vlprep.plan` (or ``Plan.from_json``):
+            every element is loaded at the plan's size and frames, after its bytes are
+            checked against the plan's digest, so the output is what it was where the plan
+            was made. ``cache`` is not used and images are loaded on CPU (moved to
+            ``device`` at the end). ``None``: plan as usual.
 
     Returns:
         ``transformers.BatchFeature`` with ``input_ids`` and ``attention_mask`` (int64
@@ -436,7 +458,8 @@ def build_inputs(
 
     Raises:
         InvalidInputError: malformed messages, a processor that is not Qwen-VL, a placeholder
-            count that does not match the media.
+            count that does not match the media; a ``plan`` for another preset, other
+            elements or options, or media that changed since it was made.
         ResourceLimitError: a sequence longer than ``max_length``, more items or output
             pixels than ``limits`` allow.
         FetchTimeoutError: the call deadline passed (the message names
@@ -461,7 +484,10 @@ def build_inputs(
     texts = _render(batch, processor, add_generation_prompt, chat_template_kwargs or {})
     workers = resolve_workers(workers)
     elements = budget.counted(extract_vision_info(batch))
-    target, on_device, on_cpu = _by_device(elements, device)
+    planned = (
+        None if plan is None else check_replay(plan, batch, preset, image_options, video_options)
+    )
+    target, on_device, on_cpu = _by_device(elements, device, cpu_only=planned is not None)
     images, videos = _load(
         on_cpu,
         preset,
@@ -471,6 +497,7 @@ def build_inputs(
         workers=workers,
         cache=cache,
         budget=budget,
+        planned=planned,
     )
     data: dict[str, Any] = {}
     image_counts: list[int] = []

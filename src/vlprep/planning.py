@@ -20,7 +20,6 @@ from vlprep.decode.image import ImageHeader, ImageOptions, orientation_of
 from vlprep.decode.video import FrameSeek, VideoMetadata, VideoOptions
 from vlprep.errors import InvalidInputError, ResourceLimitError, UnsupportedFormatError
 from vlprep.presets import (
-    DEFAULT_FAMILY,
     QWEN2_5_VL,
     QWEN3_VL,
     Preset,
@@ -153,11 +152,11 @@ def qwen_vl_utils_preset(image_patch_size: int) -> Preset:
     for preset in (QWEN2_5_VL, QWEN3_VL):
         if preset.patch_size == image_patch_size and preset.merge_size == 2:
             return preset
-    # qwen-vl-utils sizes by patch size alone; the family only names the default's.
+    # qwen-vl-utils sizes by patch size alone; the family is the one Preset used to guess.
     return with_qwen_vl_utils_video(
         Preset(
             name=f"qwen-vl-utils-patch{image_patch_size}",
-            family=DEFAULT_FAMILY,
+            family="qwen2-vl",  # what Preset guessed for a patch size other than 16
             patch_size=image_patch_size,
         )
     )

@@ -45,6 +45,7 @@ from vlprep.planning import (
     video_target_size,
 )
 from vlprep.presets import Preset
+from vlprep.sampling import FramePlan
 from vlprep.sizing import check_patch_size
 from vlprep.sources import FetchPolicy, fetch
 from vlprep.specs import VideoSpec, parse_video_element
@@ -56,7 +57,10 @@ __all__ = [
     "fetch_video",
     "fetch_video_item",
     "load_clip",
+    "load_planned_clip",
+    "load_planned_frames",
     "plan_clip",
+    "probe_clip",
     "video_target_size",
 ]
 
@@ -120,21 +124,31 @@ def _copy_frame(frame: np.ndarray, out: torch.Tensor) -> None:
     out.copy_(torch.from_numpy(frame).permute(2, 0, 1))
 
 
+ClipPlan = tuple[FramePlan, list[int], tuple[int, int]]
+"""What :func:`vlprep.planning.plan_clip` returns: frame plan, indices, frame size."""
+
+
 def _from_container(
     spec: VideoSpec,
     preset: Preset,
     policy: FetchPolicy | None,
     options: VideoOptions,
     budget: CallBudget,
+    *,
+    planned: ClipPlan | None = None,
 ) -> VideoResult:
+    """Decode the planned frames of a container; ``planned`` replaces the plan computed
+    from its metadata (a :class:`vlprep.plans.Plan` replayed)."""
     options, resize_threads = _thread_split(stream_options(spec, options))
     with (
         opened_container(spec.source, policy) as handle,
         open_video(handle, options, backend=video_backend(options)) as reader,
     ):
         meta: VideoMetadata = reader.metadata
-        plan, indices, (height, width) = plan_clip(
-            spec, meta, preset.factor, options.seek, options=options, preset=preset
+        plan, indices, (height, width) = (
+            plan_clip(spec, meta, preset.factor, options.seek, options=options, preset=preset)
+            if planned is None
+            else planned
         )
         budget.charge(len(indices) * height * width, "video")
         video = torch.empty((len(indices), 3, height, width), dtype=torch.float32)
@@ -184,6 +198,70 @@ def _frame_seconds(reader: VideoReader, indices: Sequence[int]) -> tuple[float, 
     return seconds(indices) if seconds is not None else None
 
 
+def probe_clip(
+    spec: VideoSpec,
+    preset: Preset,
+    policy: FetchPolicy | None,
+    options: VideoOptions,
+) -> tuple[VideoMetadata, ClipPlan, tuple[float, ...] | None]:
+    """Open a container and plan it as :func:`fetch_video` would, decoding no frame.
+
+    Returns the container metadata, :func:`vlprep.planning.plan_clip`'s plan, and the
+    sampled frames' times where the container's index gives them (``None`` otherwise:
+    torchcodec knows them only once decoded).
+    """
+    options = stream_options(spec, options)
+    with (
+        opened_container(spec.source, policy) as handle,
+        open_video(handle, options, backend=video_backend(options)) as reader,
+    ):
+        meta: VideoMetadata = reader.metadata
+        planned = plan_clip(spec, meta, preset.factor, options.seek, options=options, preset=preset)
+        times = meta.frame_times
+        seconds = tuple(times[i] - times[0] for i in planned[1]) if times else None
+    return meta, planned, seconds
+
+
+def load_planned_clip(
+    spec: VideoSpec,
+    planned: ClipPlan,
+    preset: Preset,
+    *,
+    policy: FetchPolicy | None,
+    options: VideoOptions | None,
+    budget: CallBudget,
+) -> VideoResult:
+    """Decode exactly ``planned``'s frames of a container at its size (a plan's replay).
+
+    Never cached: a cache entry is keyed by the element, not by a plan.
+    """
+    return _from_container(
+        spec, preset, policy, options or _DEFAULT_OPTIONS, budget, planned=planned
+    )
+
+
+def load_planned_frames(
+    spec: VideoSpec,
+    size: tuple[int, int],
+    preset: Preset,
+    *,
+    policy: FetchPolicy | None,
+    options: VideoOptions | None,
+    image_options: ImageOptions | None,
+    budget: CallBudget,
+) -> VideoResult:
+    """A frame list or array with every frame resized to ``size`` (a plan's replay)."""
+    return _from_frames(
+        spec,
+        preset,
+        policy,
+        options or _DEFAULT_OPTIONS,
+        image_options,
+        budget=budget,
+        size=size,
+    )
+
+
 _WORKER_PIXELS = 1 << 21
 """Largest frame-list item (source pixels) decoded and resized on a pool worker.
 
@@ -211,6 +289,7 @@ def _from_frame_list(
     total: int,
     image_options: ImageOptions | None,
     budget: CallBudget,
+    size: tuple[int, int] | None = None,
 ) -> torch.Tensor:
     """Load the items of a frame list on a thread pool, resizing each as it arrives.
 
@@ -219,7 +298,8 @@ def _from_frame_list(
     a larger one is handed back (still encoded) and decoded by the calling thread, in
     order. Full-size frames alive at once: one per worker, all small, plus one large.
     Item 0 decides the frame size; the other items wait for it before decoding. Returns
-    the ``(ceil_by_factor(n, 2), 3, h, w)`` video, padding not yet filled.
+    the ``(ceil_by_factor(n, 2), 3, h, w)`` video, padding not yet filled. ``size``: the
+    frame size to use instead of item 0's target (a plan's replay).
     """
     count = len(items)
     kernel = _resize_kernel(options)
@@ -231,7 +311,7 @@ def _from_frame_list(
         budget.check_deadline(f"decoding frame-list item {index}")
         frame = np.asarray(pending.finish())
         if not index:
-            height, width = video_target_size(
+            height, width = size or video_target_size(
                 spec,
                 frame.shape[0],
                 frame.shape[1],
@@ -294,7 +374,9 @@ def _from_frames(
     image_options: ImageOptions | None,
     *,
     budget: CallBudget,
+    size: tuple[int, int] | None = None,
 ) -> VideoResult:
+    """A frame list or array; ``size`` replaces the computed frame size (a plan's replay)."""
     refuse_stream_key(spec)
     source = spec.source
     arrays: Sequence[object] = source if isinstance(source, (list, tuple)) else []
@@ -312,10 +394,11 @@ def _from_frames(
             total=total,
             image_options=image_options,
             budget=budget,
+            size=size,
         )
     else:  # an array or tensor: the frames are in memory already
         first = np.asarray(arrays[0])
-        height, width = video_target_size(
+        height, width = size or video_target_size(
             spec,
             first.shape[0],
             first.shape[1],
