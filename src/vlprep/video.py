@@ -12,12 +12,14 @@ import contextlib
 import dataclasses
 import logging
 import threading
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import torch
 
+from vlprep._keywords import checked, renamed
 from vlprep._pool import ordered_map
 from vlprep._prefetch import prefetched
 from vlprep._stored import pack_video, unpack_video
@@ -407,12 +409,13 @@ def fetch_video(
     return_video_metadata: bool = False,
     *,
     policy: FetchPolicy | None = None,
-    options: VideoOptions | None = None,
+    video_options: VideoOptions | None = None,
     image_options: ImageOptions | None = None,
-    backend: BackendChoice | None = None,
     cache: MediaCache | None = None,
     limits: CallLimits | None = None,
     preset: Preset | None = None,
+    options: VideoOptions | None = None,
+    backend: BackendChoice | None = None,
 ) -> Any:
     """Load the video of one message element, like qwen-vl-utils' ``fetch_video``.
 
@@ -433,10 +436,9 @@ def fetch_video(
             ``frames_indices`` (absolute), ``total_num_frames`` (clip length) and
             ``video_backend`` (not for frame lists, as upstream).
         policy: fetch rules (video byte cap and deadline).
-        options: decoder, limits and resize mode.
+        video_options: decoder (``VideoOptions.backend``: the one place the backend is
+            chosen), limits and resize mode.
         image_options: decode rules for frame-list images.
-        backend: ``"pyav"``, ``"decord"``, ``"torchcodec"`` or ``"auto"``; overrides
-            ``options.backend``.
         cache: reuse the frames of an earlier call with the same content and parameters
             (see :class:`vlprep.MediaCache`). Paths, URLs, ``data:`` URIs and bytes are
             fetched whole and hashed on every call (a local file is then decoded from
@@ -451,6 +453,10 @@ def fetch_video(
             ``video_total_pixels`` / ``fps`` / ``min_frames`` / ``max_frames`` are the
             defaults of the element keys (what :func:`vlprep.build_inputs` and
             :func:`vlprep.inspect` use for the same preset).
+        options: deprecated name of ``video_options`` (``DeprecationWarning``).
+        backend: deprecated (``DeprecationWarning``): ``"pyav"``, ``"decord"``,
+            ``"torchcodec"`` or ``"auto"``, set as ``video_options.backend``; pass
+            ``VideoOptions(backend=...)`` instead.
 
     Returns:
         ``video`` — float32 tensor ``(T, 3, H, W)`` with integer values 0..255, T even —
@@ -461,13 +467,24 @@ def fetch_video(
         InvalidInputError, SourceNotAllowedError, FetchError, DecodeError,
         UnsupportedFormatError, ResourceLimitError, BackendUnavailableError.
     """
+    video_options = renamed(
+        "fetch_video", "video_options", video_options, "options", options, expected=VideoOptions
+    )
+    image_options = checked(image_options, ImageOptions, "fetch_video(image_options=)")
+    if backend is not None:
+        warnings.warn(
+            "fetch_video(backend=) is deprecated; pass video_options=VideoOptions(backend=...)"
+            " (the one place the backend is chosen)",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        video_options = dataclasses.replace(video_options or _DEFAULT_OPTIONS, backend=backend)
     video, metadata, sample_fps = load_clip(
         ele,
         image_patch_size,
         policy=policy,
-        options=options,
+        options=video_options,
         image_options=image_options,
-        backend=backend,
         cache=cache,
         limits=limits,
         preset=preset,
