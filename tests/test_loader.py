@@ -164,3 +164,25 @@ def test_backend_argument_is_deprecated_onto_the_options(tmp_path: Path) -> None
     with pytest.warns(DeprecationWarning, match=r"backend=\) is deprecated"):
         _, meta = fetch_video({"video": str(path)}, return_video_metadata=True, backend="pyav")
     assert meta["video_backend"] == "pyav"
+
+
+def test_only_the_drop_ins_read_the_env_backend(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = str(write_clip(tmp_path / "clip.mp4", frames=20))
+    chat = [{"role": "user", "content": [{"type": "video", "video": path}]}]
+    monkeypatch.setenv("FORCE_QWENVL_VIDEO_READER", "decord")
+    _, meta = fetch_video({"video": path}, return_video_metadata=True)
+    assert meta["video_backend"] == "decord"
+    _, videos = process_vision_info(chat, return_video_metadata=True)
+    assert videos[0][1]["video_backend"] == "decord"
+    _, meta = Loader().fetch_video({"video": path}, return_video_metadata=True)
+    assert meta["video_backend"] == "pyav"  # auto: the options, not the environment
+    pinned = VideoOptions(backend="pyav")
+    _, meta = fetch_video({"video": path}, return_video_metadata=True, video_options=pinned)
+    assert meta["video_backend"] == "pyav"  # the options win over the variable, as before
+    monkeypatch.setenv("FORCE_QWENVL_VIDEO_READER", "opencv")  # not a backend
+    with pytest.raises(InvalidInputError, match="FORCE_QWENVL_VIDEO_READER"):
+        fetch_video({"video": path})
+    Loader().process_vision_info(chat)
+    assert vlprep.inspect(path).kind == "video"

@@ -3,7 +3,7 @@
 ``vlprep.fetch_image(ele, policy=..., image_options=..., cache=...)`` and
 ``Loader(policy=..., image=..., cache=...).fetch_image(ele)`` run the same code: the Loader's
 methods call the functions' implementations (:func:`vlprep.image.fetch_image_item`,
-:func:`vlprep.video.fetch_video`, :func:`vlprep.messages.load_vision_info`,
+:func:`vlprep.video.load_clip`, :func:`vlprep.messages.load_vision_info`,
 :func:`vlprep.inputs.build_inputs`, :func:`vlprep.estimates.inspect`) with its fields. The
 module-level drop-ins keep qwen-vl-utils' signatures; a Loader is how one configuration
 (fetch policy, decode options, cache, worker count, model preset, call limits) is written once
@@ -33,7 +33,7 @@ from vlprep.messages import Conversation, load_vision_info
 from vlprep.presets import DEFAULT_PRESET, Preset, get_preset
 from vlprep.sizing import check_patch_size
 from vlprep.sources import FetchPolicy
-from vlprep.video import fetch_video
+from vlprep.video import fetch_video_result, load_clip
 
 __all__ = ["Loader"]
 
@@ -132,18 +132,17 @@ class Loader:
         return_video_metadata: bool = False,
     ) -> Any:
         """:func:`vlprep.fetch_video` with this configuration (no environment variable read)."""
-        return fetch_video(
+        loaded = load_clip(
             ele,
             image_patch_size,
-            return_video_sample_fps,
-            return_video_metadata,
             policy=self.policy,
-            video_options=self.video,
+            options=self.video,
             image_options=self.image,
             cache=self.cache,
             limits=self.limits,
             preset=self._preset(),
         )
+        return fetch_video_result(loaded, return_video_sample_fps, return_video_metadata)
 
     def process_vision_info(
         self,

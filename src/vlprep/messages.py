@@ -159,6 +159,7 @@ def process_vision_info(
         workers=workers,
         cache=cache,
         limits=limits,
+        read_env=True,  # qwen-vl-utils' FORCE_QWENVL_VIDEO_READER, the drop-ins' only
     )
 
 
@@ -175,8 +176,12 @@ def load_vision_info(
     cache: MediaCache | None,
     limits: CallLimits | None,
     preset: Preset | None = None,
+    read_env: bool = False,
 ) -> tuple[Any, ...]:
     """What :func:`process_vision_info` runs once its keywords are resolved.
+
+    ``read_env``: let qwen-vl-utils' ``FORCE_QWENVL_VIDEO_READER`` pick the video backend
+    where ``video_options`` leave it ``"auto"`` (the drop-in sets it; a Loader does not).
 
     ``preset`` (what :class:`vlprep.Loader` passes when it holds one): size images and
     videos for that model configuration (its grid, image bounds and video defaults, as
@@ -221,6 +226,7 @@ def load_vision_info(
                 image_options=image_options,
                 cache=cache,
                 budget=budget,
+                read_env=read_env,
             )
             return False, (video, metadata) if return_video_metadata else video, float(fps)
         raise InvalidInputError(

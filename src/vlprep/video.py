@@ -57,6 +57,7 @@ __all__ = [
     "FRAMES_SECONDS",
     "fetch_video",
     "fetch_video_item",
+    "fetch_video_result",
     "load_clip",
     "plan_clip",
     "video_target_size",
@@ -128,11 +129,13 @@ def _from_container(
     policy: FetchPolicy | None,
     options: VideoOptions,
     budget: CallBudget,
+    *,
+    read_env: bool,
 ) -> VideoResult:
     options, resize_threads = _thread_split(stream_options(spec, options))
     with (
         opened_container(spec.source, policy) as handle,
-        open_video(handle, options, backend=video_backend(options)) as reader,
+        open_video(handle, options, backend=video_backend(options, read_env)) as reader,
     ):
         meta: VideoMetadata = reader.metadata
         plan, indices, (height, width) = plan_clip(
@@ -346,11 +349,12 @@ def _load(
     image_options: ImageOptions | None,
     *,
     budget: CallBudget,
+    read_env: bool = False,
 ) -> VideoResult:
     source = spec.source
     if isinstance(source, (list, tuple)) or hasattr(source, "shape"):
         return _from_frames(spec, preset, policy, options, image_options, budget=budget)
-    return _from_container(spec, preset, policy, options, budget)
+    return _from_container(spec, preset, policy, options, budget, read_env=read_env)
 
 
 def _cached(
@@ -362,6 +366,7 @@ def _cached(
     options: VideoOptions,
     image_options: ImageOptions | None,
     budget: CallBudget,
+    read_env: bool,
 ) -> VideoResult:
     """:func:`_load` through ``cache``, keyed by content and every parameter.
 
@@ -373,19 +378,21 @@ def _cached(
         data = fetch(source, policy, "video").data
         digest = digest_bytes(data)
         spec_to_load = dataclasses.replace(spec, source=data)
-        backend: BackendName | None = video_backend(options)
+        backend: BackendName | None = video_backend(options, read_env)
     elif hasattr(source, "shape") and not isinstance(source, (list, tuple)):
         digest = digest_arrays(frames_from_array(source))
         spec_to_load, backend = spec, None
     else:  # frame lists (each item would need fetching first) and file objects
-        return _load(spec, preset, policy, options, image_options, budget=budget)
+        return _load(
+            spec, preset, policy, options, image_options, budget=budget, read_env=read_env
+        )
     key = (
         "video",
         digest,
         dataclasses.replace(spec, source=None),  # every element key
         video_plan_key(preset),  # the grid, video bounds and frame defaults the plan reads
         options,  # the whole options object: new fields are part of the key
-        backend,  # FORCE_QWENVL_VIDEO_READER, read now
+        backend,  # the drop-ins' FORCE_QWENVL_VIDEO_READER, read now
         image_options or ImageOptions(),
     )
     loaded = False
@@ -393,7 +400,9 @@ def _cached(
     def load() -> VideoResult:
         nonlocal loaded
         loaded = True
-        return _load(spec_to_load, preset, policy, options, image_options, budget=budget)
+        return _load(
+            spec_to_load, preset, policy, options, image_options, budget=budget, read_env=read_env
+        )
 
     result = cache.get_or_load(key, load, pack_video, unpack_video)
     if not loaded:
@@ -479,7 +488,7 @@ def fetch_video(
             stacklevel=2,
         )
         video_options = dataclasses.replace(video_options or _DEFAULT_OPTIONS, backend=backend)
-    video, metadata, sample_fps = load_clip(
+    loaded = load_clip(
         ele,
         image_patch_size,
         policy=policy,
@@ -488,7 +497,16 @@ def fetch_video(
         cache=cache,
         limits=limits,
         preset=preset,
+        read_env=True,  # qwen-vl-utils' FORCE_QWENVL_VIDEO_READER, the drop-ins' only
     )
+    return fetch_video_result(loaded, return_video_sample_fps, return_video_metadata)
+
+
+def fetch_video_result(
+    loaded: VideoResult, return_video_sample_fps: bool, return_video_metadata: bool
+) -> Any:
+    """:func:`load_clip`'s result in the shape :func:`fetch_video` returns for those flags."""
+    video, metadata, sample_fps = loaded
     metadata.pop(FRAMES_SECONDS, None)  # not a transformers VideoMetadata field
     final: Any = (video, metadata) if return_video_metadata else video
     if return_video_sample_fps:
@@ -507,6 +525,7 @@ def load_clip(
     cache: MediaCache | None = None,
     limits: CallLimits | None = None,
     preset: Preset | None = None,
+    read_env: bool = False,
 ) -> VideoResult:
     """:func:`fetch_video`'s ``((video, metadata), sample_fps)`` as one tuple, with the times.
 
@@ -530,6 +549,7 @@ def load_clip(
         cache=cache,
         budget=budget,
         backend=backend,
+        read_env=read_env,
     )
 
 
@@ -543,6 +563,7 @@ def fetch_video_item(
     cache: MediaCache | None,
     budget: CallBudget,
     backend: BackendChoice | None = None,
+    read_env: bool = False,
 ) -> VideoResult:
     """One video element sized and sampled for ``preset``, within a call's budget:
     ``(video, metadata, sample_fps)``.
@@ -552,6 +573,8 @@ def fetch_video_item(
 
     What :func:`fetch_video` runs once its arguments are checked; the calls that load many
     items pass their shared :class:`vlprep.limits.CallBudget` (items already counted).
+    ``read_env``: the qwen-vl-utils drop-ins' ``FORCE_QWENVL_VIDEO_READER`` picks the backend
+    when the options leave it ``"auto"`` (see :func:`vlprep.video_input.video_backend`).
 
     Raises:
         As :func:`fetch_video`.
@@ -565,7 +588,9 @@ def fetch_video_item(
     with budget.timing():
         policy = budget.policy(policy)
         if cache is None:
-            return _load(spec, preset, policy, options, image_options, budget=budget)
+            return _load(
+                spec, preset, policy, options, image_options, budget=budget, read_env=read_env
+            )
         return _cached(
             cache,
             spec,
@@ -574,4 +599,5 @@ def fetch_video_item(
             options=options,
             image_options=image_options,
             budget=budget,
+            read_env=read_env,
         )
