@@ -251,11 +251,11 @@ def throughput_demo(video: Path) -> None:
     ele = {"image": buf.getvalue(), "max_pixels": 1280 * 28 * 28}
     fast_options = ImageOptions(decode="fast")
     exact = fetch_image(ele, 14)
-    fast = fetch_image(ele, 14, options=fast_options)
+    fast = fetch_image(ele, 14, image_options=fast_options)
     diff = np.asarray(exact, dtype=np.float64) - np.asarray(fast, dtype=np.float64)
     psnr = 10 * np.log10(255.0**2 / max(float(np.mean(diff**2)), 1e-12))
     t_exact = _best_of(lambda: fetch_image(ele, 14))
-    t_fast = _best_of(lambda: fetch_image(ele, 14, options=fast_options))
+    t_fast = _best_of(lambda: fetch_image(ele, 14, image_options=fast_options))
     print(
         f"\nfast image mode, a generated 12 MP JPEG at 1280 tokens: exact {t_exact:.0f} ms, "
         f"fast {t_fast:.0f} ms, both {exact.width}x{exact.height}, PSNR {psnr:.1f} dB"
@@ -263,8 +263,8 @@ def throughput_demo(video: Path) -> None:
     element = {"video": str(video)}
     t_video = _best_of(lambda: fetch_video(element, 14), rounds=1)
     long_options = VideoOptions.long_video()
-    t_long = _best_of(lambda: fetch_video(element, 14, options=long_options), rounds=1)
-    frames, meta = fetch_video(element, 14, return_video_metadata=True, options=long_options)
+    t_long = _best_of(lambda: fetch_video(element, 14, video_options=long_options), rounds=1)
+    frames, meta = fetch_video(element, 14, return_video_metadata=True, video_options=long_options)
     print(
         f"long-video mode on {video.name}: exact {t_video:.0f} ms, keyframes + decoder "
         f"scaler {t_long:.0f} ms, {tuple(frames.shape)}, keyframes "

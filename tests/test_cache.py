@@ -124,10 +124,10 @@ def test_exif_rotated_photo_is_keyed_by_exif_transpose() -> None:
     name = str(IMAGES / "hopper_orientation_6.jpg")
     ele = {"image": name, "resized_height": 112, "resized_width": 56}
     upright = fetch_image(ele, cache=cache)
-    stored = fetch_image(ele, cache=cache, options=ImageOptions(exif_transpose=False))
+    stored = fetch_image(ele, cache=cache, image_options=ImageOptions(exif_transpose=False))
     assert cache.stats.misses == 2  # same bytes, other options: no collision
     same_image(upright, fetch_image(ele))
-    same_image(stored, fetch_image(ele, options=ImageOptions(exif_transpose=False)))
+    same_image(stored, fetch_image(ele, image_options=ImageOptions(exif_transpose=False)))
     assert upright.tobytes() != stored.tobytes()
     same_image(upright, fetch_image(ele, cache=cache))
     assert cache.stats.hits == 1
@@ -299,7 +299,7 @@ def test_other_image_parameters_miss() -> None:
             {"image": path, "resized_height": 56, "resized_width": 84}, cache=cache
         ),
         lambda: fetch_image(
-            {"image": path}, cache=cache, options=ImageOptions(exif_transpose=False)
+            {"image": path}, cache=cache, image_options=ImageOptions(exif_transpose=False)
         ),
         lambda: fetch_image_for({"image": path}, QWEN2_VL, cache=cache),
         lambda: fetch_image_for({"image": path}, QWEN3_VL, cache=cache),
@@ -326,8 +326,8 @@ def test_the_whole_options_objects_are_in_the_key() -> None:
 
     image_options = ImageOptions(max_aspect_ratio=150.0)
     video_options = VideoOptions(resize="fast")
-    fetch_image({"image": str(IMAGES / "hopper.jpg")}, cache=Spy(), options=image_options)
-    fetch_video({"video": str(VIDEOS / "h265_video.mp4")}, cache=Spy(), options=video_options)
+    fetch_image({"image": str(IMAGES / "hopper.jpg")}, cache=Spy(), image_options=image_options)
+    fetch_video({"video": str(VIDEOS / "h265_video.mp4")}, cache=Spy(), video_options=video_options)
     assert image_options in keys[0] and video_options in keys[1]
     assert all(f.compare for f in dataclasses.fields(ImageOptions))  # all in __eq__/__hash__
     assert all(f.compare for f in dataclasses.fields(VideoOptions))
@@ -342,7 +342,7 @@ def test_other_video_parameters_miss() -> None:
         ({"nframes": 6}, {}),
         ({"resized_height": 56, "resized_width": 84}, {}),
         ({"video_start": 0.2}, {}),
-        ({}, {"options": VideoOptions(resize="fast")}),
+        ({}, {"video_options": VideoOptions(resize="fast")}),
         ({}, {"image_patch_size": 16}),
     ]
     results = []

@@ -259,7 +259,7 @@ from vlprep import VideoOptions
 from vlprep.video import fetch_video
 fetch_video({"video": [Image.new("RGB", (64, 64))] * 2})  # threads and torch warmed up
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-fetch_video({"video": [sys.argv[1]] * 16}, options=VideoOptions(resize="fast"))
+fetch_video({"video": [sys.argv[1]] * 16}, video_options=VideoOptions(resize="fast"))
 print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) // 1024)
 """
 

@@ -278,7 +278,7 @@ def test_options_validation() -> None:
 def test_custom_pixel_limit() -> None:
     data = encode(photo(200, 100), "PNG")
     with pytest.raises(ResourceLimitError, match="20000 pixels"):
-        fetch_image({"image": data}, options=ImageOptions(max_source_pixels=10_000))
+        fetch_image({"image": data}, image_options=ImageOptions(max_source_pixels=10_000))
 
 
 def test_every_error_is_a_vlprep_error() -> None:
@@ -334,7 +334,7 @@ def test_jpeg_stuffed_with_empty_scans_is_refused_before_decoding() -> None:
     for options in (ImageOptions(), ImageOptions(decode="fast")):
         start = time.monotonic()
         with pytest.raises(ResourceLimitError, match=r"more than 100 scans.*max_jpeg_scans"):
-            fetch_image({"image": bomb, "max_pixels": 64 * 28 * 28}, options=options)
+            fetch_image({"image": bomb, "max_pixels": 64 * 28 * 28}, image_options=options)
         assert time.monotonic() - start < 1.0
     # the header probe does not read the scans (nor does Pillow to open it)
     assert probe_header(bomb).width == 1024
@@ -611,7 +611,7 @@ def test_decode_timeout_kills_a_slow_decode(children: list[tuple[Any, int]]) -> 
     bomb = _with_empty_scans(_progressive_jpeg(1024), 20_000)
     start = time.monotonic()
     with pytest.raises(ResourceLimitError, match=r"decode_timeout=1 s.*ImageOptions\.decode_timeout"):
-        fetch_image({"image": bomb}, options=ImageOptions(**_LAX, decode_timeout=1.0))
+        fetch_image({"image": bomb}, image_options=ImageOptions(**_LAX, decode_timeout=1.0))
     assert time.monotonic() - start < 3.0
     ((child, pid),) = children
     assert child.proc is None  # killed and reaped

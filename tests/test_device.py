@@ -166,7 +166,7 @@ def test_exif_transpose_off_keeps_stored_orientation() -> None:
     for n in (3, 6):
         elements = [{"image": str(IMAGES / f"hopper_orientation_{n}.jpg"), "max_pixels": 20_000}]
         ours, grid = dev.images_to_device(elements, QWEN2_VL, "cpu", options=options)
-        exact = patchify_images([fetch_image_for(elements[0], QWEN2_VL, options=options)], QWEN2_VL)
+        exact = patchify_images([fetch_image_for(elements[0], QWEN2_VL, image_options=options)], QWEN2_VL)
         assert torch.equal(grid, exact[1])
         assert _levels(ours, exact[0], QWEN2_VL)[2] >= 52
 

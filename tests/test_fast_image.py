@@ -52,7 +52,7 @@ def test_a_truncated_jpeg_fails_the_same_way_in_fast_mode() -> None:
     for max_pixels in (None, 64 * 28 * 28):
         ele = {"image": str(path), "max_pixels": max_pixels} if max_pixels else {"image": str(path)}
         with pytest.raises(DecodeError, match="corrupt or truncated"):
-            fetch_image(ele, 14, options=FAST)
+            fetch_image(ele, 14, image_options=FAST)
 
 
 def test_decode_option_is_validated() -> None:
@@ -72,7 +72,7 @@ def test_fast_mode_gives_the_exact_size_and_close_pixels(
     if max_pixels is not None:
         ele["max_pixels"] = max_pixels
     exact = fetch_image(ele, 14)
-    fast = fetch_image(ele, 14, options=FAST)
+    fast = fetch_image(ele, 14, image_options=FAST)
     assert fast.mode == "RGB" and fast.size == exact.size
     # Measured on these files: >= 33 dB where the DCT scale kicks in (8x8 blocks of a
     # 128-pixel picture reduced to 56), >= 45 dB elsewhere; see docs/deviations.md.
@@ -82,8 +82,8 @@ def test_fast_mode_gives_the_exact_size_and_close_pixels(
 @pytest.mark.parametrize("preset", [QWEN2_5_VL, QWEN3_VL], ids=lambda p: p.name)
 def test_fetch_image_for_fast_mode_keeps_the_preset_size(preset: object) -> None:
     ele = {"image": str(PHOTO), "max_pixels": 16 * 28 * 28}
-    exact = fetch_image_for(ele, preset, options=EXACT)  # type: ignore[arg-type]
-    fast = fetch_image_for(ele, preset, options=FAST)  # type: ignore[arg-type]
+    exact = fetch_image_for(ele, preset, image_options=EXACT)  # type: ignore[arg-type]
+    fast = fetch_image_for(ele, preset, image_options=FAST)  # type: ignore[arg-type]
     assert fast.size == exact.size
     assert psnr(fast, exact) > 30  # 35 dB measured: a 300x225 photo cut to ~100 pixels wide
 
@@ -127,7 +127,7 @@ def test_fast_mode_on_a_large_photo_matches_exact_closely() -> None:
     data = encode(photo(4032, 3024, seed=3), quality=90)
     ele = {"image": data, "max_pixels": 1280 * 28 * 28}
     exact = fetch_image(ele, 14)
-    fast = fetch_image(ele, 14, options=FAST)
+    fast = fetch_image(ele, 14, image_options=FAST)
     assert fast.size == exact.size == (1148, 840)
     assert psnr(fast, exact) > 40
 
@@ -138,12 +138,12 @@ def test_fast_mode_handles_every_source_kind() -> None:
     arr = np.asarray(picture)
     for source in (picture, data, arr, torch.from_numpy(np.array(arr)).permute(2, 0, 1)):
         ele = {"image": source, "max_pixels": 32 * 28 * 28}
-        fast = fetch_image(ele, 14, options=FAST)
+        fast = fetch_image(ele, 14, image_options=FAST)
         exact = fetch_image(ele, 14)
         assert fast.size == exact.size
         assert psnr(fast, exact) > 35
     same = fetch_image(
-        {"image": picture, "resized_height": 200, "resized_width": 308}, 14, options=FAST
+        {"image": picture, "resized_height": 200, "resized_width": 308}, 14, image_options=FAST
     )
     assert same is not picture
 
@@ -181,7 +181,7 @@ def test_process_vision_info_takes_the_fast_mode() -> None:
     chat = [
         {"role": "user", "content": [{"image": p, "max_pixels": 128 * 28 * 28} for p in photos]}
     ]
-    fast, _ = process_vision_info(chat, options=FAST)
+    fast, _ = process_vision_info(chat, image_options=FAST)
     exact, _ = process_vision_info(chat)
     assert [im.size for im in fast] == [im.size for im in exact]
     assert all(psnr(a, b) > 35 for a, b in zip(fast, exact, strict=True))
@@ -192,11 +192,11 @@ def test_cmyk_and_grayscale_jpegs_in_fast_mode() -> None:
     cmyk = next(p for p in IMAGES if p.name == "pil_sample_cmyk.jpg")
     gray = next(p for p in IMAGES if p.name == "hopper_gray.jpg")
     small = {"max_pixels": 4 * 28 * 28}
-    a = fetch_image({"image": str(cmyk), **small}, 14, options=FAST)
-    b = fetch_image({"image": str(rgb), **small}, 14, options=FAST)
+    a = fetch_image({"image": str(cmyk), **small}, 14, image_options=FAST)
+    b = fetch_image({"image": str(rgb), **small}, 14, image_options=FAST)
     assert a.mode == b.mode == "RGB" and a.size == b.size
     assert psnr(a, b) > 25  # the two files are encoded separately; colours must agree
-    g = fetch_image({"image": str(gray), **small}, 14, options=FAST)
+    g = fetch_image({"image": str(gray), **small}, 14, image_options=FAST)
     channels = np.asarray(g)
     assert np.array_equal(channels[..., 0], channels[..., 1])
 
@@ -205,8 +205,8 @@ def test_exif_transpose_off_keeps_the_stored_frame_in_fast_mode() -> None:
     data = with_orientation(photo(800, 400, seed=6), 6)
     ele = {"image": data, "max_pixels": 64 * 28 * 28}
     options = ImageOptions(decode="fast", exif_transpose=False)
-    fast = fetch_image(ele, 14, options=options)
-    exact = fetch_image(ele, 14, options=ImageOptions(exif_transpose=False))
+    fast = fetch_image(ele, 14, image_options=options)
+    exact = fetch_image(ele, 14, image_options=ImageOptions(exif_transpose=False))
     assert fast.size == exact.size and fast.width > fast.height
     assert psnr(fast, exact) > 35
 
@@ -224,7 +224,7 @@ def test_bytes_are_read_once(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(image_module, "fetch", counting)
     buf = io.BytesIO()
     photo(640, 480).save(buf, "JPEG")
-    fetch_image({"image": buf.getvalue()}, 14, options=FAST)
+    fetch_image({"image": buf.getvalue()}, 14, image_options=FAST)
     assert len(calls) == 1
 
 
@@ -234,10 +234,10 @@ def test_the_cache_keeps_fast_and_exact_results_apart() -> None:
     cache = MediaCache(max_bytes=64 << 20)
     data = encode(photo(1600, 1200, seed=8))
     ele = {"image": data, "max_pixels": 256 * 28 * 28}
-    fast = fetch_image(ele, 14, options=FAST, cache=cache)
+    fast = fetch_image(ele, 14, image_options=FAST, cache=cache)
     exact = fetch_image(ele, 14, cache=cache)
     assert cache.stats.misses == 2  # the decode mode is part of the key
-    assert fetch_image(ele, 14, options=FAST, cache=cache).tobytes() == fast.tobytes()
+    assert fetch_image(ele, 14, image_options=FAST, cache=cache).tobytes() == fast.tobytes()
     assert fetch_image(ele, 14, cache=cache).tobytes() == exact.tobytes()
     assert cache.stats.hits == 2
-    assert fast.tobytes() == fetch_image(ele, 14, options=FAST).tobytes()
+    assert fast.tobytes() == fetch_image(ele, 14, image_options=FAST).tobytes()

@@ -679,7 +679,7 @@ def test_hostile_messages_raise_only_vlprep_errors(
             resolved,
             **kwargs,
             policy=world.policy,
-            options=IMAGE_OPTIONS,
+            image_options=IMAGE_OPTIONS,
             video_options=VIDEO_OPTIONS,
             cache=cache,
         ),

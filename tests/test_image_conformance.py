@@ -54,7 +54,7 @@ def opened(path: Path, mode: str | None = None) -> Image.Image:
 
 
 def ours(source: Any, patch: int, options: ImageOptions | None = None, **ele: Any) -> np.ndarray:
-    return as_array(fetch_image({"image": source, **ele}, patch, options=options))
+    return as_array(fetch_image({"image": source, **ele}, patch, image_options=options))
 
 
 @pytest.mark.parametrize("path", IMAGES, ids=lambda p: p.name)
@@ -94,7 +94,7 @@ def test_orientation_6_turns_landscape_into_portrait(tmp_path: Path) -> None:
     path.write_bytes(encode(photo(400, 200), "JPEG", exif=exif.tobytes()))
     assert fetch_image({"image": str(path)}).size == (196, 392)  # (w, h): portrait
     assert qv.fetch_image({"image": str(path)}).size == (392, 196)
-    assert fetch_image({"image": str(path)}, options=ImageOptions(exif_transpose=False)).size == (
+    assert fetch_image({"image": str(path)}, image_options=ImageOptions(exif_transpose=False)).size == (
         392,
         196,
     )

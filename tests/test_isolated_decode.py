@@ -50,7 +50,7 @@ def test_same_metadata_and_frames_as_in_process(clip: Path) -> None:
 def test_fetch_video_output_identical(clip: Path) -> None:
     ele = {"video": str(clip), "nframes": 8}
     direct, fps_direct = fetch_video(ele, return_video_sample_fps=True)
-    isolated, fps_isolated = fetch_video(ele, return_video_sample_fps=True, options=ISOLATED)
+    isolated, fps_isolated = fetch_video(ele, return_video_sample_fps=True, video_options=ISOLATED)
     assert fps_direct == fps_isolated
     assert isinstance(direct, torch.Tensor) and torch.equal(direct, isolated)
 

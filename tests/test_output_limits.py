@@ -56,11 +56,11 @@ def test_resized_keys_and_results_are_checked(tiny_png: str) -> None:
         fetch_image({"image": tiny_png, "resized_height": 9000, "resized_width": 9000})
     small = ImageOptions(max_output_pixels=10_000)
     with pytest.raises(ResourceLimitError, match=r"resized to \d+x\d+ = [\d,]+ pixels"):
-        fetch_image({"image": tiny_png, "min_pixels": 9_000}, options=small)
-    image = fetch_image({"image": tiny_png, "min_pixels": 4_000}, options=small)
+        fetch_image({"image": tiny_png, "min_pixels": 9_000}, image_options=small)
+    image = fetch_image({"image": tiny_png, "min_pixels": 4_000}, image_options=small)
     assert image.width * image.height <= 10_000
     raised = ImageOptions(max_output_pixels=1 << 26)
-    assert fetch_image({"image": tiny_png, "resized_height": 28, "resized_width": 28}, options=raised)
+    assert fetch_image({"image": tiny_png, "resized_height": 28, "resized_width": 28}, image_options=raised)
 
 
 def test_video_frame_and_clip_limits(clip: Path) -> None:
@@ -76,9 +76,9 @@ def test_video_frame_and_clip_limits(clip: Path) -> None:
         fetch_video({"video": str(clip), "nframes": 4, "min_pixels": 1e12})
     options = VideoOptions(max_output_pixels=4 * 56 * 56)
     with pytest.raises(ResourceLimitError, match="max_output_pixels"):
-        fetch_video({"video": str(clip), "nframes": 8, "resized_height": 56, "resized_width": 56}, options=options)
+        fetch_video({"video": str(clip), "nframes": 8, "resized_height": 56, "resized_width": 56}, video_options=options)
     video = fetch_video(
-        {"video": str(clip), "nframes": 4, "resized_height": 56, "resized_width": 56}, options=options
+        {"video": str(clip), "nframes": 4, "resized_height": 56, "resized_width": 56}, video_options=options
     )
     assert tuple(video.shape) == (4, 3, 56, 56)
 

@@ -20,6 +20,7 @@ EXPECTED = [
     "FetchTooLargeError",
     "ImageOptions",
     "InvalidInputError",
+    "Loader",
     "MediaCache",
     "MediaEstimate",
     "Plan",

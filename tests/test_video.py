@@ -211,7 +211,10 @@ def test_presentation_times_travel_with_the_clip(backend: BackendChoice) -> None
         expected = [times[i] for i in meta["frames_indices"]]
         assert np.abs(np.array(seconds) - expected).max() <= 1e-6  # json: 6 decimals
         _, public = fetch_video(
-            {"video": str(path), **ele}, 16, return_video_metadata=True, backend=backend
+            {"video": str(path), **ele},
+            16,
+            return_video_metadata=True,
+            video_options=VideoOptions(backend=backend),
         )
         assert set(public) == {"fps", "frames_indices", "total_num_frames", "video_backend"}
         VideoMetadata(**public)  # transformers refuses unknown keys
@@ -233,8 +236,8 @@ def test_video_stream_key_picks_the_stream(tmp_path: Path) -> None:
     assert other.shape[2:] == (252, 448) != default.shape[2:]  # 320x180 scaled, exactly 16:9
     assert other_fps == pytest.approx(len(other_meta["frames_indices"]) / 13.0)
     # the element key overrides the option; the option alone picks too
-    keyed, _, _ = ours(Path(path), 14, {"fps": 1, "video_stream": 0}, options=VideoOptions(stream=3))
-    option, _, _ = ours(Path(path), 14, {"fps": 1}, options=VideoOptions(stream=0))
+    keyed, _, _ = ours(Path(path), 14, {"fps": 1, "video_stream": 0}, video_options=VideoOptions(stream=3))
+    option, _, _ = ours(Path(path), 14, {"fps": 1}, video_options=VideoOptions(stream=0))
     assert torch.equal(keyed, other) and torch.equal(option, other)
     with pytest.raises(InvalidInputError, match=r"its video streams: 0 .*, 3 "):
         ours(Path(path), 14, {"video_stream": 1})
@@ -267,7 +270,7 @@ def test_short_video_is_padded_not_rejected(tmp_path: Path) -> None:
 def test_fast_resize_mode_is_close(tmp_path: Path) -> None:
     path = write_clip(tmp_path / "clip.mp4", frames=30)
     exact, _, _ = ours(path, 14, {})
-    fast, _, _ = ours(path, 14, {}, options=VideoOptions(resize="fast"))
+    fast, _, _ = ours(path, 14, {}, video_options=VideoOptions(resize="fast"))
     diff = (exact - fast).abs()
     assert diff.mean() < 0.3 and diff.max() <= 8
 
@@ -325,7 +328,7 @@ def test_array_videos() -> None:
 def test_frame_list_limits() -> None:
     with pytest.raises(ResourceLimitError, match="max_list_frames"):
         fetch_video(
-            {"video": [Image.new("RGB", (8, 8))] * 5}, options=VideoOptions(max_list_frames=4)
+            {"video": [Image.new("RGB", (8, 8))] * 5}, video_options=VideoOptions(max_list_frames=4)
         )
     with pytest.raises(InvalidInputError, match="at least one frame"):
         fetch_video({"video": []})
@@ -347,7 +350,7 @@ def test_time_range_errors(tmp_path: Path) -> None:
     with pytest.raises(InvalidInputError, match="time range"):
         fetch_video({"video": str(path), "video_start": 1.99})
     with pytest.raises(ResourceLimitError):
-        fetch_video({"video": str(path)}, options=VideoOptions(max_duration=1.0))
+        fetch_video({"video": str(path)}, video_options=VideoOptions(max_duration=1.0))
 
 
 def test_backend_env_override_is_read_at_call_time(
@@ -365,7 +368,7 @@ def test_backend_env_override_is_read_at_call_time(
 def test_decord_backend_equals_reference(tmp_path: Path) -> None:
     path = media_dir() / "videos" / "nasa_13013.mp4"
     ref_video, ref_meta, ref_fps = reference(path, 14, {"fps": 1})
-    video, meta, fps = ours(path, 14, {"fps": 1}, backend="decord")
+    video, meta, fps = ours(path, 14, {"fps": 1}, video_options=VideoOptions(backend="decord"))
     assert meta["frames_indices"] == ref_meta["frames_indices"] and fps == ref_fps
     assert torch.equal(video, ref_video)  # same decoder, same resize: bit-identical
 
@@ -469,9 +472,9 @@ def test_decoder_and_resize_share_the_torch_threads(
         video = fetch_video({"video": str(path), "nframes": 6})
         assert torch.get_num_threads() == 4
         assert opened[-1].decode_threads == 2 and set(during) == {2}
-        fetch_video({"video": str(path), "nframes": 6}, options=VideoOptions(decode_threads=3))
+        fetch_video({"video": str(path), "nframes": 6}, video_options=VideoOptions(decode_threads=3))
         assert opened[-1].decode_threads == 3 and during[-1] == 1
-        fetch_video({"video": str(path), "nframes": 6}, options=VideoOptions(seek="keyframe"))
+        fetch_video({"video": str(path), "nframes": 6}, video_options=VideoOptions(seek="keyframe"))
         assert opened[-1].decode_threads == 1 and during[-1] == 4  # resizes are the work
         assert torch.get_num_threads() == 4
     finally:

@@ -9,6 +9,7 @@ in docs/video.md.
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import math
@@ -101,7 +102,7 @@ def test_snap_to_keyframes_table() -> None:
 
 def test_keyframe_mode_returns_exactly_the_keyframes_it_reports() -> None:
     data = clip(n=120, gop=25, size=(96, 64))  # x264 with B-frames, scene-cut keyframes
-    video, meta, fps = ours(data, {"nframes": 8}, options=KEYFRAME)
+    video, meta, fps = ours(data, {"nframes": 8}, video_options=KEYFRAME)
     exact, exact_meta, exact_fps = ours(data, {"nframes": 8})
     with open_video(data) as reader:
         keys = reader.metadata.keyframes
@@ -125,7 +126,7 @@ def test_keyframe_mode_returns_exactly_the_keyframes_it_reports() -> None:
 
 def test_two_samples_on_one_keyframe_repeat_it_and_say_so(tmp_path: Path) -> None:
     path = write_clip(tmp_path / "gop25.mp4", frames=120, gop=25, width=96, height=64)
-    video, meta, _ = ours(path, {"nframes": 16}, options=KEYFRAME)
+    video, meta, _ = ours(path, {"nframes": 16}, video_options=KEYFRAME)
     indices = meta["frames_indices"]
     assert video.shape[0] == 16 and len(indices) == 16
     assert set(indices) == {0, 25, 50, 75, 100}
@@ -162,7 +163,7 @@ def test_reported_indices_are_the_keyframes_real_timestamps(name: str, stream: i
     pts_time = [float(f["pts_time"]) for f in frames]
     keys = key_times(path)
     for ele in ({}, {"fps": 4.0}, {"nframes": 6}):
-        _, meta, _ = ours(path, ele, options=KEYFRAME)
+        _, meta, _ = ours(path, ele, video_options=KEYFRAME)
         shown = [pts_time[i] - pts_time[0] for i in meta["frames_indices"]]
         assert all(min(abs(t - k) for k in keys) < 1e-4 for t in shown), (ele, shown, keys)
         with open_video(path) as reader:
@@ -179,7 +180,7 @@ def test_reported_indices_are_the_keyframes_real_timestamps(name: str, stream: i
 def test_variable_frame_rate_snaps_by_time() -> None:
     path = VIDEOS / "var_fps_video.mp4"
     _, exact_meta, _ = ours(path, {"fps": 4.0})
-    _, meta, _ = ours(path, {"fps": 4.0}, options=KEYFRAME)
+    _, meta, _ = ours(path, {"fps": 4.0}, video_options=KEYFRAME)
     with open_video(path) as reader:
         times, keys = reader.metadata.frame_times, reader.metadata.keyframes
     assert times is not None and keys is not None
@@ -207,8 +208,8 @@ def test_isolated_reader_gives_identical_output(tmp_path: Path) -> None:
         isolated = VideoOptions(
             seek=options.seek, resize=options.resize, isolate=True, isolate_timeout=30.0
         )
-        video, meta, fps = ours(path, {"nframes": 10}, options=options)
-        video_iso, meta_iso, fps_iso = ours(path, {"nframes": 10}, options=isolated)
+        video, meta, fps = ours(path, {"nframes": 10}, video_options=options)
+        video_iso, meta_iso, fps_iso = ours(path, {"nframes": 10}, video_options=isolated)
         assert torch.equal(video, video_iso) and meta == meta_iso and fps == fps_iso
     with open_video(path.read_bytes(), VideoOptions(seek="keyframe", isolate=True)) as reader:
         assert reader.metadata.keyframes == (0, 20, 40, 60, 80)
@@ -225,8 +226,10 @@ def test_isolated_reader_gives_identical_output(tmp_path: Path) -> None:
 )
 def test_decord_and_torchcodec_support_keyframe_mode(tmp_path: Path, backend: str) -> None:
     path = write_clip(tmp_path / "clip.mp4", frames=120, gop=25, width=96, height=64)
-    video, meta, fps = ours(path, {"nframes": 8}, options=KEYFRAME)
-    other, other_meta, other_fps = ours(path, {"nframes": 8}, options=KEYFRAME, backend=backend)
+    video, meta, fps = ours(path, {"nframes": 8}, video_options=KEYFRAME)
+    other, other_meta, other_fps = ours(
+        path, {"nframes": 8}, video_options=dataclasses.replace(KEYFRAME, backend=backend)
+    )
     assert other_meta["frames_indices"] == meta["frames_indices"]
     assert other_meta["video_backend"] == backend and other_fps == pytest.approx(fps)
     assert float((other - video).abs().mean()) < 0.5  # same frames, another FFmpeg build
@@ -241,14 +244,14 @@ def test_stream_without_keyframe_positions_is_refused() -> None:
     with open_video(data) as reader:
         assert reader.metadata.keyframes is None
     with pytest.raises(UnsupportedFormatError, match="seek='exact'"):
-        fetch_video({"video": data}, options=KEYFRAME)
+        fetch_video({"video": data}, video_options=KEYFRAME)
     with open_video(data, KEYFRAME) as reader, pytest.raises(UnsupportedFormatError):
         reader.frames([0])
 
 
 def test_keyframe_mode_reaches_inspect_and_process_vision_info(tmp_path: Path) -> None:
     path = write_clip(tmp_path / "clip.mp4", frames=120, gop=25, width=96, height=64)
-    _, meta, fps = ours(path, {"nframes": 8}, options=KEYFRAME)
+    _, meta, fps = ours(path, {"nframes": 8}, video_options=KEYFRAME)
     element = {"type": "video", "video": str(path), "nframes": 8}
     conv = [{"role": "user", "content": [element]}]
     estimate = inspect(element, video_options=KEYFRAME)
@@ -265,7 +268,7 @@ def test_keyframe_mode_reaches_inspect_and_process_vision_info(tmp_path: Path) -
 def test_decoder_resize_shape_dtype_and_deviation(name: str) -> None:
     path = VIDEOS / name
     exact, exact_meta, exact_fps = ours(path, {"nframes": 8})
-    video, meta, fps = ours(path, {"nframes": 8}, options=DECODER)
+    video, meta, fps = ours(path, {"nframes": 8}, video_options=DECODER)
     assert video.shape == exact.shape and video.dtype == torch.float32
     assert meta == exact_meta and fps == exact_fps
     assert torch.equal(video, video.round()) and video.min() >= 0 and video.max() <= 255
@@ -278,7 +281,7 @@ def test_decoder_resize_shape_dtype_and_deviation(name: str) -> None:
 def test_decoder_resize_follows_the_display_rotation(degrees: int) -> None:
     data = rotated_clip(degrees)
     exact, _, _ = ours(data, {"resized_height": 112, "resized_width": 84})
-    video, _, _ = ours(data, {"resized_height": 112, "resized_width": 84}, options=DECODER)
+    video, _, _ = ours(data, {"resized_height": 112, "resized_width": 84}, video_options=DECODER)
     assert video.shape == exact.shape
     frame = video[0].permute(1, 2, 0).numpy()
     assert corner(frame) == corner(exact[0].permute(1, 2, 0).numpy())
@@ -292,7 +295,7 @@ def test_decoder_resize_needs_pyav(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     path = write_clip(tmp_path / "clip.mp4", frames=20)
     monkeypatch.setenv("FORCE_QWENVL_VIDEO_READER", "decord")  # auto resolves to decord
     with pytest.raises(InvalidInputError, match="'decord', which has none"):
-        fetch_video({"video": str(path)}, options=DECODER)
+        fetch_video({"video": str(path)}, video_options=DECODER)
     monkeypatch.delenv("FORCE_QWENVL_VIDEO_READER")
     with (
         open_video(path, backend="decord") as reader,
@@ -308,7 +311,7 @@ def test_decoder_resize_needs_pyav(tmp_path: Path, monkeypatch: pytest.MonkeyPat
 def test_decoder_resize_of_frame_lists_is_the_exact_kernel() -> None:
     frames = [Image.new("RGB", (320, 240), (i * 40, 90, 200 - i * 30)) for i in range(4)]
     assert torch.equal(
-        fetch_video({"video": frames}, options=DECODER), fetch_video({"video": frames})
+        fetch_video({"video": frames}, video_options=DECODER), fetch_video({"video": frames})
     )
 
 
@@ -338,10 +341,10 @@ def test_long_video_mode_is_keyframes_with_the_decoder_scaler() -> None:
     with pytest.raises(InvalidInputError, match=r"VideoOptions\.seek"):
         VideoOptions.long_video(seek="nearest")
     data = clip(n=120, gop=25, size=(96, 64))
-    video, meta, fps = ours(data, {"nframes": 8}, options=options)
+    video, meta, fps = ours(data, {"nframes": 8}, video_options=options)
     same, same_meta, same_fps = ours(
-        data, {"nframes": 8}, options=VideoOptions(seek="keyframe", resize="decoder")
+        data, {"nframes": 8}, video_options=VideoOptions(seek="keyframe", resize="decoder")
     )
     assert torch.equal(video, same) and meta == same_meta and fps == same_fps
-    _, keyed, _ = ours(data, {"nframes": 8}, options=KEYFRAME)
+    _, keyed, _ = ours(data, {"nframes": 8}, video_options=KEYFRAME)
     assert meta["frames_indices"] == keyed["frames_indices"]  # the same keyframes

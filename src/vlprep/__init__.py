@@ -27,6 +27,7 @@ from vlprep.estimates import MediaEstimate, inspect
 from vlprep.image import fetch_image
 from vlprep.inputs import build_inputs
 from vlprep.limits import CallLimits
+from vlprep.loader import Loader
 from vlprep.messages import extract_vision_info, process_vision_info
 from vlprep.plans import Plan, plan
 from vlprep.positions import rope_index
@@ -62,6 +63,7 @@ __all__ = [
     "FetchTooLargeError",
     "ImageOptions",
     "InvalidInputError",
+    "Loader",
     "MediaCache",
     "MediaEstimate",
     "Plan",

@@ -23,7 +23,7 @@ from vlprep.estimates import MediaEstimate, element_for, inspect
 from vlprep.image import fetch_image_for
 from vlprep.presets import Preset
 from vlprep.sources import FetchPolicy
-from vlprep.video import fetch_video
+from vlprep.video import load_clip
 
 __all__ = [
     "DEFAULT_WORKERS",
@@ -287,10 +287,10 @@ def _decode(element: dict[str, Any], estimate: MediaEstimate, settings: Settings
     """
     if estimate.kind == "image":
         fetch_image_for(
-            element, settings.preset, policy=settings.policy, options=settings.image_options
+            element, settings.preset, policy=settings.policy, image_options=settings.image_options
         )
     else:
-        fetch_video(
+        load_clip(  # not the drop-in: like the estimate, no environment variable is read
             element,
             settings.preset.patch_size,
             preset=settings.preset,  # the same bounds the estimate used

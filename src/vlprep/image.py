@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from vlprep._keywords import renamed
 from vlprep._stored import pack_image, unpack_image
 from vlprep.cache import MediaCache, digest_bytes, digest_image
 from vlprep.decode.image import (
@@ -266,8 +267,9 @@ def fetch_image(
     image_patch_size: int = 14,
     *,
     policy: FetchPolicy | None = None,
-    options: ImageOptions | None = None,
+    image_options: ImageOptions | None = None,
     cache: MediaCache | None = None,
+    options: ImageOptions | None = None,
 ) -> Image.Image:
     """Load and resize the image of one message element, like qwen-vl-utils' ``fetch_image``.
 
@@ -277,10 +279,11 @@ def fetch_image(
         image_patch_size: ViT patch size: 14 (Qwen2/2.5-VL) or 16 (Qwen3-VL); sides become
             multiples of ``2 * image_patch_size``.
         policy: fetch rules (timeouts, caps, allowed schemes).
-        options: decode rules (formats, source limits, ``exif_transpose``).
+        image_options: decode rules (formats, source limits, ``exif_transpose``).
         cache: reuse the resized image of an earlier call with the same content and
             parameters (see :class:`vlprep.MediaCache`); the source is still fetched and
             hashed. ``None``: no caching.
+        options: deprecated name of ``image_options`` (``DeprecationWarning``).
 
     Returns:
         ``PIL.Image.Image`` in mode RGB, resized with Pillow's bicubic filter; byte-identical
@@ -291,12 +294,15 @@ def fetch_image(
         InvalidInputError, SourceNotAllowedError, FetchError, DecodeError,
         UnsupportedFormatError, ResourceLimitError.
     """
+    image_options = renamed(
+        "fetch_image", "image_options", image_options, "options", options, expected=ImageOptions
+    )
     return fetch_image_item(
         ele,
         check_patch_size(image_patch_size) * 2,
         None,
         policy=policy,
-        options=options,
+        options=image_options,
         cache=cache,
     )
 
@@ -306,22 +312,27 @@ def fetch_image_for(
     preset: Preset,
     *,
     policy: FetchPolicy | None = None,
-    options: ImageOptions | None = None,
+    image_options: ImageOptions | None = None,
     cache: MediaCache | None = None,
+    options: ImageOptions | None = None,
 ) -> Image.Image:
     """:func:`fetch_image` sized for a model configuration instead of qwen-vl-utils' defaults.
 
     The grid is ``preset.factor`` and the default bounds are ``preset.image_min_pixels`` /
     ``preset.image_max_pixels`` (a processor's ``size``); ``min_pixels`` / ``max_pixels`` /
     ``resized_height`` / ``resized_width`` in the element still take precedence.
-    ``cache`` as for :func:`fetch_image`.
+    ``policy``, ``image_options``, ``cache`` (and the deprecated ``options``) as for
+    :func:`fetch_image`.
 
     Returns:
         RGB ``PIL.Image.Image`` with sides multiples of ``preset.factor``.
     """
+    image_options = renamed(
+        "fetch_image_for", "image_options", image_options, "options", options, expected=ImageOptions
+    )
     bounds = (preset.image_min_pixels, preset.image_max_pixels)
     return fetch_image_item(
-        ele, preset.factor, bounds, policy=policy, options=options, cache=cache
+        ele, preset.factor, bounds, policy=policy, options=image_options, cache=cache
     )
 
 

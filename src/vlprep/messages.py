@@ -7,6 +7,7 @@ from typing import Any
 
 from PIL import Image
 
+from vlprep._keywords import checked, renamed
 from vlprep._pool import ordered_map, resolve_workers
 from vlprep.cache import MediaCache
 from vlprep.decode.image import ImageOptions
@@ -14,12 +15,18 @@ from vlprep.decode.video import VideoOptions
 from vlprep.errors import InvalidInputError
 from vlprep.image import fetch_image_item
 from vlprep.limits import CallBudget, CallLimits
+from vlprep.presets import Preset
 from vlprep.sizing import check_patch_size
 from vlprep.sources import FetchPolicy
 from vlprep.specs import element_kind
 from vlprep.video import fetch_video_item
 
-__all__ = ["as_conversations", "extract_vision_info", "process_vision_info"]
+__all__ = [
+    "as_conversations",
+    "extract_vision_info",
+    "load_vision_info",
+    "process_vision_info",
+]
 
 _VISION_KEYS = ("image", "image_url", "video", "video_url")
 
@@ -90,11 +97,12 @@ def process_vision_info(
     image_patch_size: int = 14,
     *,
     policy: FetchPolicy | None = None,
-    options: ImageOptions | None = None,
+    image_options: ImageOptions | None = None,
     video_options: VideoOptions | None = None,
     workers: int | None = None,
     cache: MediaCache | None = None,
     limits: CallLimits | None = None,
+    options: ImageOptions | None = None,
 ) -> tuple[Any, ...]:
     """Load every image and video of the conversation(s), like qwen-vl-utils.
 
@@ -106,7 +114,7 @@ def process_vision_info(
             :func:`vlprep.video.fetch_video`.
         image_patch_size: 14 for Qwen2/2.5-VL, 16 for Qwen3-VL.
         policy: fetch rules for every source.
-        options: image decode rules (also for frame-list videos).
+        image_options: image decode rules (also for frame-list videos).
         video_options: video backend, limits and resize mode.
         workers: items loaded at once on a thread pool (default ``min(4, CPU count)``;
             ``1`` loads them one after the other in the caller's thread). Results keep
@@ -118,6 +126,7 @@ def process_vision_info(
             ``CallLimits.strict()`` for servers): items (frame-list frames included)
             counted before anything is fetched, output pixels summed over every item, and
             one deadline shared by every fetch.
+        options: deprecated name of ``image_options`` (``DeprecationWarning``).
 
     Returns:
         ``(images, videos)`` or ``(images, videos, video_kwargs)``; ``images`` is a list of
@@ -131,27 +140,93 @@ def process_vision_info(
         FetchTimeoutError: the call deadline passed (the message names
             ``CallLimits.deadline``).
     """
+    image_options = renamed(
+        "process_vision_info",
+        "image_options",
+        image_options,
+        "options",
+        options,
+        expected=ImageOptions,
+    )
+    return load_vision_info(
+        conversations,
+        return_video_kwargs,
+        return_video_metadata,
+        image_patch_size,
+        policy=policy,
+        image_options=image_options,
+        video_options=checked(video_options, VideoOptions, "process_vision_info(video_options=)"),
+        workers=workers,
+        cache=cache,
+        limits=limits,
+        read_env=True,  # qwen-vl-utils' FORCE_QWENVL_VIDEO_READER, the drop-ins' only
+    )
+
+
+def load_vision_info(
+    conversations: Conversation | Sequence[Conversation],
+    return_video_kwargs: bool,
+    return_video_metadata: bool,
+    image_patch_size: int,
+    *,
+    policy: FetchPolicy | None,
+    image_options: ImageOptions | None,
+    video_options: VideoOptions | None,
+    workers: int | None,
+    cache: MediaCache | None,
+    limits: CallLimits | None,
+    preset: Preset | None = None,
+    read_env: bool = False,
+) -> tuple[Any, ...]:
+    """What :func:`process_vision_info` runs once its keywords are resolved.
+
+    ``read_env``: let qwen-vl-utils' ``FORCE_QWENVL_VIDEO_READER`` pick the video backend
+    where ``video_options`` leave it ``"auto"`` (the drop-in sets it; a Loader does not).
+
+    ``preset`` (what :class:`vlprep.Loader` passes when it holds one): size images and
+    videos for that model configuration (its grid, image bounds and video defaults, as
+    :func:`vlprep.image.fetch_image_for` and ``fetch_video(preset=)``) instead of
+    qwen-vl-utils' defaults for ``image_patch_size``.
+
+    Raises:
+        As :func:`process_vision_info`.
+    """
     budget = CallBudget(limits)
     elements = budget.counted(extract_vision_info(conversations))
-    factor = check_patch_size(image_patch_size) * 2 if elements else 0
+    bounds: tuple[float, float] | None = None
+    video_sizing: Preset | int
+    if preset is not None:
+        factor = preset.factor
+        bounds = (preset.image_min_pixels, preset.image_max_pixels)
+        video_sizing = preset
+    else:
+        factor = check_patch_size(image_patch_size) * 2 if elements else 0
+        video_sizing = factor
 
     def load(index: int) -> tuple[bool, Any, float]:
         ele = elements[index]
         kind = element_kind(ele)
         if kind == "image":
             image = fetch_image_item(
-                ele, factor, None, policy=policy, options=options, cache=cache, budget=budget
+                ele,
+                factor,
+                bounds,
+                policy=policy,
+                options=image_options,
+                cache=cache,
+                budget=budget,
             )
             return True, image, 0.0
         if kind == "video":
             video, metadata, fps = fetch_video_item(
                 ele,
-                factor,
+                video_sizing,
                 policy=policy,
                 options=video_options,
-                image_options=options,
+                image_options=image_options,
                 cache=cache,
                 budget=budget,
+                read_env=read_env,
             )
             return False, (video, metadata) if return_video_metadata else video, float(fps)
         raise InvalidInputError(

@@ -12,12 +12,14 @@ import contextlib
 import dataclasses
 import logging
 import threading
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import torch
 
+from vlprep._keywords import checked, renamed
 from vlprep._pool import ordered_map
 from vlprep._prefetch import prefetched
 from vlprep._stored import pack_video, unpack_video
@@ -56,6 +58,7 @@ __all__ = [
     "FRAMES_SECONDS",
     "fetch_video",
     "fetch_video_item",
+    "fetch_video_result",
     "load_clip",
     "load_planned_clip",
     "load_planned_frames",
@@ -135,6 +138,7 @@ def _from_container(
     options: VideoOptions,
     budget: CallBudget,
     *,
+    read_env: bool,
     planned: ClipPlan | None = None,
 ) -> VideoResult:
     """Decode the planned frames of a container; ``planned`` replaces the plan computed
@@ -142,7 +146,7 @@ def _from_container(
     options, resize_threads = _thread_split(stream_options(spec, options))
     with (
         opened_container(spec.source, policy) as handle,
-        open_video(handle, options, backend=video_backend(options)) as reader,
+        open_video(handle, options, backend=video_backend(options, read_env)) as reader,
     ):
         meta: VideoMetadata = reader.metadata
         plan, indices, (height, width) = (
@@ -236,7 +240,7 @@ def load_planned_clip(
     Never cached: a cache entry is keyed by the element, not by a plan.
     """
     return _from_container(
-        spec, preset, policy, options or _DEFAULT_OPTIONS, budget, planned=planned
+        spec, preset, policy, options or _DEFAULT_OPTIONS, budget, read_env=False, planned=planned
     )
 
 
@@ -429,11 +433,12 @@ def _load(
     image_options: ImageOptions | None,
     *,
     budget: CallBudget,
+    read_env: bool = False,
 ) -> VideoResult:
     source = spec.source
     if isinstance(source, (list, tuple)) or hasattr(source, "shape"):
         return _from_frames(spec, preset, policy, options, image_options, budget=budget)
-    return _from_container(spec, preset, policy, options, budget)
+    return _from_container(spec, preset, policy, options, budget, read_env=read_env)
 
 
 def _cached(
@@ -445,6 +450,7 @@ def _cached(
     options: VideoOptions,
     image_options: ImageOptions | None,
     budget: CallBudget,
+    read_env: bool,
 ) -> VideoResult:
     """:func:`_load` through ``cache``, keyed by content and every parameter.
 
@@ -456,19 +462,19 @@ def _cached(
         data = fetch(source, policy, "video").data
         digest = digest_bytes(data)
         spec_to_load = dataclasses.replace(spec, source=data)
-        backend: BackendName | None = video_backend(options)
+        backend: BackendName | None = video_backend(options, read_env)
     elif hasattr(source, "shape") and not isinstance(source, (list, tuple)):
         digest = digest_arrays(frames_from_array(source))
         spec_to_load, backend = spec, None
     else:  # frame lists (each item would need fetching first) and file objects
-        return _load(spec, preset, policy, options, image_options, budget=budget)
+        return _load(spec, preset, policy, options, image_options, budget=budget, read_env=read_env)
     key = (
         "video",
         digest,
         dataclasses.replace(spec, source=None),  # every element key
         video_plan_key(preset),  # the grid, video bounds and frame defaults the plan reads
         options,  # the whole options object: new fields are part of the key
-        backend,  # FORCE_QWENVL_VIDEO_READER, read now
+        backend,  # the drop-ins' FORCE_QWENVL_VIDEO_READER, read now
         image_options or ImageOptions(),
     )
     loaded = False
@@ -476,7 +482,9 @@ def _cached(
     def load() -> VideoResult:
         nonlocal loaded
         loaded = True
-        return _load(spec_to_load, preset, policy, options, image_options, budget=budget)
+        return _load(
+            spec_to_load, preset, policy, options, image_options, budget=budget, read_env=read_env
+        )
 
     result = cache.get_or_load(key, load, pack_video, unpack_video)
     if not loaded:
@@ -492,12 +500,13 @@ def fetch_video(
     return_video_metadata: bool = False,
     *,
     policy: FetchPolicy | None = None,
-    options: VideoOptions | None = None,
+    video_options: VideoOptions | None = None,
     image_options: ImageOptions | None = None,
-    backend: BackendChoice | None = None,
     cache: MediaCache | None = None,
     limits: CallLimits | None = None,
     preset: Preset | None = None,
+    options: VideoOptions | None = None,
+    backend: BackendChoice | None = None,
 ) -> Any:
     """Load the video of one message element, like qwen-vl-utils' ``fetch_video``.
 
@@ -518,10 +527,9 @@ def fetch_video(
             ``frames_indices`` (absolute), ``total_num_frames`` (clip length) and
             ``video_backend`` (not for frame lists, as upstream).
         policy: fetch rules (video byte cap and deadline).
-        options: decoder, limits and resize mode.
+        video_options: decoder (``VideoOptions.backend``: the one place the backend is
+            chosen), limits and resize mode.
         image_options: decode rules for frame-list images.
-        backend: ``"pyav"``, ``"decord"``, ``"torchcodec"`` or ``"auto"``; overrides
-            ``options.backend``.
         cache: reuse the frames of an earlier call with the same content and parameters
             (see :class:`vlprep.MediaCache`). Paths, URLs, ``data:`` URIs and bytes are
             fetched whole and hashed on every call (a local file is then decoded from
@@ -536,6 +544,10 @@ def fetch_video(
             ``video_total_pixels`` / ``fps`` / ``min_frames`` / ``max_frames`` are the
             defaults of the element keys (what :func:`vlprep.build_inputs` and
             :func:`vlprep.inspect` use for the same preset).
+        options: deprecated name of ``video_options`` (``DeprecationWarning``).
+        backend: deprecated (``DeprecationWarning``): ``"pyav"``, ``"decord"``,
+            ``"torchcodec"`` or ``"auto"``, set as ``video_options.backend``; pass
+            ``VideoOptions(backend=...)`` instead.
 
     Returns:
         ``video`` — float32 tensor ``(T, 3, H, W)`` with integer values 0..255, T even —
@@ -546,17 +558,37 @@ def fetch_video(
         InvalidInputError, SourceNotAllowedError, FetchError, DecodeError,
         UnsupportedFormatError, ResourceLimitError, BackendUnavailableError.
     """
-    video, metadata, sample_fps = load_clip(
+    video_options = renamed(
+        "fetch_video", "video_options", video_options, "options", options, expected=VideoOptions
+    )
+    image_options = checked(image_options, ImageOptions, "fetch_video(image_options=)")
+    if backend is not None:
+        warnings.warn(
+            "fetch_video(backend=) is deprecated; pass video_options=VideoOptions(backend=...)"
+            " (the one place the backend is chosen)",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        video_options = dataclasses.replace(video_options or _DEFAULT_OPTIONS, backend=backend)
+    loaded = load_clip(
         ele,
         image_patch_size,
         policy=policy,
-        options=options,
+        options=video_options,
         image_options=image_options,
-        backend=backend,
         cache=cache,
         limits=limits,
         preset=preset,
+        read_env=True,  # qwen-vl-utils' FORCE_QWENVL_VIDEO_READER, the drop-ins' only
     )
+    return fetch_video_result(loaded, return_video_sample_fps, return_video_metadata)
+
+
+def fetch_video_result(
+    loaded: VideoResult, return_video_sample_fps: bool, return_video_metadata: bool
+) -> Any:
+    """:func:`load_clip`'s result in the shape :func:`fetch_video` returns for those flags."""
+    video, metadata, sample_fps = loaded
     metadata.pop(FRAMES_SECONDS, None)  # not a transformers VideoMetadata field
     final: Any = (video, metadata) if return_video_metadata else video
     if return_video_sample_fps:
@@ -575,6 +607,7 @@ def load_clip(
     cache: MediaCache | None = None,
     limits: CallLimits | None = None,
     preset: Preset | None = None,
+    read_env: bool = False,
 ) -> VideoResult:
     """:func:`fetch_video`'s ``((video, metadata), sample_fps)`` as one tuple, with the times.
 
@@ -598,6 +631,7 @@ def load_clip(
         cache=cache,
         budget=budget,
         backend=backend,
+        read_env=read_env,
     )
 
 
@@ -611,6 +645,7 @@ def fetch_video_item(
     cache: MediaCache | None,
     budget: CallBudget,
     backend: BackendChoice | None = None,
+    read_env: bool = False,
 ) -> VideoResult:
     """One video element sized and sampled for ``preset``, within a call's budget:
     ``(video, metadata, sample_fps)``.
@@ -620,6 +655,8 @@ def fetch_video_item(
 
     What :func:`fetch_video` runs once its arguments are checked; the calls that load many
     items pass their shared :class:`vlprep.limits.CallBudget` (items already counted).
+    ``read_env``: the qwen-vl-utils drop-ins' ``FORCE_QWENVL_VIDEO_READER`` picks the backend
+    when the options leave it ``"auto"`` (see :func:`vlprep.video_input.video_backend`).
 
     Raises:
         As :func:`fetch_video`.
@@ -633,7 +670,9 @@ def fetch_video_item(
     with budget.timing():
         policy = budget.policy(policy)
         if cache is None:
-            return _load(spec, preset, policy, options, image_options, budget=budget)
+            return _load(
+                spec, preset, policy, options, image_options, budget=budget, read_env=read_env
+            )
         return _cached(
             cache,
             spec,
@@ -642,4 +681,5 @@ def fetch_video_item(
             options=options,
             image_options=image_options,
             budget=budget,
+            read_env=read_env,
         )

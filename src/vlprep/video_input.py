@@ -3,7 +3,8 @@
 Shared by the loader (:func:`vlprep.fetch_video`) and the estimates
 (:func:`vlprep.inspect`), which open a source the same way and ask the same backend:
 :func:`opened_container` (the one guarded fetch or local open), :func:`video_backend`
-(qwen-vl-utils' ``FORCE_QWENVL_VIDEO_READER``, read at call time) and
+(``VideoOptions.backend``; qwen-vl-utils' ``FORCE_QWENVL_VIDEO_READER`` only where a drop-in
+asks, read at call time) and
 :func:`frames_from_array` (a uint8 array or tensor as a list of HWC frames).
 """
 
@@ -29,14 +30,21 @@ _QWEN_BACKENDS: dict[str, BackendName] = {
 }
 
 
-def video_backend(options: VideoOptions) -> BackendName | None:
-    """The backend to ask for: the options, else qwen-vl-utils' env override (read now).
+def video_backend(options: VideoOptions, read_env: bool = False) -> BackendName | None:
+    """The backend to ask for: ``options.backend``; ``None`` for ``"auto"``.
+
+    ``read_env``: only the qwen-vl-utils drop-ins (:func:`vlprep.fetch_video`,
+    :func:`vlprep.process_vision_info`) set it, for compatibility: when the options leave the
+    backend to ``"auto"``, qwen-vl-utils' ``FORCE_QWENVL_VIDEO_READER`` (read now) picks it.
+    No other entry point reads an environment variable.
 
     Raises:
         InvalidInputError: ``FORCE_QWENVL_VIDEO_READER`` names no known backend.
     """
     if options.backend != "auto":
         return options.backend
+    if not read_env:
+        return None
     forced = os.environ.get("FORCE_QWENVL_VIDEO_READER")
     if not forced:
         return None

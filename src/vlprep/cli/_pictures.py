@@ -21,7 +21,7 @@ from vlprep.estimates import MediaEstimate
 from vlprep.image import fetch_image_for
 from vlprep.presets import Preset
 from vlprep.sources import FetchPolicy
-from vlprep.video import fetch_video
+from vlprep.video import load_clip
 
 __all__ = [
     "BLOCK_COLOR",
@@ -113,7 +113,8 @@ def draw(
     if estimate.kind == "image":
         picture = grid_image(fetch_image_for(element, preset, policy=policy), preset)
     else:
-        frames = fetch_video(element, preset.patch_size, preset=preset, policy=policy)
+        # load_clip, not the drop-in: like the estimate, no environment variable is read
+        frames = load_clip(element, preset.patch_size, preset=preset, policy=policy)[0]
         picture = contact_sheet(frames, estimate)
     picture.save(path, format="PNG")
     return path
