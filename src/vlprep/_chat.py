@@ -11,10 +11,10 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
 from vlprep._processor_forms import Qwen3VideoForm, qwen3_video_form
-from vlprep.errors import InvalidInputError
+from vlprep._errors import InvalidInputError
 
 if TYPE_CHECKING:
-    from vlprep.messages import Conversation
+    from vlprep._messages import Conversation
 
 __all__ = [
     "Qwen3VideoText",

@@ -28,17 +28,17 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from vlprep._numbers import shown
-from vlprep.decode.image import ImageOptions
-from vlprep.decode.video import VideoMetadata, VideoOptions, probe_video
-from vlprep.errors import InvalidInputError, describe_source
-from vlprep.expansion import video_timestamps
-from vlprep.image import HEADER_PREFIX, read_header
-from vlprep.planning import (
+from vlprep._decode.image import ImageOptions
+from vlprep._decode.video import VideoMetadata, VideoOptions, probe_video
+from vlprep._errors import InvalidInputError, describe_source
+from vlprep._expansion import video_timestamps
+from vlprep._image import HEADER_PREFIX, read_header
+from vlprep._planning import (
     image_target_size,
     plan_clip,
     plan_frame_list,
@@ -47,12 +47,12 @@ from vlprep.planning import (
     upright_size,
     video_target_size,
 )
-from vlprep.presets import Preset
-from vlprep.sampling import FRAME_FACTOR, video_frame_pixels
-from vlprep.sizing import ceil_by_factor, tokens_for_size
-from vlprep.sources import FetchPolicy
-from vlprep.specs import VideoSpec, parse_image_element, parse_video_element
-from vlprep.video_input import frames_from_array, opened_container, video_backend
+from vlprep._presets import Preset
+from vlprep._sampling import FRAME_FACTOR, video_frame_pixels
+from vlprep._sizing import ceil_by_factor, tokens_for_size
+from vlprep._sources import FetchPolicy
+from vlprep._specs import VideoSpec, parse_image_element, parse_video_element
+from vlprep._video_input import frames_from_array, opened_container, video_backend
 
 __all__ = ["FIT_KEYS", "ImageItem", "Item", "State", "VideoItem", "fit_keys", "make_item"]
 
@@ -108,7 +108,7 @@ class _Ladder:
     low: int
     high: float
     top: tuple[int, int]
-    sizer: Any  # m -> (h, w), a planning call on the rewritten element
+    sizer: Callable[[float], tuple[int, int]]  # m -> (h, w): planning on the rewritten element
     memo: dict[float, tuple[int, int]] = dataclasses.field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -120,7 +120,7 @@ class _Ladder:
         found = self.memo.get(m)
         if found is None:
             found = self.sizer(m)
-            if tokens_for_size(*found, self.factor) >= self.top_tokens:
+            if tokens_for_size(found[0], found[1], self.factor) >= self.top_tokens:
                 found = self.top  # never more tokens than unfitted; the top rung stands in
             self.memo[m] = found
         return found
