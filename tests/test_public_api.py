@@ -12,14 +12,22 @@ import vlprep
 HOPPER = str(Path(__file__).resolve().parents[1] / "fixtures" / "hopper.jpg")
 EXPECTED = [
     "BackendUnavailableError",
+    "BudgetError",
+    "CacheStats",
     "CallLimits",
     "DecodeError",
+    "FAMILIES",
+    "Family",
     "FetchError",
     "FetchPolicy",
     "FetchTimeoutError",
     "FetchTooLargeError",
+    "FitResult",
+    "GroundingParseError",
+    "ImageHeader",
     "ImageOptions",
     "InvalidInputError",
+    "ItemFit",
     "Loader",
     "MediaCache",
     "MediaEstimate",
@@ -33,24 +41,34 @@ EXPECTED = [
     "SourceNotFoundError",
     "TokenEstimate",
     "UnsupportedFormatError",
+    "VideoMetadata",
     "VideoOptions",
     "VlprepError",
     "__version__",
     "build_inputs",
     "count_tokens",
+    "element_for",
     "estimate_image",
     "estimate_video",
     "extract_vision_info",
     "fetch_image",
+    "fetch_image_for",
     "fetch_video",
+    "fit",
     "get_preset",
     "inspect",
+    "load_clip",
+    "load_image",
+    "patchify_images",
+    "patchify_videos",
     "plan",
     "preset_from_processor",
+    "probe_header",
     "process_vision_info",
     "rope_index",
     "smart_nframes",
     "smart_resize",
+    "tokens_for_size",
 ]
 
 
@@ -141,6 +159,7 @@ def test_error_tree() -> None:
     assert issubclass(e.UnsupportedFormatError, e.DecodeError)
     assert issubclass(e.ResourceLimitError, ValueError)
     assert issubclass(e.BackendUnavailableError, ImportError)
+    assert issubclass(e.BudgetError, (e.ResourceLimitError, ValueError))
 
 
 def test_import_is_light_and_reads_no_environment() -> None:
