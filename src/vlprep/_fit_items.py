@@ -54,11 +54,7 @@ from vlprep._sources import FetchPolicy
 from vlprep._specs import VideoSpec, parse_image_element, parse_video_element
 from vlprep._video_input import frames_from_array, opened_container, video_backend
 
-__all__ = ["FIT_KEYS", "ImageItem", "Item", "State", "VideoItem", "fit_keys", "make_item"]
-
-FIT_KEYS = frozenset({"min_tokens", "priority"})
-"""Element keys read by :func:`vlprep.fit` (and ignored by the loaders): ``min_tokens``
-(an item's floor in vision tokens) and ``priority`` (a number; lower shrinks first)."""
+__all__ = ["ImageItem", "Item", "State", "VideoItem", "fit_keys", "make_item"]
 
 State = tuple[int, float]
 """A ladder position: ``(frames, max_pixels)``; images have ``frames`` 0."""
