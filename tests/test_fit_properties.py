@@ -283,7 +283,12 @@ def check_fit(
     preset = vlprep.preset_from_processor(proc)
     (free,) = vlprep.fit(conv, 10**9, processor=proc)
     assert free.total == free.total_before and not free.shrunk
-    max_tokens = max(reserve + 1, int(free.total_before * fraction) + reserve)
+    if fraction <= 1.2:  # a share of what the conversation needs unfitted
+        wanted = int(free.total_before * fraction)
+    else:  # near what it needs at its floors (fraction - 2 in [-0.5, 0.5])
+        floors = (free.text_tokens or 0) + sum(i.floor_tokens for i in free.items)
+        wanted = int(floors * (1 + (fraction - 2) / 5))
+    max_tokens = max(reserve + 1, wanted + reserve)
     budget = max_tokens - reserve
     try:
         (result,) = vlprep.fit(
@@ -392,7 +397,7 @@ def test_fit_is_exact_within_budget_and_maximal(
     family: str, media: Media, data: st.DataObject
 ) -> None:
     conv = data.draw(conversation(media), label="conversation")
-    fraction = data.draw(st.floats(0.02, 1.2), label="fraction")
+    fraction = data.draw(st.floats(0.02, 1.2) | st.floats(1.5, 2.5), label="fraction")
     reserve = data.draw(st.integers(0, 64), label="reserve")
     strategy = data.draw(st.sampled_from(["uniform", "recent"]), label="strategy")
     check_fit(conv, family, fraction, reserve, strategy, media)
