@@ -8,17 +8,16 @@ text: the same template call, the same refusals, the same Qwen3-VL per-frame blo
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
-from vlprep._processor_forms import Qwen3VideoForm, qwen3_video_form
 from vlprep._errors import InvalidInputError
-
-if TYPE_CHECKING:
-    from vlprep._messages import Conversation
+from vlprep._processor_forms import Qwen3VideoForm, qwen3_video_form
 
 __all__ = [
+    "Conversation",
     "Qwen3VideoText",
     "VideoTimestamps",
+    "as_conversations",
     "check_messages",
     "check_text_options",
     "qwen3_form",
@@ -57,6 +56,35 @@ transformers' bit for bit; on a variable-frame-rate file it is the frames' real 
 last), what ``Qwen3VLProcessor`` computes from the same metadata: equal to transformers on
 every file, variable-rate ones included.
 """
+
+
+Conversation = Sequence[Mapping[str, Any]]
+
+
+def as_conversations(conversations: Conversation | Sequence[Conversation]) -> list[Conversation]:
+    """One conversation or a batch -> a list of conversations (an empty input -> ``[]``).
+
+    Raises:
+        InvalidInputError: not a list of messages or a list of such lists.
+    """
+    if isinstance(conversations, (str, bytes, Mapping)) or not isinstance(conversations, Sequence):
+        raise InvalidInputError(
+            "conversations must be a list of messages or a list of such lists, "
+            f"got {type(conversations).__name__}"
+        )
+    if not conversations:
+        return []
+    if isinstance(conversations[0], Mapping):
+        return [conversations]  # type: ignore[list-item]
+    for index, conversation in enumerate(conversations):
+        if isinstance(conversation, (str, bytes, Mapping)) or not isinstance(
+            conversation, Sequence
+        ):
+            raise InvalidInputError(
+                f"conversation {index} of the batch must be a list of messages, "
+                f"got {type(conversation).__name__}"
+            )
+    return list(conversations)  # type: ignore[arg-type]
 
 
 def check_messages(conversations: Sequence[Conversation]) -> None:

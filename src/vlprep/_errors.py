@@ -24,6 +24,7 @@ limit, the observed value and the fix; they never contain payload bytes or base6
 from __future__ import annotations
 
 import re
+from typing import Any
 from urllib.parse import urlsplit
 
 __all__ = [
@@ -128,23 +129,18 @@ class BudgetError(ResourceLimitError):
         self.conversation = conversation
 
     def __reduce__(self) -> tuple[object, ...]:  # picklable across processes (Ray)
-        return (
-            _budget_error,
-            (str(self), self.deficit, self.binding, self.needed, self.budget, self.conversation),
-        )
+        fields = {
+            "deficit": self.deficit,
+            "binding": self.binding,
+            "needed": self.needed,
+            "budget": self.budget,
+            "conversation": self.conversation,
+        }
+        return (_budget_error, (str(self), fields))
 
 
-def _budget_error(
-    message: str, deficit: int, binding: str, needed: int, budget: int, conversation: int
-) -> BudgetError:
-    return BudgetError(
-        message,
-        deficit=deficit,
-        binding=binding,
-        needed=needed,
-        budget=budget,
-        conversation=conversation,
-    )
+def _budget_error(message: str, fields: dict[str, Any]) -> BudgetError:
+    return BudgetError(message, **fields)
 
 
 class BackendUnavailableError(VlprepError, ImportError):

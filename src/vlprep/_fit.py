@@ -29,20 +29,26 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from vlprep._chat import check_messages, check_text_options, qwen3_form, render
+from vlprep._chat import (
+    Conversation,
+    as_conversations,
+    check_messages,
+    check_text_options,
+    qwen3_form,
+    render,
+)
 from vlprep._decode.image import ImageOptions
 from vlprep._decode.video import VideoOptions
-from vlprep._errors import BudgetError, InvalidInputError
+from vlprep._errors import BudgetError, InvalidInputError, ResourceLimitError
 from vlprep._expansion import SpecialTokens
 from vlprep._fit_items import Item, State, VideoItem, make_item
 from vlprep._fit_text import TextCount
-from vlprep._messages import Conversation, as_conversations
 from vlprep._numbers import shown
 from vlprep._presets import Preset, get_preset, preset_from_processor
 from vlprep._sources import FetchPolicy
 from vlprep._specs import element_kind
 
-__all__ = ["STRATEGIES", "FitResult", "ItemFit", "Strategy", "apply_fits", "fit"]
+__all__ = ["STRATEGIES", "FitResult", "ItemFit", "Strategy", "apply_fits", "drop_media", "fit"]
 
 logger = logging.getLogger(__name__)
 
@@ -239,8 +245,9 @@ def _solve(problem: _Problem, strategy: Strategy, conversation: int) -> list[Sta
     _check_floors(problem, floors, conversation)
     states = list(tops)
     groups = _groups(items, strategy)
-    last = 0
-    for last, group in enumerate(groups):
+    shrunk = 0  # groups touched
+    for group in groups:
+        shrunk += 1
         trial = list(states)
         for i in group:
             trial[i] = floors[i]
@@ -248,7 +255,7 @@ def _solve(problem: _Problem, strategy: Strategy, conversation: int) -> list[Sta
             states = _bisect(problem, states, group, floors)
             break
         states = trial
-    for group in reversed(groups[: last + 1]):
+    for group in reversed(groups[:shrunk]):
         states = _raise(problem, states, group)
     return states
 
@@ -503,9 +510,9 @@ def fit(
                 processor,
                 preset,
                 items,
-                add_generation_prompt,
-                chat_template_kwargs or {},
-                qwen3_video_text,
+                add_generation_prompt=add_generation_prompt,
+                template_kwargs=chat_template_kwargs or {},
+                qwen3_video_text=qwen3_video_text,
             )
         problem = _Problem(items, text, max_tokens - reserve)
         results.append(_result(problem, strategy, c, max_tokens, reserve))
@@ -517,6 +524,7 @@ def _text_count(
     processor: Any,
     preset: Preset,
     items: list[Item],
+    *,
     add_generation_prompt: bool,
     template_kwargs: Mapping[str, Any],
     qwen3_video_text: str,
@@ -527,15 +535,22 @@ def _text_count(
     images = len(items) - len(videos)
     stamps = [v.stamps_of for v in videos]
     if preset.family != "qwen3-vl" or not videos:
-        return TextCount(rendered, processor, tokens, images, stamps, preset.temporal_patch_size)
+        return TextCount(
+            rendered,
+            processor,
+            tokens,
+            images=images,
+            videos=stamps,
+            temporal=preset.temporal_patch_size,
+        )
     form = qwen3_form(qwen3_video_text, processor)
     return TextCount(
         rendered,
         processor,
         tokens,
-        images,
-        stamps,
-        preset.temporal_patch_size,
+        images=images,
+        videos=stamps,
+        temporal=preset.temporal_patch_size,
         per_frame=True,
         unwrapped=form == "unwrapped",
     )
@@ -599,12 +614,14 @@ def _apply(conversation: Conversation, result: FitResult) -> list[dict[str, Any]
             parts = []
             for part in content:
                 change = keys.get(id(part)) if isinstance(part, Mapping) else None
-                if change:
-                    part = dict(part)
-                    if "nframes" in change:
-                        part.pop("fps", None)
-                    part.update(change)
-                parts.append(part)
+                if not change:
+                    parts.append(part)
+                    continue
+                rewritten = dict(part)
+                if "nframes" in change:
+                    rewritten.pop("fps", None)
+                rewritten.update(change)
+                parts.append(rewritten)
             copied["content"] = parts
         out.append(copied)
     return out
@@ -612,7 +629,7 @@ def _apply(conversation: Conversation, result: FitResult) -> list[dict[str, Any]
 
 def apply_fits(
     conversations: Conversation | Sequence[Conversation], results: Sequence[FitResult]
-) -> list[list[dict[str, Any]]]:
+) -> list[Conversation]:
     """Each conversation with its :class:`FitResult` applied (:meth:`FitResult.apply`).
 
     Raises:
@@ -625,3 +642,76 @@ def apply_fits(
         )
     return [r.apply(c) for c, r in zip(batch, results, strict=True)]
 
+
+def _without(conversation: Conversation, drop: set[int]) -> list[dict[str, Any]]:
+    """``conversation`` without the elements whose ``id`` is in ``drop`` (copied)."""
+    out: list[dict[str, Any]] = []
+    for message in conversation:
+        copied = dict(message)
+        content = copied.get("content")
+        if isinstance(content, list):
+            copied["content"] = [part for part in content if id(part) not in drop]
+        out.append(copied)
+    return out
+
+
+def drop_media(
+    conversations: Conversation | Sequence[Conversation],
+    max_tokens: int,
+    *,
+    processor: Any,
+    preset: Preset | str | None = None,
+    **rest: Any,
+) -> list[Conversation]:
+    """Each conversation with whole images and videos removed, oldest first, until its
+    ``len(input_ids)`` is at most ``max_tokens`` (``build_inputs(truncation=
+    "drop-media-first")``). Never part of an item; each removal is logged (a warning on
+    ``vlprep._fit`` naming the message, element and source). Counted from headers, as
+    :func:`fit` counts (``rest``: its loading and text keywords).
+
+    Raises:
+        ResourceLimitError: the text alone, with every item dropped, is still longer.
+    """
+    out: list[Conversation] = []
+    for c, conversation in enumerate(as_conversations(conversations)):
+        (whole,) = fit(conversation, 10**12, processor=processor, preset=preset, **rest)
+        if whole.total <= max_tokens:
+            out.append(conversation)
+            continue
+        elements = [ele for _, ele, _ in _elements(conversation)]
+
+        def total(
+            k: int,
+            conversation: Conversation = conversation,
+            elements: list[Mapping[str, Any]] = elements,
+        ) -> int:
+            cut = _without(conversation, {id(e) for e in elements[:k]})
+            (counted,) = fit(cut, 10**12, processor=processor, preset=preset, **rest)
+            return counted.total
+
+        if total(len(elements)) > max_tokens:
+            raise ResourceLimitError(
+                f"conversation {c} needs {total(len(elements)):,} tokens without any image "
+                f"or video, above max_length={max_tokens:,}; shorten the text or raise the "
+                "limit (vlprep never cuts a vision span)"
+            )
+        low, high = 1, len(elements)  # fewest oldest items whose removal fits
+        while low < high:
+            mid = (low + high) // 2
+            if total(mid) <= max_tokens:
+                high = mid
+            else:
+                low = mid + 1
+        for item in whole.items[:low]:
+            logger.warning(
+                "max_length=%d: dropped the %s of conversation %d, message %d (element %d, "
+                "%s) to fit; truncation='drop-media-first'",
+                max_tokens,
+                item.kind,
+                c,
+                item.message,
+                item.element,
+                item.source,
+            )
+        out.append(_without(conversation, {id(e) for e in elements[:low]}))
+    return out

@@ -32,12 +32,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from vlprep._numbers import shown
 from vlprep._decode.image import ImageOptions
 from vlprep._decode.video import VideoMetadata, VideoOptions, probe_video
 from vlprep._errors import InvalidInputError, describe_source
 from vlprep._expansion import video_timestamps
 from vlprep._image import HEADER_PREFIX, read_header
+from vlprep._numbers import shown
 from vlprep._planning import (
     image_target_size,
     plan_clip,
@@ -140,7 +140,8 @@ class _Ladder:
             return self.high
         f = self.factor
         # where one side reaches the next multiple of the factor (smart_resize's floor)
-        bound = min((h + f) ** 2 * self.width / self.height, (w + f) ** 2 * self.height / self.width)
+        ratio = self.width / self.height
+        bound = min((h + f) ** 2 * ratio, (w + f) ** 2 / ratio)
         nxt = max(int(m) + 1, math.ceil(bound))
         for _ in range(4):  # float rounding at the threshold: at most a unit or two off
             if nxt >= self.high:
@@ -368,6 +369,7 @@ def _video_item(
     ele: Mapping[str, Any],
     where: tuple[int, int],
     preset: Preset,
+    *,
     policy: FetchPolicy | None,
     options: VideoOptions,
     image_options: ImageOptions,
@@ -429,7 +431,11 @@ def _video_item(
         return VideoItem(**common)  # type: ignore[arg-type]
     defaults = (preset.video_min_pixels, preset.video_max_pixels, preset.video_total_pixels)
     low, high = video_frame_pixels(
-        frames, preset.factor, spec.min_pixels, spec.max_pixels, spec.total_pixels,
+        frames,
+        preset.factor,
+        spec.min_pixels,
+        spec.max_pixels,
+        spec.total_pixels,
         defaults=defaults,
     )
 
@@ -489,5 +495,12 @@ def make_item(
     """
     if kind == "image":
         return _image_item(ele, where, preset, policy, image_options)
-    return _video_item(ele, where, preset, policy, video_options, image_options, timestamps)
-
+    return _video_item(
+        ele,
+        where,
+        preset,
+        policy=policy,
+        options=video_options,
+        image_options=image_options,
+        timestamps=timestamps,
+    )

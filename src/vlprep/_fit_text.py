@@ -48,10 +48,10 @@ class TextCount:
         text: str,
         processor: Any,
         tokens: SpecialTokens,
+        *,
         images: int,
         videos: Sequence[Stamps | None],
         temporal: int,
-        *,
         per_frame: bool = False,
         unwrapped: bool = False,
     ) -> None:

@@ -8,6 +8,7 @@ from typing import Any
 from PIL import Image
 
 from vlprep._cache import MediaCache
+from vlprep._chat import Conversation, as_conversations
 from vlprep._decode.image import ImageOptions
 from vlprep._decode.video import VideoOptions
 from vlprep._errors import InvalidInputError
@@ -22,6 +23,7 @@ from vlprep._specs import element_kind
 from vlprep._video import fetch_video_item
 
 __all__ = [
+    "Conversation",
     "as_conversations",
     "extract_vision_info",
     "load_vision_info",
@@ -29,34 +31,6 @@ __all__ = [
 ]
 
 _VISION_KEYS = ("image", "image_url", "video", "video_url")
-
-Conversation = Sequence[Mapping[str, Any]]
-
-
-def as_conversations(conversations: Conversation | Sequence[Conversation]) -> list[Conversation]:
-    """One conversation or a batch -> a list of conversations (an empty input -> ``[]``).
-
-    Raises:
-        InvalidInputError: not a list of messages or a list of such lists.
-    """
-    if isinstance(conversations, (str, bytes, Mapping)) or not isinstance(conversations, Sequence):
-        raise InvalidInputError(
-            "conversations must be a list of messages or a list of such lists, "
-            f"got {type(conversations).__name__}"
-        )
-    if not conversations:
-        return []
-    if isinstance(conversations[0], Mapping):
-        return [conversations]  # type: ignore[list-item]
-    for index, conversation in enumerate(conversations):
-        if isinstance(conversation, (str, bytes, Mapping)) or not isinstance(
-            conversation, Sequence
-        ):
-            raise InvalidInputError(
-                f"conversation {index} of the batch must be a list of messages, "
-                f"got {type(conversation).__name__}"
-            )
-    return list(conversations)  # type: ignore[arg-type]
 
 
 def extract_vision_info(
