@@ -20,6 +20,13 @@ The package's files: ``_types`` (the items), ``_text`` (scanning answers), ``_lo
 from __future__ import annotations
 
 from vlprep._errors import GroundingParseError
+from vlprep.grounding._convert import TextConversion, convert, convert_text, coordinate_frame
+from vlprep.grounding._dataset import (
+    DatasetConversion,
+    DatasetProblem,
+    DatasetRewrite,
+    convert_dataset,
+)
 from vlprep.grounding._draw import draw
 from vlprep.grounding._locate import (
     image_sizes,
@@ -29,17 +36,35 @@ from vlprep.grounding._locate import (
     resized_size_from_grid,
     to_original,
 )
-from vlprep.grounding._types import Box, Family, Item, OnError, Point, Space, TextFormat
+from vlprep.grounding._types import (
+    Box,
+    Family,
+    Item,
+    OnError,
+    Point,
+    Quad,
+    Space,
+    TextFormat,
+)
 
 __all__ = [
     "Box",
+    "DatasetConversion",
+    "DatasetProblem",
+    "DatasetRewrite",
     "Family",
     "GroundingParseError",
     "Item",
     "OnError",
     "Point",
+    "Quad",
     "Space",
+    "TextConversion",
     "TextFormat",
+    "convert",
+    "convert_dataset",
+    "convert_text",
+    "coordinate_frame",
     "draw",
     "image_sizes",
     "locate",
