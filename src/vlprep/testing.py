@@ -15,10 +15,12 @@ import importlib
 from pathlib import Path
 from typing import Any
 
-from vlprep._presets import FAMILIES, Family
+from vlprep._errors import InvalidInputError
+from vlprep._presets import FAMILIES, PROCESSOR_FAMILIES, Family
 
 __all__ = [
     "FAMILIES",
+    "PROCESSOR_FAMILIES",
     "QWEN2_VL_TEMPLATE",
     "QWEN3_VL_TEMPLATE",
     "SPECIALS",
@@ -132,8 +134,17 @@ def make_tokenizer() -> Any:
     )
 
 
+def _with_processor(family: Family) -> None:
+    if family not in PROCESSOR_FAMILIES:
+        raise InvalidInputError(
+            f"family {family!r} has no transformers processor nor model class (its checkpoints "
+            f"are remote code); offline processors and tiny models exist for {PROCESSOR_FAMILIES}"
+        )
+
+
 def make_processor(family: Family) -> Any:
     """An in-memory transformers processor of ``family`` with the offline tokenizer."""
+    _with_processor(family)
     tf = _transformers()
 
     tokenizer = make_tokenizer()
@@ -206,6 +217,7 @@ def vision_token_ids(tokenizer: Any) -> dict[str, int]:
 
 def tiny_model(family: Family, processor: Any) -> Any:
     """A random-weight model of ``family`` (about 0.1 M parameters) matching the tokenizer."""
+    _with_processor(family)
     import torch
 
     tf = _transformers()
