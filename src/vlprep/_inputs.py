@@ -222,6 +222,7 @@ def load_element(
             ele,
             preset.factor,
             bounds,
+            fixed=preset.image_size,
             policy=policy,
             options=image_options,
             cache=cache,

@@ -211,6 +211,7 @@ def load_vision_info(
                 ele,
                 factor,
                 bounds,
+                fixed=None if preset is None else preset.image_size,
                 policy=policy,
                 options=image_options,
                 cache=cache,
