@@ -34,6 +34,7 @@ __all__ = [
 ]
 
 _MODEL_SPACE: dict[Family, Space] = {
+    "qwen-vl": "norm1000",  # <box>(x1,y1),(x2,y2)</box> in [0, 1000) of the original image
     "qwen2-vl": "norm1000",
     "qwen2.5-vl": "resized",
     "qwen3-vl": "norm1000",
