@@ -7,20 +7,24 @@ its OCR ``<quad>`` tag; ``../shared/reference/qwen-vl-gen1.md`` gathers them.
 
 from __future__ import annotations
 
+import json
 import logging
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from tests.conftest import photo
+from tests.conftest import encode, photo
 from vlprep import grounding as g
 from vlprep._errors import GroundingParseError, InvalidInputError
+from vlprep._presets import QWEN_VL
+from vlprep._sizing import smart_resize
 from vlprep.grounding._draw import PALETTE
 
-# The first generation writes 0-1000 of the image, as Qwen2-VL does.
-GEN1 = "qwen2-vl"
+# The first generation writes 0-1000 of the original image ("norm1000"), as Qwen2-VL does.
+GEN1 = "qwen-vl"
 
 README_ANSWER = "图中击掌的位置<ref>击掌</ref><box>(536,509),(588,602)</box>"
 ENGLISH_SEVERAL = (
@@ -165,3 +169,61 @@ def test_tag_parsing_fails_only_with_the_typed_error(text: str) -> None:
         assert lenient == strict
     for item in lenient:
         assert len(item.raw) == (8 if isinstance(item, g.Quad) else 4)
+
+
+# ------------------------------------------------------- the qwen-vl family and conversion
+
+
+def test_locate_with_the_qwen_vl_preset() -> None:
+    picture = photo(640, 480, seed=8)
+    element = {"image": picture}
+    assert g.image_sizes(element, QWEN_VL) == ((480, 640), (448, 448))  # the fixed squash
+    (box,) = g.locate(README_ANSWER, element, QWEN_VL)
+    assert box.label == "击掌" and box.space == "original"
+    assert (box.x1, box.y1, box.x2, box.y2) == pytest.approx(
+        (536 * 640 / 1000, 509 * 480 / 1000, 588 * 640 / 1000, 602 * 480 / 1000)
+    )
+    assert g.model_space("qwen-vl-chat") == g.model_space(QWEN_VL) == "norm1000"
+    with pytest.raises(InvalidInputError, match="448x448"):
+        g.image_sizes({"image": picture, "max_pixels": 50_000}, QWEN_VL)
+
+
+def test_convert_gen1_answers() -> None:
+    size = (3000, 4000)
+    # To and from the other 0-1000 generations: the same numbers.
+    for other in ("qwen2-vl", "qwen3-vl"):
+        same = g.convert_text(OCR_QUADS, size, "qwen-vl", other)
+        assert same.text == OCR_QUADS and same.items == 2 and same.changed == 0
+    # To Qwen2.5-VL: pixels of the resized input (1148 x 840 under a 1280-token cap).
+    element = {"max_pixels": 1280 * 28 * 28}
+    there = g.convert_text(README_ANSWER, size, "qwen-vl", "qwen2.5-vl", element=element)
+    assert there.text == "图中击掌的位置<ref>击掌</ref><box>(615,428),(675,506)</box>"
+    back = g.convert_text(there.text, size, "qwen2.5-vl", "qwen-vl", element=element)
+    # x: 1148 > 1000 units, nothing lost; y: 840 < 1000, within floor(1/2 + 1000/1680) = 1.
+    assert back.text == "图中击掌的位置<ref>击掌</ref><box>(536,510),(588,602)</box>"
+    items = g.parse(OCR_QUADS, "qwen-vl")
+    moved = g.convert(items, size, QWEN_VL, "qwen2.5-vl", element=element)
+    assert isinstance(moved[1], g.Quad)
+    assert moved[1].points[2] == pytest.approx((900 * 1148 / 1000, 760 * 840 / 1000))
+
+
+def test_convert_a_qwen_vl_finetune_dataset(tmp_path: Path) -> None:
+    picture = tmp_path / "demo.jpeg"
+    picture.write_bytes(encode(photo(640, 480, seed=9), "JPEG"))
+    # Qwen-VL's fine-tuning format: the image path inside the prompt.
+    record = {
+        "id": "identity_0",
+        "conversations": [
+            {"from": "user", "value": f"Picture 1: <img>{picture}</img>\n图中的狗在哪里？"},  # noqa: RUF001
+            {"from": "assistant", "value": "<ref>狗</ref><box>(100,200),(500,1000)</box>"},
+        ],
+    }
+    data = json.dumps([record], ensure_ascii=False, indent=1)
+    result = g.convert_dataset(data, "qwen-vl", "qwen2.5-vl")
+    assert result.ok and result.items == 1
+    frame = smart_resize(480, 640)
+    expected = [round(100 * frame[1] / 1000), round(200 * frame[0] / 1000)]
+    expected += [round(500 * frame[1] / 1000), frame[0]]
+    box = "<ref>狗</ref><box>({},{}),({},{})</box>".format(*expected)
+    assert json.loads(result.text)[0]["conversations"][1]["value"] == box
+    assert result.text == data.replace("(100,200),(500,1000)", "({},{}),({},{})".format(*expected))

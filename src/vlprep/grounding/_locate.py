@@ -109,12 +109,13 @@ def parse(
     """Boxes and points in a model answer, in the family's model space.
 
     Args:
-        text: the decoded answer. Decode with ``skip_special_tokens=False`` for Qwen2-VL
-            (or keep the grounding tokens); without them only unlabelled ``(x1,y1),(x2,y2)``
-            boxes can be found.
-        family: ``"qwen2-vl"``, ``"qwen2.5-vl"``, ``"qwen3-vl"`` (any alias of
-            :func:`vlprep._presets.get_preset`) or a :class:`Preset`. It decides the space
-            (``"norm1000"`` for Qwen2/Qwen3-VL, ``"resized"`` for Qwen2.5-VL), not the format.
+        text: the decoded answer. Decode with ``skip_special_tokens=False`` for Qwen-VL and
+            Qwen2-VL (or keep the grounding tokens and tags); without them only unlabelled
+            ``(x1,y1),(x2,y2)`` boxes can be found.
+        family: ``"qwen-vl"``, ``"qwen2-vl"``, ``"qwen2.5-vl"``, ``"qwen3-vl"`` (any alias
+            of :func:`vlprep._presets.get_preset`) or a :class:`Preset`. It decides the space
+            (``"norm1000"`` for Qwen-VL, Qwen2-VL and Qwen3-VL, ``"resized"`` for
+            Qwen2.5-VL), not the format.
         format: ``"auto"`` (default), ``"json"``, ``"tokens"``, ``"tags"`` or ``"plain"``
             (:data:`TextFormat`).
         on_error: ``"raise"`` a :class:`GroundingParseError` on a malformed item, or
@@ -232,7 +233,8 @@ def image_sizes(
     ``options.exif_transpose`` is off), read from the header when possible. The resized size
     uses ``preset.factor``, ``preset.image_min_pixels``/``image_max_pixels`` and the
     element's ``min_pixels``/``max_pixels``/``resized_height``/``resized_width``, exactly as
-    :func:`vlprep._image.fetch_image_for` does.
+    :func:`vlprep._image.fetch_image_for` does; a first-generation preset gives its fixed
+    ``preset.image_size`` (448x448) and refuses those element keys, as ``build_inputs`` does.
 
     Args:
         element: the image element of the message (``{"image": ..., "max_pixels": ...}``).
@@ -256,6 +258,7 @@ def image_sizes(
         preset.factor,
         bounds,
         max_output_pixels=options.max_output_pixels,
+        fixed=preset.image_size,
     )
     return original, resized
 
