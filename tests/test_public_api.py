@@ -25,6 +25,7 @@ EXPECTED = [
     "ImageHeader",
     "ImageOptions",
     "InvalidInputError",
+    "LoadedVideo",
     "Loader",
     "MediaCache",
     "MediaEstimate",

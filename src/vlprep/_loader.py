@@ -136,7 +136,7 @@ class Loader:
             ele,
             image_patch_size,
             policy=self.policy,
-            options=self.video,
+            video_options=self.video,
             image_options=self.image,
             cache=self.cache,
             limits=self.limits,
