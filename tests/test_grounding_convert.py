@@ -92,6 +92,14 @@ def test_convert_formulas() -> None:
         g.convert(items, (3000, 4000), "qwen3-vl", "qwen2-vl")
 
 
+def test_documented_example() -> None:
+    answer = '```json\n[{"bbox_2d": [135, 114, 1016, 672], "label": "chair"}]\n```'
+    element = {"type": "image", "image": "street.jpg", "max_pixels": 1280 * 28 * 28}
+    result = g.convert_text(answer, (3000, 4000), QWEN2_5_VL, "qwen3-vl", element=element)
+    assert result.text == '```json\n[{"bbox_2d": [118, 136, 885, 800], "label": "chair"}]\n```'
+    assert (result.items, result.changed, result.format) == (1, 4, "json")
+
+
 def test_same_frame_is_the_identity() -> None:
     items = g.parse('[{"bbox_2d": [1, 2, 3, 4]}, {"point_2d": [5.5, 6]}]', "qwen2.5-vl")
     assert g.convert(items, (480, 640), "qwen2.5-vl", QWEN2_5_VL) == items
