@@ -38,6 +38,7 @@ from vlprep._presets import (
     QWEN2_5_VL,
     QWEN2_VL,
     QWEN3_VL,
+    QWEN_VL,
     Family,
     Preset,
     get_preset,
@@ -55,7 +56,7 @@ from vlprep._sizing import (
 from vlprep._sources import FetchPolicy
 from vlprep._tensors import patchify_images, patchify_videos
 from vlprep._version import __version__
-from vlprep._video import fetch_video, load_clip
+from vlprep._video import LoadedVideo, fetch_video, load_clip
 
 # `import vlprep.inspect` must not replace the function `inspect` with a module
 _inspect_alias.install(__name__)
@@ -78,6 +79,7 @@ __all__ = [
     "ImageOptions",
     "InvalidInputError",
     "ItemFit",
+    "LoadedVideo",
     "Loader",
     "MediaCache",
     "MediaEstimate",
@@ -86,6 +88,7 @@ __all__ = [
     "QWEN2_5_VL",
     "QWEN2_VL",
     "QWEN3_VL",
+    "QWEN_VL",
     "ResourceLimitError",
     "SourceNotAllowedError",
     "SourceNotFoundError",

@@ -48,7 +48,7 @@ VideoTimestamps = Literal["pts", "transformers"]
 ``"pts"`` (default): the sampled frames' presentation times, where the backend reports them
 (PyAV and decord from the container's index, torchcodec from the frames it decoded). On a
 constant-rate stream they equal ``index / fps`` to within
-:data:`vlprep.expansion.PTS_TOLERANCE` and ``index / fps`` is written, so the text is
+:data:`vlprep._expansion.PTS_TOLERANCE` and ``index / fps`` is written, so the text is
 transformers' bit for bit; on a variable-frame-rate file it is the frames' real time, where
 ``index / fps`` can be a quarter of a second or more off. Frame lists have no times:
 ``index / fps`` as transformers.

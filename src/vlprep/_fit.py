@@ -482,6 +482,11 @@ def fit(
             raise InvalidInputError("fit() needs the processor (exact text counts) or a preset")
         preset = preset_from_processor(processor)
     preset = get_preset(preset)
+    if preset.family == "qwen-vl":
+        raise InvalidInputError(
+            "the first generation (qwen-vl) gives every image a fixed 256 tokens: there is "
+            "nothing to fit; check the length with build_inputs(..., max_length=N)"
+        )
     batch = as_conversations(conversations)
     if processor is not None:
         check_text_options(qwen3_video_text, video_timestamps, processor)

@@ -28,11 +28,18 @@ __all__ = [
     "Conversation",
     "as_conversations",
     "extract_vision_info",
+    "is_vision_element",
     "load_vision_info",
     "process_vision_info",
 ]
 
 _VISION_KEYS = ("image", "image_url", "video", "video_url")
+
+
+def is_vision_element(ele: Mapping[str, Any]) -> bool:
+    """Whether a content part is one of the elements :func:`extract_vision_info` returns:
+    it has an ``image``, ``image_url``, ``video`` or ``video_url`` key, or such a ``type``."""
+    return any(k in ele for k in _VISION_KEYS) or ele.get("type", "text") in _VISION_KEYS
 
 
 def extract_vision_info(
@@ -61,7 +68,7 @@ def extract_vision_info(
             for ele in content:
                 if not isinstance(ele, Mapping):
                     continue
-                if any(k in ele for k in _VISION_KEYS) or ele.get("type", "text") in _VISION_KEYS:
+                if is_vision_element(ele):
                     found.append(ele)
     return found
 
@@ -223,6 +230,7 @@ def load_vision_info(
                 ele,
                 factor,
                 bounds,
+                fixed=None if preset is None else preset.image_size,
                 policy=policy,
                 options=image_options,
                 cache=cache,
