@@ -13,6 +13,7 @@ import os
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from vlprep._errors import (
     FetchError,
@@ -34,10 +35,15 @@ _URL = re.compile(r"^(https?|data|file):", re.IGNORECASE)
 
 @dataclass(slots=True)
 class Plan:
-    """The items in order, and the dataset conversations (ids in order of appearance)."""
+    """The items in order, and the dataset conversations (ids in order of appearance).
+
+    ``messages``: each readable conversation's messages by id (kept only when
+    :func:`expand` is asked to, for ``--fit``); a record that could not be read is absent.
+    """
 
     items: list[Item] = field(default_factory=list)
     conversations: list[str] = field(default_factory=list)
+    messages: dict[str, list[Any]] | None = None
 
 
 def _walk(folder: str) -> Iterator[str]:
@@ -121,10 +127,13 @@ def _dataset(path: str, plan: Plan) -> None:
             plan.items.append(Item(label=path, conversation=conversation, error=record))
             continue
         try:
-            elements = extract_vision_info(_messages(record))  # type: ignore[arg-type]
+            messages = _messages(record)
+            elements = extract_vision_info(messages)  # type: ignore[arg-type]
         except VlprepError as exc:
             plan.items.append(Item(label=path, conversation=conversation, error=exc))
             continue
+        if plan.messages is not None:
+            plan.messages[conversation] = messages  # type: ignore[assignment]
         for ele in elements:
             plan.items.append(
                 Item(label=element_label(ele), element=ele, conversation=conversation)
@@ -156,16 +165,17 @@ def _glob(pattern: str, plan: Plan) -> None:
         _add_path(path, plan)
 
 
-def expand(arguments: Sequence[str]) -> Plan:
+def expand(arguments: Sequence[str], *, keep_messages: bool = False) -> Plan:
     """Turn the command's positional arguments into items, in argument order.
 
     A folder contributes its image and video files (by extension, recursively, sorted);
     a glob its matching media and dataset files (folders it matches are walked; ``**``
     recurses); a ``.json``/``.jsonl`` file its conversations'
     image and video elements; anything else one source (a path that does not exist fails
-    later with :class:`SourceNotFoundError`, as the loader would).
+    later with :class:`SourceNotFoundError`, as the loader would). ``keep_messages``: keep
+    each dataset conversation's messages in :attr:`Plan.messages` (``--fit`` needs them).
     """
-    plan = Plan()
+    plan = Plan(messages={} if keep_messages else None)
     for argument in arguments:
         if _URL.match(argument):
             plan.items.append(Item(label=label_of(argument), source=argument))

@@ -2,9 +2,12 @@
 
 Sizes images from their headers and videos from their container metadata; decodes pixels
 only for ``--verify`` (every image, and every planned frame of each video, loaded as the
-loaders load them) and ``--draw``. Exit status: 0 when every input was estimated (and, with
-``--verify``, decoded), 1 when some failed (each reported on stderr with its typed error),
-2 for a usage error.
+loaders load them) and ``--draw``. ``--fit N`` fits each dataset conversation into ``N``
+tokens with :func:`vlprep.fit` (text counted with ``--processor``). Exit status: 0 when
+every input was estimated (and, with ``--verify``, decoded; with ``--fit``, every
+conversation fitted or found not to fit), 1 when some failed (each reported on stderr with
+its typed error), 2 for a usage error. Like ``--max-tokens``' OVER LIMIT, a conversation
+that cannot fit is reported, not a failure.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from vlprep._errors import InvalidInputError, VlprepError
+from vlprep._fit import STRATEGIES
 from vlprep._inspect_batch import (
     DEFAULT_WORKERS,
     Item,
@@ -28,10 +32,11 @@ from vlprep._inspect_batch import (
     conversations,
     run,
 )
-from vlprep._presets import DEFAULT_FAMILY, FAMILIES, as_family, get_preset
+from vlprep._inspect_fit import FitRow, FitSettings, fit_rows, fit_summary
+from vlprep._presets import DEFAULT_FAMILY, FAMILIES, as_family, get_preset, preset_from_processor
 from vlprep._version import __version__
 from vlprep.cli._expand import expand
-from vlprep.cli._output import summarize, write
+from vlprep.cli._output import Fits, summarize, write
 from vlprep.cli._pictures import draw, picture_name
 
 __all__ = ["MODELS", "Settings", "build_parser", "main", "run"]
@@ -104,10 +109,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--model",
         type=_model,
-        default=DEFAULT_MODEL,
+        default=None,
         metavar="{" + ",".join(MODELS) + "}",
         help="model family or an alias (qwen-vl-chat, qwen2_5_vl, ...): patch size and default "
-        f"image bounds; qwen-vl squashes every image to 448x448 (default {DEFAULT_MODEL})",
+        f"image bounds; qwen-vl squashes every image to 448x448 (default {DEFAULT_MODEL}, "
+        "or the --processor's family)",
     )
     parser.add_argument("--min-pixels", type=_positive_number, metavar="N", help="min pixels")
     parser.add_argument("--max-pixels", type=_positive_number, metavar="N", help="max pixels")
@@ -125,6 +131,36 @@ def build_parser() -> argparse.ArgumentParser:
         type=_count(1),
         metavar="N",
         help="flag every item and conversation with more than N vision tokens",
+    )
+    fitting = parser.add_argument_group(
+        "fitting a conversation into a context length (chat datasets; see docs/budget.md)"
+    )
+    fitting.add_argument(
+        "--fit",
+        type=_count(1),
+        metavar="N",
+        help="fit each dataset conversation into N tokens (vlprep.fit): report whether it "
+        "fits as it is, its total before and after, and each item's fitted size and frames",
+    )
+    fitting.add_argument(
+        "--reserve",
+        type=_count(0),
+        metavar="N",
+        help="with --fit: tokens kept free for the answer (max_new_tokens; default 0)",
+    )
+    fitting.add_argument(
+        "--fit-strategy",
+        choices=STRATEGIES,
+        help="with --fit: uniform (one common scale) or recent (older turns shrink first); "
+        "default uniform",
+    )
+    fitting.add_argument(
+        "--processor",
+        metavar="DIR",
+        help="a transformers Qwen-VL processor (folder, or hub name if cached) whose chat "
+        "template and tokenizer count the text tokens for --fit (its family is the default "
+        "--model); without it --fit counts image and video tokens only. Needs pip install "
+        "'vlprep[runner]'",
     )
     parser.add_argument(
         "--workers",
@@ -227,6 +263,43 @@ def _ray_argv(argv: Sequence[str]) -> list[str]:
     return out
 
 
+def _check_fit(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    if args.fit is None:
+        for option, value in (("--reserve", args.reserve), ("--fit-strategy", args.fit_strategy)):
+            if value is not None:
+                parser.error(f"{option} needs --fit N")
+        return
+    args.reserve = args.reserve or 0
+    args.fit_strategy = args.fit_strategy or "uniform"
+    if args.reserve >= args.fit:
+        parser.error(f"--reserve ({args.reserve}) must be below --fit ({args.fit})")
+    if args.ray is not None:
+        parser.error(
+            "--fit runs locally; on a cluster use vlprep.integrations.ray.audit(..., fit=N)"
+        )
+    if args.model == "qwen-vl":
+        parser.error("--fit: qwen-vl gives every image a fixed 256 tokens; nothing to fit")
+
+
+def _load_processor(name: str) -> Any:
+    """``AutoProcessor.from_pretrained(name)``.
+
+    Raises:
+        BackendUnavailableError: transformers is not installed (names the extra).
+        InvalidInputError: it cannot be loaded (the message says why, not its files).
+    """
+    from vlprep.runner import transformers_module
+
+    transformers = transformers_module()
+    try:
+        return transformers.AutoProcessor.from_pretrained(name)
+    except Exception as exc:  # transformers raises OSError, ValueError, KeyError, ...
+        raise InvalidInputError(
+            f"cannot load a processor from {name[:200]!r}: {type(exc).__name__}; pass a "
+            "folder saved with save_pretrained (or a cached hub name)"
+        ) from None
+
+
 def _parse(argv: Sequence[str] | None, out: TextIO, err: TextIO) -> argparse.Namespace | int:
     parser = build_parser()
     try:
@@ -234,6 +307,7 @@ def _parse(argv: Sequence[str] | None, out: TextIO, err: TextIO) -> argparse.Nam
             args = parser.parse_args(_ray_argv(sys.argv[1:] if argv is None else argv))
             if args.ray is not None and args.draw is not None:
                 parser.error("--draw writes pictures locally; it cannot be used with --ray")
+            _check_fit(parser, args)
             if args.draw is not None:
                 try:
                     args.draw.mkdir(parents=True, exist_ok=True)
@@ -254,6 +328,9 @@ def main(
     if isinstance(parsed, int):
         return parsed
     args = parsed
+    processor = _resolve_model(args, err)
+    if isinstance(processor, int):
+        return processor
     defaults: dict[str, Any] = {
         "min_pixels": args.min_pixels,
         "max_pixels": args.max_pixels,
@@ -269,7 +346,7 @@ def main(
         pictures=None if args.draw is None else Pictures(args.draw, picture_name, draw),
         verify=args.verify,
     )
-    plan = expand(args.inputs)
+    plan = expand(args.inputs, keep_messages=args.fit is not None)
     progress = _Progress(err, len(plan.items))
     try:
         if args.ray is None:
@@ -283,10 +360,17 @@ def main(
     finally:
         progress.close()
     convs = conversations(rows, plan.conversations, settings.max_tokens)
-    summary = summarize(rows, convs, has_datasets=bool(plan.conversations))
+    fits, fit_info = None, None
+    if args.fit is not None:
+        fitted, fit_info = _fit(args, plan.conversations, plan.messages or {}, settings, processor)
+        fits = Fits.of(rows, fitted)
+    summary = summarize(rows, convs, has_datasets=bool(plan.conversations), fit=fit_info)
     info = {"model": args.model, **{k: v for k, v in defaults.items() if v is not None}}
     if args.max_tokens is not None:
         info["max_tokens"] = args.max_tokens
+    if args.fit is not None:
+        info.update(fit=args.fit, reserve=args.reserve, fit_strategy=args.fit_strategy)
+        info["text_counted"] = processor is not None
     write(
         args.format,
         out=out,
@@ -296,11 +380,75 @@ def main(
         summary=summary,
         settings=info,
         decoded=settings.decodes,
+        fits=fits,
     )
+    if args.fit is not None and not plan.conversations:
+        print(f"{_PROG}: --fit: no chat dataset among the inputs, nothing fitted", file=err)
+    return _report_failures(rows, fits, err)
+
+
+def _resolve_model(args: argparse.Namespace, err: TextIO) -> Any:
+    """Load ``--processor`` and settle ``args.model`` (given, the processor's family, or
+    the default); the processor (or ``None``), or 2 for a usage error."""
+    processor = None
+    if args.processor is not None:
+        try:
+            processor = _load_processor(args.processor)
+            if args.model is None:
+                args.model = preset_from_processor(processor).family
+        except VlprepError as exc:
+            print(f"{_PROG}: --processor: {type(exc).__name__}: {exc}", file=err)
+            return 2
+    if args.model is None:
+        args.model = DEFAULT_MODEL
+    if args.fit is not None and args.model == "qwen-vl":
+        print(f"{_PROG}: --fit: qwen-vl gives every image a fixed 256 tokens", file=err)
+        return 2
+    return processor
+
+
+def _report_failures(rows: Sequence[Row], fits: Fits | None, err: TextIO) -> int:
+    """Each failed item (and fit not already reported) on ``err``; the exit status."""
+    failed_conversations = set()
     for row in rows:
         if not row.ok:
+            failed_conversations.add(row.item.conversation)
             print(f"{_PROG}: {row.item.label}: {row.error_type}: {row.error}", file=err)
-    return 0 if all(row.ok for row in rows) else 1
+    fit_failed = False
+    for fitted in fits.rows if fits is not None else ():
+        if fitted.status == "error":
+            fit_failed = True
+            if fitted.conversation not in failed_conversations:  # not reported above
+                message = f"{fitted.error_type}: {fitted.error}"
+                print(f"{_PROG}: {fitted.conversation}: --fit: {message}", file=err)
+    return 0 if all(row.ok for row in rows) and not fit_failed else 1
+
+
+def _fit(
+    args: argparse.Namespace,
+    ids: Sequence[str],
+    messages: dict[str, list[Any]],
+    settings: Settings,
+    processor: Any,
+) -> tuple[list[FitRow], dict[str, Any]]:
+    """``--fit``: a fit per conversation (a record that could not be read fails with the
+    error of its item row)."""
+    fit_settings = FitSettings(
+        max_tokens=args.fit,
+        preset=settings.preset,
+        reserve=args.reserve,
+        strategy=args.fit_strategy,
+        processor=processor,
+        defaults=settings.defaults,
+    )
+    unread = "InvalidInputError", "the conversation could not be read (see its item row)"
+    fitted = fit_rows(
+        [(cid, messages.get(cid)) for cid in ids],
+        fit_settings,
+        settings.workers,
+        failure=lambda _cid: unread,
+    )
+    return fitted, fit_summary(fitted, fit_settings)
 
 
 if __name__ == "__main__":
