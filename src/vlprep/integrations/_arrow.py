@@ -16,6 +16,8 @@ from vlprep._errors import BackendUnavailableError, InvalidInputError
 
 __all__ = [
     "AUDIT_COLUMNS",
+    "FIT_COLUMNS",
+    "FIT_ITEM_FIELDS",
     "INSTALL_HINT",
     "ITEM_FIELDS",
     "MEDIA_FIELDS",
@@ -72,6 +74,35 @@ AUDIT_COLUMNS: tuple[tuple[str, str], ...] = (
     ("error", "string"),
 )
 """Columns the :class:`~vlprep.integrations.ray.Auditor` appends."""
+
+FIT_ITEM_FIELDS: tuple[tuple[str, str], ...] = (
+    ("kind", "string"),
+    ("message", "int64"),
+    ("element", "int64"),
+    ("before_height", "int64"),
+    ("before_width", "int64"),
+    ("before_frames", "int64"),
+    ("before_tokens", "int64"),
+    ("height", "int64"),
+    ("width", "int64"),
+    ("frames", "int64"),
+    ("tokens", "int64"),
+)
+"""One ``fit_items`` entry: an image or video's unfitted and fitted bounds."""
+
+FIT_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("fits", "bool"),
+    ("fit_status", "string"),
+    ("fit_total_before", "int64"),
+    ("fit_total", "int64"),
+    ("fit_text_tokens", "int64"),
+    ("fit_deficit", "int64"),
+    ("fit_binding", "string"),
+    ("fit_items", "fit_items"),
+    ("fit_error_type", "string"),
+    ("fit_error", "string"),
+)
+"""Columns the auditor appends after :data:`AUDIT_COLUMNS` when given ``fit=N``."""
 
 PARAM_FIELDS: tuple[tuple[str, str], ...] = (
     ("output", "string"),
@@ -179,15 +210,22 @@ def _type(name: str) -> Any:
         return pa.large_list(_type(name[len("large_list<") : -1]))
     if name.startswith("list<"):
         return pa.list_(_type(name[len("list<") : -1]))
-    nested = {"items": ITEM_FIELDS, "media": MEDIA_FIELDS, "params": PARAM_FIELDS}[name]
+    nested = {
+        "items": ITEM_FIELDS,
+        "media": MEDIA_FIELDS,
+        "params": PARAM_FIELDS,
+        "fit_items": FIT_ITEM_FIELDS,
+    }[name]
     struct = pa.struct([pa.field(n, _type(t)) for n, t in nested])
     return struct if name == "params" else pa.list_(struct)
 
 
-def audit_schema() -> Any:
-    """The Arrow schema of the columns the auditor appends."""
+def audit_schema(fit: bool = False) -> Any:
+    """The Arrow schema of the columns the auditor appends (with ``fit``: and
+    :data:`FIT_COLUMNS`)."""
     pa = pyarrow()
-    return pa.schema([pa.field(n, _type(t)) for n, t in AUDIT_COLUMNS])
+    columns = AUDIT_COLUMNS + (FIT_COLUMNS if fit else ())
+    return pa.schema([pa.field(n, _type(t)) for n, t in columns])
 
 
 def preprocess_schema(output: str) -> Any:

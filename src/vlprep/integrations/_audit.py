@@ -8,12 +8,20 @@ from typing import Any
 from vlprep._decode.image import ImageOptions
 from vlprep._decode.video import VideoOptions
 from vlprep._errors import InvalidInputError, VlprepError
+from vlprep._fit import STRATEGIES, ItemFit, Strategy
 from vlprep._inspect_batch import Item, Row, Settings, conversations, element_label, run
+from vlprep._inspect_fit import FitRow, FitSettings, fit_rows
 from vlprep._messages import extract_vision_info
 from vlprep._presets import DEFAULT_FAMILY, Preset, get_preset
 from vlprep._sources import FetchPolicy
 from vlprep.integrations._arrow import append_columns, audit_schema, column_values, to_table
-from vlprep.integrations._conversations import UNEXPECTED, bound_defaults, conversation_of
+from vlprep.integrations._conversations import (
+    UNEXPECTED,
+    bound_defaults,
+    conversation_of,
+    failure,
+)
+from vlprep.integrations._preprocess import load_processor
 
 __all__ = ["Auditor"]
 
@@ -38,10 +46,25 @@ class Auditor:
         workers: threads per actor reading headers at once (I/O bound; default 4).
         policy, image_options, video_options: fetch and decode rules, as for the loaders.
 
+        fit: fit each row's conversation into this many tokens (:func:`vlprep.fit`, as
+            ``vlprep-inspect --fit``) and append the fit columns below.
+        reserve: with ``fit``: tokens kept free for the answer (default 0).
+        fit_strategy: with ``fit``: ``"uniform"`` (default) or ``"recent"``.
+        processor: with ``fit``: a transformers Qwen-VL processor (or a path to one) whose
+            chat template and tokenizer count the text tokens; without one only image and
+            video tokens are counted (``fit_text_tokens`` is null).
+
     Appended columns (``pyarrow`` types): ``vision_items`` (list of structs),
     ``image_count``, ``video_count``, ``vision_tokens`` (sum over the elements estimated),
     ``failures`` (int64), ``over_limit`` (bool), ``error_type``, ``error`` (string: the
-    row's first failure, null when every element was estimated).
+    row's first failure, null when every element was estimated). With ``fit``, also
+    :data:`~vlprep.integrations._arrow.FIT_COLUMNS`: ``fits`` (bool: fits as it is; null
+    when the fit failed), ``fit_status`` (``fits``, ``shrunk``, ``cannot_fit``,
+    ``error``), ``fit_total_before``, ``fit_total`` (null when it cannot fit),
+    ``fit_text_tokens``, ``fit_deficit`` (tokens over at the floors when it cannot fit),
+    ``fit_binding`` (``text``, ``fixed``, ``floors``), ``fit_items`` (per item: kind,
+    message, element, before and fitted height, width, frames, tokens), ``fit_error_type``
+    and ``fit_error``.
     """
 
     def __init__(
@@ -60,6 +83,10 @@ class Auditor:
         policy: FetchPolicy | None = None,
         image_options: ImageOptions | None = None,
         video_options: VideoOptions | None = None,
+        fit: int | None = None,
+        reserve: int = 0,
+        fit_strategy: Strategy = "uniform",
+        processor: object = None,
     ) -> None:
         if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
             raise InvalidInputError(f"workers must be an int >= 1, got {workers!r:.20}")
@@ -76,28 +103,75 @@ class Auditor:
             image_options=image_options,
             video_options=video_options,
         )
+        self.fit = self._fit_settings(fit, reserve, fit_strategy, processor)
+
+    def _fit_settings(
+        self, fit: int | None, reserve: int, strategy: Strategy, processor: object
+    ) -> FitSettings | None:
+        if fit is None:
+            if reserve or strategy != "uniform" or processor is not None:
+                raise InvalidInputError("reserve, fit_strategy and processor need fit=N")
+            return None
+        for name, value, low in (("fit", fit, 1), ("reserve", reserve, 0)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise InvalidInputError(f"{name} must be an int >= {low}, got {value!r:.20}")
+        if reserve >= fit:
+            raise InvalidInputError(f"reserve ({reserve}) must be below fit ({fit})")
+        if strategy not in STRATEGIES:
+            raise InvalidInputError(
+                f"fit_strategy must be one of {', '.join(STRATEGIES)}, got {strategy!r:.20}"
+            )
+        if self.settings.preset.family == "qwen-vl":
+            raise InvalidInputError(
+                "fit: qwen-vl gives every image a fixed 256 tokens; there is nothing to fit"
+            )
+        return FitSettings(
+            max_tokens=fit,
+            preset=self.settings.preset,
+            reserve=reserve,
+            strategy=strategy,
+            processor=None if processor is None else load_processor(processor),
+            defaults=self.settings.defaults,
+            policy=self.settings.policy,
+            image_options=self.settings.image_options,
+            video_options=self.settings.video_options,
+        )
 
     def audit_rows(self, cells: Sequence[object], ids: Sequence[object]) -> list[dict[str, Any]]:
         """The appended values for each cell (conversation), as plain Python values."""
         items: list[Item] = []
         keys = [f"#{r}" for r in range(len(cells))]
-        record_errors: set[str] = set()
+        record_errors: dict[str, BaseException] = {}
+        messages: list[list[dict[str, Any]] | None] = []
         for key, cell in zip(keys, cells, strict=True):
             try:
-                elements = extract_vision_info(conversation_of(cell))
+                conversation = conversation_of(cell)
+                elements = extract_vision_info(conversation)
             except Exception as exc:  # a bad cell is that row's error, never the job's
                 error = exc if isinstance(exc, VlprepError) else InvalidInputError(UNEXPECTED)
                 items.append(Item(label="", conversation=key, error=error))
-                record_errors.add(key)
+                record_errors[key] = error
+                messages.append(None)
                 continue
+            messages.append(conversation)
             items.extend(Item(element_label(e), element=e, conversation=key) for e in elements)
         rows = run(items, self.settings, lambda _done: None)
         by_key: dict[str, list[Row]] = {key: [] for key in keys}
         for row in rows:
             by_key[str(row.item.conversation)].append(row)
         totals = conversations(rows, keys, self.settings.max_tokens)
+        fits: list[FitRow | None] = [None] * len(keys)
+        if self.fit is not None:
+            fits = list(
+                fit_rows(
+                    list(zip(keys, messages, strict=True)),
+                    self.fit,
+                    self.settings.workers,
+                    failure=lambda key: failure(record_errors[key]),
+                )
+            )
         out = []
-        for key, total, conv_id in zip(keys, totals, ids, strict=True):
+        for key, total, conv_id, fitted in zip(keys, totals, ids, fits, strict=True):
             members = by_key[key]
             entries = []
             for number, row in enumerate(members, start=1):
@@ -108,8 +182,10 @@ class Auditor:
                     entry["source"] = None
                 entries.append(entry)
             first = next((r for r in members if not r.ok), None)
+            columns = {} if fitted is None else _fit_columns(fitted)
             out.append(
-                {
+                columns
+                | {
                     "vision_items": entries,
                     "image_count": total.images,
                     "video_count": total.videos,
@@ -127,4 +203,37 @@ class Auditor:
         table = to_table(batch)
         cells = column_values(table, self.column)
         ids = column_values(table, self.id_column) if self.id_column else [None] * len(cells)
-        return append_columns(table, audit_schema(), self.audit_rows(cells, ids))
+        schema = audit_schema(fit=self.fit is not None)
+        return append_columns(table, schema, self.audit_rows(cells, ids))
+
+
+def _fit_item(item: ItemFit) -> dict[str, Any]:
+    return {
+        "kind": item.kind,
+        "message": item.message,
+        "element": item.element,
+        "before_height": item.before[0],
+        "before_width": item.before[1],
+        "before_frames": item.before_frames,
+        "before_tokens": item.before_tokens,
+        "height": item.size[0],
+        "width": item.size[1],
+        "frames": item.frames,
+        "tokens": item.tokens,
+    }
+
+
+def _fit_columns(fitted: FitRow) -> dict[str, Any]:
+    """A row's :data:`~vlprep.integrations._arrow.FIT_COLUMNS` values."""
+    return {
+        "fits": fitted.fits,
+        "fit_status": fitted.status,
+        "fit_total_before": fitted.total_before,
+        "fit_total": fitted.total,
+        "fit_text_tokens": fitted.text_tokens,
+        "fit_deficit": fitted.deficit,
+        "fit_binding": fitted.binding,
+        "fit_items": [_fit_item(item) for item in fitted.items],
+        "fit_error_type": fitted.error_type,
+        "fit_error": fitted.error,
+    }

@@ -23,7 +23,7 @@ from vlprep.integrations._conversations import (
     with_defaults,
 )
 
-__all__ = ["PreprocessOutput", "Preprocessor"]
+__all__ = ["PreprocessOutput", "Preprocessor", "load_processor"]
 
 if TYPE_CHECKING:
     from vlprep._inputs import Qwen3VideoText
@@ -32,7 +32,9 @@ PreprocessOutput = Literal["inputs", "media"]
 """``"inputs"``: ``build_inputs`` tensors per row. ``"media"``: resized images and frames."""
 
 
-def _load_processor(processor: object) -> Any:
+def load_processor(processor: object) -> Any:
+    """A processor object as is; a path or hub name through ``AutoProcessor``; a factory
+    (a callable without ``tokenizer``) called."""
     if isinstance(processor, (str, os.PathLike)):
         from vlprep.runner import transformers_module
 
@@ -106,7 +108,7 @@ class Preprocessor:
         self.output = output
         self.column = column
         self.defaults = bound_defaults(min_pixels, max_pixels, total_pixels, fps, nframes)
-        self.processor = None if processor is None else _load_processor(processor)
+        self.processor = None if processor is None else load_processor(processor)
         if preset is None:
             preset = (
                 DEFAULT_FAMILY if self.processor is None else preset_from_processor(self.processor)
