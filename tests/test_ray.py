@@ -444,3 +444,73 @@ def test_bad_options_fail_on_the_driver() -> None:
         vray.Preprocessor()
     with pytest.raises(InvalidInputError, match="output must be"):
         vray.Preprocessor(output="pixels")  # type: ignore[arg-type]
+
+
+# --------------------------------------------------------------------------- fit columns
+
+
+def _fit_lines(root: Path) -> list[str]:
+    """One conversation that fits in 300 tokens, one that needs shrinking, one that cannot
+    (an image pinned by resized_height/width above the budget), one unreadable."""
+    small, big = root / "fit_small.png", root / "fit_big.png"
+    small.write_bytes(encode(photo(56, 56, seed=1), "PNG"))
+    big.write_bytes(encode(photo(900, 700, seed=2), "PNG"))
+    pinned = {"image": str(small), "resized_height": 560, "resized_width": 560}
+    conversations = [
+        _conversation([{"image": str(small)}]),
+        _conversation([{"image": str(big)}, {"image": str(small)}]),
+        _conversation([pinned]),
+    ]
+    return [json.dumps(c) for c in conversations] + ["not json"]
+
+
+def test_auditor_fit_columns_equal_the_cli(tmp_path: Path) -> None:
+    lines = _fit_lines(tmp_path)
+    auditor = vray.Auditor("qwen2.5-vl", fit=300, reserve=20)
+    out = auditor(pa.table({"messages": lines}))
+    assert out.schema.remove(0) == audit_schema(fit=True)
+    rows = out.to_pylist()
+    assert [r["fit_status"] for r in rows] == ["fits", "shrunk", "cannot_fit", "error"]
+    assert [r["fits"] for r in rows] == [True, False, False, None]
+    path = tmp_path / "fit.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    document = io.StringIO()
+    main(
+        [str(path), "--fit", "300", "--reserve", "20", "--format", "json"],
+        stdout=document,
+        stderr=io.StringIO(),
+    )
+    cli = [c["fit"] for c in json.loads(document.getvalue())["conversations"]]
+    for row, fitted in zip(rows, cli, strict=True):
+        assert row["fit_total_before"] == fitted["total_before"]
+        assert row["fit_total"] == fitted["total"]
+        assert (row["fit_deficit"], row["fit_binding"]) == (fitted["deficit"], fitted["binding"])
+        assert [(i["height"], i["width"], i["tokens"]) for i in row["fit_items"]] == [
+            (*i["size"], i["tokens"]) for i in fitted["items"]
+        ]
+    assert rows[1]["fit_total"] <= 280 < rows[1]["fit_total_before"]
+    assert rows[2]["fit_binding"] == "fixed" and rows[2]["fit_deficit"] == 400 - 280
+    assert rows[3]["fit_error_type"] == "InvalidInputError"
+    assert "fits" not in vray.Auditor("qwen2.5-vl")(pa.table({"messages": lines})).column_names
+
+
+@SLOW
+def test_audit_fit_on_ray(tmp_path: Path, local_ray: None) -> None:
+    lines = _fit_lines(tmp_path)
+    path = tmp_path / "fit.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    got = vray.audit(vray.read_conversations(str(path)), "qwen2.5-vl", fit=300).take_all()
+    local = vray.Auditor("qwen2.5-vl", fit=300)(pa.table({"messages": lines})).to_pylist()
+    assert [r["fit_status"] for r in got] == [r["fit_status"] for r in local]
+    assert [r["fit_items"] for r in got] == [r["fit_items"] for r in local]
+
+
+def test_bad_fit_options_fail_on_the_driver() -> None:
+    with pytest.raises(InvalidInputError, match="need fit=N"):
+        vray.Auditor(reserve=10)
+    with pytest.raises(InvalidInputError, match="must be below fit"):
+        vray.Auditor(fit=10, reserve=10)
+    with pytest.raises(InvalidInputError, match="fit_strategy"):
+        vray.Auditor(fit=10, fit_strategy="oldest")  # type: ignore[arg-type]
+    with pytest.raises(InvalidInputError, match="fixed 256"):
+        vray.Auditor("qwen-vl", fit=10)
