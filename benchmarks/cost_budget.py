@@ -261,7 +261,7 @@ def _is_decoder(pid: str) -> bool:
     still shows its parent's memory)."""
     try:
         with open(f"/proc/{pid}/cmdline", "rb") as fh:
-            return b"vlprep.decode" in fh.read()
+            return b"vlprep._decode" in fh.read()
     except OSError:
         return False
 
@@ -363,8 +363,8 @@ _SETTING = re.compile(r"\((?:[^()]*?)((?:CallLimits|ImageOptions|VideoOptions|Fe
 def run_case(case: Case, paths: dict[str, str], url: str | None, conn: Any) -> None:
     """In the child: one call, its outcome, time and memory sent back over ``conn``."""
     import vlprep
+    from vlprep._errors import VlprepError
     from vlprep._pool import default_workers
-    from vlprep.errors import VlprepError
 
     settings = _settings(case, str(Path(paths["tiny"]).parent))
     messages = [

@@ -12,7 +12,7 @@ Inputs: one generated 4032x3024 photo-like JPEG (quality 90, fixed seed), and a 
 
 * ``vlprep cpu``: ``process_vision_info`` (Pillow decode and bicubic, ``workers`` pool)
   + ``patchify_images``, then copied to the GPU;
-* ``vlprep device``: ``vlprep.device_images.images_to_device(..., "cuda")`` (one batched
+* ``vlprep device``: ``vlprep._device_images.images_to_device(..., "cuda")`` (one batched
   nvJPEG decode, resize/normalise/patchify on the GPU; what ``build_inputs(device=...)`` runs);
 * ``nvJPEG + HF``: ``torchvision.io.decode_jpeg(..., device="cuda")`` then transformers'
   ``Qwen2VLImageProcessor`` (torchvision backend) called with ``device="cuda"``;
@@ -55,9 +55,9 @@ import _report
 from _media import make_photo
 
 import vlprep
-from vlprep.device_images import images_to_device
-from vlprep.presets import Preset, get_preset
-from vlprep.tensors import patchify_images
+from vlprep._device_images import images_to_device
+from vlprep._presets import Preset, get_preset
+from vlprep._tensors import patchify_images
 
 Prepared = tuple[torch.Tensor, torch.Tensor]
 Method = Callable[[list[bytes]], Prepared]

@@ -103,9 +103,9 @@ def _hf_full(fetch: Method, processor: Any) -> Method:
 
 
 def _vlprep_patchify() -> Callable[..., tuple[torch.Tensor, torch.Tensor]] | None:
-    """``vlprep.tensors.patchify_images`` when that module exists, else ``None``."""
+    """``vlprep._tensors.patchify_images`` when that module exists, else ``None``."""
     try:
-        module = importlib.import_module("vlprep.tensors")
+        module = importlib.import_module("vlprep._tensors")
     except ImportError:
         return None
     return getattr(module, "patchify_images", None)
@@ -117,7 +117,7 @@ def _vlprep_full(fetch: Method, patchify: Callable[..., Any]) -> Method:
 
 
 def build_methods() -> dict[str, Method]:
-    """Methods keyed by short name; ``vlprep full`` only when ``vlprep.tensors`` exists."""
+    """Methods keyed by short name; ``vlprep full`` only when ``vlprep._tensors`` exists."""
     qwen, ours = _qwen_fetch(), _vlprep_fetch()
     processors = _hf_processors()
     methods: dict[str, Method] = {
@@ -275,9 +275,9 @@ def render(
     has_full = "vlprep full" in names
     identical = all(r.fetch_identical for r in results)
     scope = (
-        "vlprep full = `vlprep.fetch_image` + `vlprep.tensors.patchify_images` (Qwen2-VL preset)."
+        "vlprep full = `vlprep.fetch_image` + `vlprep._tensors.patchify_images` (Qwen2-VL preset)."
         if has_full
-        else "vlprep.tensors is not available: only the fetch stage of vlprep is measured."
+        else "vlprep._tensors is not available: only the fetch stage of vlprep is measured."
     )
     return "\n".join(
         [

@@ -14,7 +14,7 @@ One process, one run, every pipeline on the same generated JPEGs (fixed seed):
   ``vlprep exact`` = ``fetch_image`` + ``patchify_images``; ``vlprep fast`` = the same with
   ``ImageOptions(decode="fast")``. The **floor** is the fast mode's three steps timed
   separately on prepared inputs: reduced-scale decode (Pillow ``draft`` + ``load``), the
-  uint8 resize (``vlprep.tensors.resize_uint8`` on the decoded array) and the patchify
+  uint8 resize (``vlprep._tensors.resize_uint8`` on the decoded array) and the patchify
   (``patchify_images`` on the resized array); their medians are summed.
 * **A batch of 16 local 12 MP JPEGs** (same budget) through ``process_vision_info`` with
   ``workers=1`` and ``workers=2``, exact and fast.
@@ -50,8 +50,8 @@ from qwen_vl_utils import fetch_image as qwen_fetch_image
 
 import vlprep
 from vlprep import ImageOptions
-from vlprep.image import fetch_image
-from vlprep.tensors import patchify_images, resize_uint8
+from vlprep._image import fetch_image
+from vlprep._tensors import patchify_images, resize_uint8
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 

@@ -1,4 +1,4 @@
-"""Video preparation benchmark: vlprep.video.fetch_video vs qwen-vl-utils' fetch_video.
+"""Video preparation benchmark: vlprep._video.fetch_video vs qwen-vl-utils' fetch_video.
 
 Usage::
 
@@ -73,7 +73,7 @@ DESCRIPTIONS = {
     QWEN_DECORD: "qwen-vl-utils `fetch_video`, decord reader forced",
     QWEN_TORCHCODEC: "qwen-vl-utils `fetch_video`, torchcodec reader forced "
     "(`num_ffmpeg_threads` 8, its default)",
-    VLPREP_EXACT: "`vlprep.video.fetch_video`, default `VideoOptions()`",
+    VLPREP_EXACT: "`vlprep._video.fetch_video`, default `VideoOptions()`",
     VLPREP_FAST: '`VideoOptions(resize="fast")`',
     VLPREP_DECORD: '`VideoOptions(backend="decord")` (same decoder as the reference)',
     VLPREP_DECODER: '`VideoOptions(resize="decoder")`: swscale bicubic on the YUV planes in '
@@ -95,7 +95,7 @@ DECODER_MODULES = {
     VLPREP_KEYFRAME: ("av",),
     VLPREP_KEYFRAME_DECODER: ("av",),
 }
-COMMON_MODULES = ("numpy", "torch", "torchvision", "qwen_vl_utils.vision_process", "vlprep.video")
+COMMON_MODULES = ("numpy", "torch", "torchvision", "qwen_vl_utils.vision_process", "vlprep._video")
 TORCHCODEC_MISSING = "torchcodec: not installed (needs system FFmpeg)"
 
 Json = dict[str, Any]
@@ -149,8 +149,8 @@ def _qwen_call(backend: str) -> Callable[[Json], Any]:
 
 
 def _vlprep_call(**options: str) -> Callable[[Json], Any]:
-    fetch_video = importlib.import_module("vlprep.video").fetch_video
-    video_options = importlib.import_module("vlprep.decode.video").VideoOptions(**options)
+    fetch_video = importlib.import_module("vlprep._video").fetch_video
+    video_options = importlib.import_module("vlprep._decode.video").VideoOptions(**options)
 
     def call(ele: Json) -> Any:
         return fetch_video(
@@ -615,7 +615,7 @@ moving sprites and temporal noise; fixed seed) and cached under `benchmarks/out/
 Every method is called as `fetch_video({{"video": path}}, image_patch_size=14,
 return_video_sample_fps=True, return_video_metadata=True)` with the default element
 settings (fps 2). Each (method, clip, repeat) runs in a fresh child process: it imports
-numpy, torch, torchvision, qwen-vl-utils, `vlprep.video` and the method's decoder module,
+numpy, torch, torchvision, qwen-vl-utils, `vlprep._video` and the method's decoder module,
 sets `torch.set_num_threads({threads})`, then records its RSS and times one call with
 `time.perf_counter` (imports are not timed); CPU s is the call's user + system time
 (median; above the wall time when decoding runs on both cores). Peak RSS is the child's

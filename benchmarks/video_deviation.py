@@ -40,8 +40,8 @@ MODES = ("fast", "decoder")
 
 def measure(path: Path, nframes: int) -> dict[str, Any]:
     """Deviation of each mode from exact on ``path``; also the sizes involved."""
-    from vlprep.decode.video import VideoOptions, probe_video
-    from vlprep.video import fetch_video
+    from vlprep._decode.video import VideoOptions, probe_video
+    from vlprep._video import fetch_video
 
     ele = {"video": str(path), "nframes": nframes}
     exact = fetch_video(ele)
@@ -107,9 +107,9 @@ def _truth_sources() -> list[tuple[str, Any]]:
 
 def truth_rows() -> list[str]:
     """PSNR of exact and decoder outputs against the original RGB, resized exactly."""
-    from vlprep.decode.video import VideoOptions
-    from vlprep.tensors import FrameResizer
-    from vlprep.video import fetch_video
+    from vlprep._decode.video import VideoOptions
+    from vlprep._tensors import FrameResizer
+    from vlprep._video import fetch_video
 
     lines = [
         "| source | size | target | exact PSNR dB | decoder PSNR dB |",

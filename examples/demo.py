@@ -32,14 +32,14 @@ from vlprep import (
     fetch_image,
     process_vision_info,
 )
+from vlprep._decode.image import probe_header
+from vlprep._decode.video import probe_video
+from vlprep._sampling import plan_frames
+from vlprep._sizing import smart_resize, tokens_for_size
+from vlprep._sources import fetch
+from vlprep._specs import parse_video_element
+from vlprep._video import fetch_video, video_target_size
 from vlprep.cli.inspect import main as inspect_main
-from vlprep.decode.image import probe_header
-from vlprep.decode.video import probe_video
-from vlprep.sampling import plan_frames
-from vlprep.sizing import smart_resize, tokens_for_size
-from vlprep.sources import fetch
-from vlprep.specs import parse_video_element
-from vlprep.video import fetch_video, video_target_size
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_FOLDERS = [REPO / "fixtures", REPO / "tests" / "media" / "images"]

@@ -1,7 +1,7 @@
 """Harness functions shared by the atheris fuzzers and the replay test.
 
 Each ``fuzz_*`` function feeds one input through a vlprep entry point that takes bytes
-from strangers. A rejection must be a :class:`vlprep.errors.VlprepError` whose message is
+from strangers. A rejection must be a :class:`vlprep._errors.VlprepError` whose message is
 our own (:func:`check_message`); anything else escaping is a finding. Nothing here
 imports atheris, touches the network or reads local files, so ``tests/test_fuzz_replay.py``
 runs the same functions over every stored file in the normal suite.
@@ -13,11 +13,11 @@ import ipaddress
 import re
 from collections.abc import Callable
 
-from vlprep.decode.image import ImageOptions, decode_image, probe_header
-from vlprep.decode.video import VideoOptions, probe_video
-from vlprep.errors import InvalidInputError, VlprepError
-from vlprep.sources import FetchPolicy, fetch
-from vlprep.sources._http import _parse, _refusal
+from vlprep._decode.image import ImageOptions, decode_image, probe_header
+from vlprep._decode.video import VideoOptions, probe_video
+from vlprep._errors import InvalidInputError, VlprepError
+from vlprep._sources import FetchPolicy, fetch
+from vlprep._sources._http import _parse, _refusal
 
 __all__ = ["TARGETS", "check_message", "fuzz_data_uri", "fuzz_image", "fuzz_url", "fuzz_video"]
 

@@ -20,16 +20,16 @@ import torch  # noqa: F401
 with atheris.instrument_imports():
     import PIL.Image
 
-    import vlprep.decode.image
-    import vlprep.decode.video
-    import vlprep.decode.video._pyav
-    import vlprep.decode.video._pyav_index
-    import vlprep.decode.video._rotation
-    import vlprep.decode.video._source
-    import vlprep.sources
-    import vlprep.sources._data_uri
-    import vlprep.sources._http
-    import vlprep.sources._local  # noqa: F401
+    import vlprep._decode.image
+    import vlprep._decode.video
+    import vlprep._decode.video._pyav
+    import vlprep._decode.video._pyav_index
+    import vlprep._decode.video._rotation
+    import vlprep._decode.video._source
+    import vlprep._sources
+    import vlprep._sources._data_uri
+    import vlprep._sources._http
+    import vlprep._sources._local  # noqa: F401
     from fuzz.harness import TARGETS
 
     PIL.Image.init()  # imports every Pillow plugin now, instrumented

@@ -108,7 +108,7 @@ def local_opener(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
     ``walk`` forces the component-by-component fallback that kernels without openat2
     (before 5.6, or under a seccomp filter that refuses it) use.
     """
-    from vlprep.sources import _local
+    from vlprep._sources import _local
 
     if request.param == "walk":
         monkeypatch.setattr(_local, "_openat2_works", lambda root_fd: False)

@@ -32,8 +32,8 @@ from vlprep import (
     fetch_video,
     process_vision_info,
 )
-from vlprep.cache import CacheStats, digest_image
-from vlprep.image import fetch_image_for
+from vlprep._cache import CacheStats, digest_image
+from vlprep._image import fetch_image_for
 
 IMAGES = media_dir() / "images"
 VIDEOS = media_dir() / "videos"
@@ -220,15 +220,15 @@ def test_non_integer_frames_are_stored_as_float() -> None:
 
 @pytest.fixture
 def decodes(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """Count image decodes (``vlprep.image.decode_image``) by the size of the bytes."""
+    """Count image decodes (``vlprep._image.decode_image``) by the size of the bytes."""
     seen: list[int] = []
-    real = vlprep.image.decode_image
+    real = vlprep._image.decode_image
 
     def counting(data: bytes, options: ImageOptions | None = None) -> Image.Image:
         seen.append(len(data))
         return real(data, options)
 
-    monkeypatch.setattr(vlprep.image, "decode_image", counting)
+    monkeypatch.setattr(vlprep._image, "decode_image", counting)
     return seen
 
 

@@ -22,8 +22,8 @@ import pytest
 import torch
 from PIL import Image
 
-import vlprep.image as image_module
-import vlprep.video as video_module
+import vlprep._image as image_module
+import vlprep._video as video_module
 from tests.conftest import encode, photo
 from tests.media_server import serving
 from tests.videos import write_clip
@@ -38,7 +38,7 @@ from vlprep import (
     fetch_video,
     process_vision_info,
 )
-from vlprep.limits import CallBudget
+from vlprep._limits import CallBudget
 from vlprep.testing import make_processor
 
 
@@ -256,7 +256,7 @@ _CHILD = """
 import resource, sys
 from PIL import Image
 from vlprep import VideoOptions
-from vlprep.video import fetch_video
+from vlprep._video import fetch_video
 fetch_video({"video": [Image.new("RGB", (64, 64))] * 2})  # threads and torch warmed up
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 fetch_video({"video": [sys.argv[1]] * 16}, video_options=VideoOptions(resize="fast"))

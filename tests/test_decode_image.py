@@ -27,7 +27,7 @@ from vlprep import (
     VlprepError,
     fetch_image,
 )
-from vlprep.decode.image import decode_image, open_image, probe_header
+from vlprep._decode.image import decode_image, open_image, probe_header
 
 
 def png_header_only(width: int, height: int, extra_chunks: bytes = b"") -> bytes:
@@ -424,8 +424,8 @@ import json, os, resource, sys, time, types
 package = types.ModuleType("vlprep")
 package.__path__ = [sys.argv[1]]
 sys.modules["vlprep"] = package
-from vlprep.decode.image import ImageOptions, decode_image
-from vlprep.errors import VlprepError
+from vlprep._decode.image import ImageOptions, decode_image
+from vlprep._errors import VlprepError
 
 with open(sys.argv[2], "rb") as fh:
     data = fh.read()
@@ -506,7 +506,7 @@ def test_16bit_png_peak_memory_follows_the_8bit_output(tmp_path: Path) -> None:
 
 
 def test_high_depth_bands_are_bit_identical(monkeypatch: pytest.MonkeyPatch) -> None:
-    from vlprep.decode import _pillow as image_module
+    from vlprep._decode import _pillow as image_module
 
     monkeypatch.setattr(image_module, "_BAND_PIXELS", 1000)  # 7 rows per band, 15 bands
     rng = np.random.default_rng(3)
@@ -560,7 +560,7 @@ def test_webp_canvas_counts_against_the_decode_memory_limit(tmp_path: Path) -> N
 
 
 def test_decode_memory_estimate_per_path() -> None:
-    from vlprep.decode.image import decode_bytes_per_pixel
+    from vlprep._decode.image import decode_bytes_per_pixel
 
     gray = Image.linear_gradient("L").resize((64, 48))
     rgb = Image.merge("RGB", [gray, gray, gray])
@@ -592,7 +592,7 @@ _LAX = {"max_jpeg_scans": 1_000_000, "max_jpeg_segments": 1_000_000}
 @pytest.fixture
 def children(monkeypatch: pytest.MonkeyPatch) -> list[tuple[Any, int]]:
     """``(ChildProcess, pid)`` of every decoder child started during the test."""
-    from vlprep.decode import _child
+    from vlprep._decode import _child
 
     started: list[tuple[Any, int]] = []
     real_init = _child.ChildProcess.__init__
@@ -650,7 +650,7 @@ def test_isolated_decode_gives_the_same_pixels_and_errors() -> None:
 
 
 def fetch_image_sized(data: bytes, options: ImageOptions) -> tuple[Image.Image, tuple[int, int]]:
-    from vlprep.decode.image import decode_image_for
+    from vlprep._decode.image import decode_image_for
 
     return decode_image_for(data, options, lambda h, w: (h // 4, w // 4))
 

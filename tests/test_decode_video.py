@@ -33,7 +33,7 @@ import torch
 
 from tests.conftest import media_dir
 from tests.videos import band_level, write_clip
-from vlprep.decode.video import (
+from vlprep._decode.video import (
     VideoMetadata,
     VideoOptions,
     VideoReader,
@@ -42,8 +42,8 @@ from vlprep.decode.video import (
     probe_video,
     resolve_backend,
 )
-from vlprep.decode.video._source import open_source
-from vlprep.errors import (
+from vlprep._decode.video._source import open_source
+from vlprep._errors import (
     BackendUnavailableError,
     DecodeError,
     InvalidInputError,
@@ -619,7 +619,7 @@ def http_server() -> Iterator[tuple[str, list[str]]]:
 def test_playlist_named_mp4_fetches_nothing(
     tmp_path: Path, http_server: tuple[str, list[str]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from vlprep.decode.video import _pyav
+    from vlprep._decode.video import _pyav
 
     base, hits = http_server
     playlist = M3U8.replace(b"{url}", f"{base}/segment.ts".encode())
@@ -690,8 +690,8 @@ def test_truncated(container: str, fraction: float, tmp_path: Path) -> None:
 
 CRASH_CHILD = """
 import sys
-from vlprep.decode.video import open_video
-from vlprep.errors import VlprepError
+from vlprep._decode.video import open_video
+from vlprep._errors import VlprepError
 for path in sys.argv[1:]:
     try:
         with open_video(path) as reader:
@@ -872,7 +872,7 @@ def test_auto_without_pyav_uses_decord(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_no_silent_fallback(monkeypatch: pytest.MonkeyPatch) -> None:
-    from vlprep.decode.video import _pyav
+    from vlprep._decode.video import _pyav
 
     def forbidden(*args: Any, **kwargs: Any) -> None:
         raise AssertionError("no fallback to PyAV")
@@ -951,7 +951,7 @@ def test_torchcodec_backend(name: str) -> None:
 # ------------------------------------------------------------------------------ hygiene
 def test_import_loads_no_backend() -> None:
     code = (
-        "import sys, vlprep, vlprep.decode.video\n"
+        "import sys, vlprep, vlprep._decode.video\n"
         "print([m for m in ('av', 'decord', 'torchcodec') if m in sys.modules])"
     )
     done = subprocess.run(

@@ -35,11 +35,11 @@ from vlprep import (
     ResourceLimitError,
     build_inputs,
 )
-from vlprep import device_images as dev
-from vlprep.decode._pillow import _TRANSPOSE
-from vlprep.image import fetch_image_for
-from vlprep.presets import preset_from_processor
-from vlprep.tensors import patchify_images
+from vlprep import _device_images as dev
+from vlprep._decode._pillow import _TRANSPOSE
+from vlprep._image import fetch_image_for
+from vlprep._presets import preset_from_processor
+from vlprep._tensors import patchify_images
 
 IMAGES = media_dir() / "images"
 HOSTILE = media_dir() / "hostile"

@@ -67,12 +67,12 @@ def test_documented_name_is_exported(module: str, name: str | None) -> None:
 
 
 def test_an_unexported_name_fails() -> None:
-    # smart_resize is public in vlprep and vlprep.sizing, not in vlprep.image
-    assert "smart_resize" not in importlib.import_module("vlprep.image").__all__
+    # smart_resize is public in vlprep and vlprep._sizing, not in vlprep._image
+    assert "smart_resize" not in importlib.import_module("vlprep._image").__all__
     with pytest.raises(AssertionError, match="does not export"):
-        check_exported("vlprep.image", "smart_resize")
-    assert _imports("from vlprep.image import (\n    smart_resize,\n)\n...") == [
-        ("vlprep.image", "smart_resize")
+        check_exported("vlprep._image", "smart_resize")
+    assert _imports("from vlprep._image import (\n    smart_resize,\n)\n...") == [
+        ("vlprep._image", "smart_resize")
     ]
 
 

@@ -1,11 +1,11 @@
-"""Qwen3-VL timestamps (vlprep.expansion.video_timestamps) with and without frame times."""
+"""Qwen3-VL timestamps (vlprep._expansion.video_timestamps) with and without frame times."""
 
 from __future__ import annotations
 
 import pytest
 
 from vlprep import InvalidInputError
-from vlprep.expansion import PTS_TOLERANCE, video_timestamps
+from vlprep._expansion import PTS_TOLERANCE, video_timestamps
 
 
 def test_index_over_fps_is_the_processors_formula() -> None:

@@ -20,9 +20,9 @@ from vlprep import (
     fetch_image,
     process_vision_info,
 )
-from vlprep.decode.image import decode_image_for
-from vlprep.image import fetch_image_for
-from vlprep.tensors import resize_uint8
+from vlprep._decode.image import decode_image_for
+from vlprep._image import fetch_image_for
+from vlprep._tensors import resize_uint8
 
 FAST = ImageOptions(decode="fast")
 EXACT = ImageOptions()
@@ -213,7 +213,7 @@ def test_exif_transpose_off_keeps_the_stored_frame_in_fast_mode() -> None:
 
 def test_bytes_are_read_once(monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[object] = []
-    import vlprep.image as image_module
+    import vlprep._image as image_module
 
     real = image_module.fetch
 

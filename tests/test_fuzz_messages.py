@@ -4,7 +4,7 @@ Red-team finding 5. A Hypothesis strategy builds messages an untrusted client co
 (wrong types at every level, NULs, lone surrogates, huge and non-finite numbers, bad base64,
 refused URLs, mixed frame lists, odd PIL images, arrays and tensors) and both entry points,
 :func:`vlprep.process_vision_info` and :func:`vlprep.build_inputs`, must either return or
-raise a :class:`vlprep.errors.VlprepError` subclass.
+raise a :class:`vlprep._errors.VlprepError` subclass.
 
 Sources are local only: the policy allows ``data:`` and files under a temporary folder, so
 an ``http(s)`` URL is refused before any connection is tried (the fuzz never touches the
@@ -51,7 +51,7 @@ from vlprep import (
     build_inputs,
     process_vision_info,
 )
-from vlprep.errors import VlprepError
+from vlprep._errors import VlprepError
 
 # --------------------------------------------------------------------------- tiny media
 
@@ -705,7 +705,7 @@ def test_hostile_messages_raise_only_vlprep_errors(
 
 def test_http_sources_are_refused_without_a_connection(world: FuzzWorld) -> None:
     """The fuzz's policy: any http(s) URL fails at once with a vlprep error (no network)."""
-    from vlprep.errors import SourceNotAllowedError
+    from vlprep._errors import SourceNotAllowedError
 
     for url in ("http://127.0.0.1:9/x.jpg", "https://example.invalid/a.png"):
         with pytest.raises(SourceNotAllowedError):

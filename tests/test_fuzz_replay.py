@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from fuzz.harness import TARGETS, FindingError, check_message
-from vlprep.errors import DecodeError
+from vlprep._errors import DecodeError
 
 ROOT = Path(__file__).resolve().parent.parent
 MEDIA = ROOT / "tests" / "media"

@@ -16,11 +16,11 @@ from PIL import Image, ImageDraw
 
 from tests.conftest import IMAGES, encode, photo
 from vlprep import grounding as g
-from vlprep.errors import GroundingParseError, InvalidInputError
+from vlprep._errors import GroundingParseError, InvalidInputError
+from vlprep._image import fetch_image_for, load_image
+from vlprep._presets import QWEN2_5_VL, QWEN2_VL, QWEN3_VL, Preset
+from vlprep._sizing import smart_resize
 from vlprep.grounding._draw import PALETTE, item_colours
-from vlprep.image import fetch_image_for, load_image
-from vlprep.presets import QWEN2_5_VL, QWEN2_VL, QWEN3_VL, Preset
-from vlprep.sizing import smart_resize
 
 PRESETS = {"qwen2-vl": QWEN2_VL, "qwen2.5-vl": QWEN2_5_VL, "qwen3-vl": QWEN3_VL}
 ORIENTED = [p for p in IMAGES if "orientation" in p.name]

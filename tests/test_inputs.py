@@ -16,12 +16,12 @@ from tests.hf_fixtures import FAMILIES, Family, load_processor, tiny_model
 from tests.upstream import PIL_NOT_BIT_EXACT, mixed_media_model_bug
 from tests.videos import write_clip
 from vlprep import InvalidInputError, ResourceLimitError
+from vlprep._inputs import build_inputs
+from vlprep._messages import extract_vision_info
+from vlprep._presets import QWEN3_VL, preset_from_processor
 from vlprep._processor_forms import qwen3_video_form
-from vlprep.inputs import build_inputs
-from vlprep.messages import extract_vision_info
-from vlprep.presets import QWEN3_VL, preset_from_processor
-from vlprep.sizing import smart_resize
-from vlprep.video import fetch_video
+from vlprep._sizing import smart_resize
+from vlprep._video import fetch_video
 
 IMAGES = media_dir() / "images"
 VIDEOS = media_dir() / "videos"
@@ -99,7 +99,7 @@ def _cases(clip: Path) -> dict[str, list[list[dict[str, Any]]]]:
 
 def _reference(conversations: list[Any], processor: Any, **render: Any) -> Any:
     """What users do today: qwen-vl-utils-style loading, then the processor, no resize."""
-    from vlprep.inputs import _load
+    from vlprep._inputs import _load
 
     preset = preset_from_processor(processor)
     images, videos = _load(extract_vision_info(conversations), preset, None, None)
@@ -260,8 +260,8 @@ def test_qwen3_presentation_times_keep_transformers_text_on_constant_rate(
     root: Path, clip: Path
 ) -> None:
     """On constant-rate video the "pts" text is the processor's, bit for bit."""
-    from vlprep.inputs import _load
-    from vlprep.video import FRAMES_SECONDS
+    from vlprep._inputs import _load
+    from vlprep._video import FRAMES_SECONDS
 
     processor = load_processor("qwen3-vl", root)
     for source, keys in (

@@ -29,10 +29,10 @@ from vlprep import (
     VideoOptions,
     get_preset,
 )
-from vlprep.estimates import HEADER_PREFIX, element_for, kind_of
-from vlprep.image import fetch_image, fetch_image_for, load_image
-from vlprep.inputs import build_inputs
-from vlprep.video import fetch_video
+from vlprep._estimates import HEADER_PREFIX, element_for, kind_of
+from vlprep._image import fetch_image, fetch_image_for, load_image
+from vlprep._inputs import build_inputs
+from vlprep._video import fetch_video
 
 VIDEOS = sorted(p for p in (media_dir() / "videos").iterdir() if p.suffix in (".mp4", ".mkv"))
 TRUNCATED = {"ultrahdr.jpg"}  # header fine, pixel data cut short: only a decode can tell

@@ -345,7 +345,7 @@ def test_entry_points() -> None:
     pyproject = (REPO / "pyproject.toml").read_text()
     scripts = pyproject.split("[project.scripts]", 1)[1].split("\n[", 1)[0]
     assert re.search(r'^vlprep-inspect = "vlprep\.cli\.inspect:main"$', scripts, re.M)
-    assert callable(vlprep.inspect) and vlprep.inspect.__module__ == "vlprep.estimates"
+    assert callable(vlprep.inspect) and vlprep.inspect.__module__ == "vlprep._estimates"
     code, out, _ = cli("--version")
     assert code == 0 and out.strip() == f"vlprep-inspect {vlprep.__version__}"
 

@@ -11,13 +11,13 @@ import pytest
 import vlprep
 from tests.conftest import encode, photo
 from tests.media_server import STALL_SENT, MediaServer, serving
-from vlprep.errors import (
+from vlprep._errors import (
     FetchTimeoutError,
     FetchTooLargeError,
     InvalidInputError,
     SourceNotAllowedError,
 )
-from vlprep.sources import FetchPolicy, fetch
+from vlprep._sources import FetchPolicy, fetch
 
 pytestmark = pytest.mark.timeout(20)
 BIG = encode(photo(2000, 1500, seed=4), quality=95)  # several hundred KiB

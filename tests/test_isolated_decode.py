@@ -12,10 +12,10 @@ import pytest
 import torch
 
 from tests.videos import write_clip
-from vlprep.decode.video import VideoOptions, open_video, probe_video
-from vlprep.decode.video._isolated import IsolatedReader
-from vlprep.errors import DecodeError, InvalidInputError, ResourceLimitError
-from vlprep.video import fetch_video
+from vlprep._decode.video import VideoOptions, open_video, probe_video
+from vlprep._decode.video._isolated import IsolatedReader
+from vlprep._errors import DecodeError, InvalidInputError, ResourceLimitError
+from vlprep._video import fetch_video
 
 ISOLATED = VideoOptions(isolate=True, isolate_timeout=30.0)
 
@@ -58,8 +58,8 @@ def test_fetch_video_output_identical(clip: Path) -> None:
 def test_the_child_reads_the_opened_file_not_the_path(
     clip: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from vlprep.decode._child import ChildProcess
-    from vlprep.sources import FetchPolicy, open_local_file
+    from vlprep._decode._child import ChildProcess
+    from vlprep._sources import FetchPolicy, open_local_file
 
     sent: list[dict[str, object]] = []
     real_send = ChildProcess.send

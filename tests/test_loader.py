@@ -26,7 +26,7 @@ from vlprep import (
     fetch_video,
     process_vision_info,
 )
-from vlprep.image import fetch_image_for
+from vlprep._image import fetch_image_for
 
 HOPPER = str(Path(__file__).resolve().parents[1] / "fixtures" / "hopper.jpg")
 NO_EXIF = ImageOptions(exif_transpose=False)

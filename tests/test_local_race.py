@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from vlprep import FetchPolicy, VlprepError
-from vlprep.sources import fetch
+from vlprep._sources import fetch
 
 ITERATIONS = 2000
 SECONDS = 8.0

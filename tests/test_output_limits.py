@@ -18,8 +18,8 @@ import pytest
 from tests.conftest import encode, photo
 from tests.videos import write_clip
 from vlprep import ImageOptions, ResourceLimitError, VideoOptions, process_vision_info
-from vlprep.image import fetch_image
-from vlprep.video import fetch_video
+from vlprep._image import fetch_image
+from vlprep._video import fetch_video
 
 
 def _chat(*elements: dict[str, Any]) -> list[dict[str, Any]]:

@@ -20,7 +20,7 @@ import vlprep
 from tests.conftest import media_dir
 from tests.hf_fixtures import FAMILIES, load_processor
 from vlprep import ImageOptions, InvalidInputError, Plan, VideoOptions, VlprepError
-from vlprep.plans import ElementPlan
+from vlprep._plans import ElementPlan
 
 REPO = Path(__file__).resolve().parents[1]
 IMAGES = media_dir() / "images"
@@ -199,7 +199,7 @@ def test_other_versions_warn_and_replay_the_plan(
     batch = [_conversation(IMAGES / "flower.webp")]
     plan = vlprep.plan(batch, processor)
     older = dataclasses.replace(plan, versions={**plan.versions, "pillow": "9.0.0"})
-    with caplog.at_level(logging.WARNING, logger="vlprep.plans"):
+    with caplog.at_level(logging.WARNING, logger="vlprep._plans"):
         out = vlprep.build_inputs(batch, processor, plan=Plan.from_json(older.to_json()))
     assert "pillow 9.0.0 ->" in caplog.text
     assert torch.equal(out["pixel_values"], vlprep.build_inputs(batch, processor)["pixel_values"])

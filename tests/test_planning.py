@@ -1,4 +1,4 @@
-"""vlprep.planning: one answer for the upright size, the resized size and the frame plan.
+"""vlprep._planning: one answer for the upright size, the resized size and the frame plan.
 
 Every path that sizes an element (the loaders, ``vlprep.inspect``, the device path,
 grounding) goes through the planner, so they agree; these tests feed them the same
@@ -19,13 +19,13 @@ import vlprep
 from tests.conftest import encode, media_dir, photo
 from tests.hf_fixtures import load_processor
 from tests.videos import write_clip
-from vlprep import device_images as dev
+from vlprep import _device_images as dev
 from vlprep import grounding as g
-from vlprep.decode.image import ImageOptions, decode_image, probe_header
-from vlprep.image import HEADER_PREFIX, fetch_image_for, load_image, read_header
-from vlprep.planning import qwen_vl_utils_preset, upright_size
-from vlprep.presets import QWEN2_5_VL, QWEN2_VL, QWEN3_VL, Preset
-from vlprep.video import fetch_video
+from vlprep._decode.image import ImageOptions, decode_image, probe_header
+from vlprep._image import HEADER_PREFIX, fetch_image_for, load_image, read_header
+from vlprep._planning import qwen_vl_utils_preset, upright_size
+from vlprep._presets import QWEN2_5_VL, QWEN2_VL, QWEN3_VL, Preset
+from vlprep._video import fetch_video
 
 
 def _chunk(kind: bytes, payload: bytes) -> bytes:

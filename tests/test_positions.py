@@ -13,8 +13,8 @@ from tests.hf_fixtures import FAMILIES, Family, load_processor, tiny_model
 from tests.upstream import ROPE_TRUNCATES, rope_differs
 from tests.videos import write_clip
 from vlprep import InvalidInputError
-from vlprep.inputs import build_inputs
-from vlprep.positions import rope_index
+from vlprep._inputs import build_inputs
+from vlprep._positions import rope_index
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*cap_pixels_per_frame.*")
 

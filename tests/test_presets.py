@@ -22,10 +22,9 @@ from vlprep import (
     grounding,
     testing,
 )
-from vlprep.cli import inspect as cli_inspect
-from vlprep.inputs import build_inputs
-from vlprep.positions import rope_index
-from vlprep.presets import (
+from vlprep._inputs import build_inputs
+from vlprep._positions import rope_index
+from vlprep._presets import (
     DEFAULT_FAMILY,
     FAMILIES,
     FAMILY_BY_MODEL_TYPE,
@@ -34,6 +33,7 @@ from vlprep.presets import (
     family_of,
     preset_from_processor,
 )
+from vlprep.cli import inspect as cli_inspect
 from vlprep.runner import Runner, _loading
 
 

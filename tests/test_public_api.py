@@ -121,7 +121,7 @@ def test_signatures_match_qwen_vl_utils() -> None:
     assert build["qwen3_video_text"].default == "auto"
     import typing
 
-    from vlprep.inputs import Qwen3VideoText
+    from vlprep._inputs import Qwen3VideoText
 
     assert typing.get_args(Qwen3VideoText) == ("auto", "wrapped", "unwrapped", "transformers")
     assert params(vlprep.count_tokens) == [("grid_thw", inspect.Parameter.empty), ("merge_size", 2)]
@@ -131,7 +131,7 @@ def test_error_tree() -> None:
     e = vlprep
     assert issubclass(e.InvalidInputError, (e.VlprepError, ValueError))
     assert issubclass(e.SourceNotAllowedError, e.InvalidInputError)
-    assert issubclass(vlprep.errors.GroundingParseError, e.InvalidInputError)
+    assert issubclass(vlprep._errors.GroundingParseError, e.InvalidInputError)
     assert issubclass(e.FetchError, OSError) and issubclass(e.FetchError, e.VlprepError)
     assert issubclass(e.FetchTimeoutError, (e.FetchError, TimeoutError))
     assert issubclass(e.FetchTimeoutError, TimeoutError)
@@ -166,7 +166,7 @@ def test_import_vlprep_inspect_leaves_the_function() -> None:
         "import importlib, inspect, pkgutil\n"
         "import vlprep, vlprep.inspect\n"
         "import vlprep.inspect as alias\n"
-        "from vlprep.estimates import inspect as function\n"
+        "from vlprep._estimates import inspect as function\n"
         "assert vlprep.inspect is function and alias is function, vlprep.inspect\n"
         "module = importlib.import_module('vlprep.inspect')\n"
         "assert inspect.signature(module) == inspect.signature(function)\n"

@@ -24,15 +24,15 @@ from PIL import Image
 import vlprep
 from tests.conftest import encode, media_dir, photo
 from tests.videos import write_clip
+from vlprep._errors import BackendUnavailableError, InvalidInputError, VlprepError
+from vlprep._image import fetch_image_for
 from vlprep._inspect_batch import Settings, conversations, run
+from vlprep._video import fetch_video
 from vlprep.cli._expand import expand
 from vlprep.cli.inspect import main
-from vlprep.errors import BackendUnavailableError, InvalidInputError, VlprepError
-from vlprep.image import fetch_image_for
 from vlprep.integrations import ray as vray
 from vlprep.integrations._arrow import ITEM_FIELDS, audit_schema, preprocess_schema
 from vlprep.testing import save_processor
-from vlprep.video import fetch_video
 
 # Ray Data 2.60 warns about its own deprecated settings while it builds its DataContext
 # (ray/data/context.py: use_push_based_shuffle, use_polars, use_arrow_tensor_v2): not ours,

@@ -1,6 +1,6 @@
 """Error messages never carry credentials or payload (red-team finding: credentials echoed).
 
-Every message names its source through ``vlprep.errors.describe_source``; these cases
+Every message names its source through ``vlprep._errors.describe_source``; these cases
 failed before it learned URLs (userinfo and query values were shown whole) and base64 with
 a file suffix (60 characters of payload were shown).
 """
@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from vlprep import FetchPolicy, VlprepError, process_vision_info
-from vlprep.errors import describe_source, looks_like_payload, redact_url
+from vlprep._errors import describe_source, looks_like_payload, redact_url
 
 SECRETS = ("hunter2", "bob", "sekrit123", "AKIAEXAMPLE", "deadbeefcafe")
 
@@ -73,7 +73,7 @@ def test_decode_errors_name_the_source_and_chain_no_address(tmp_path: Path) -> N
     import traceback
 
     from vlprep import DecodeError
-    from vlprep.image import fetch_image
+    from vlprep._image import fetch_image
 
     bad = tmp_path / "not-an-image.jpg"
     bad.write_bytes(b"this is not an image at all" * 10)

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from qwen_vl_utils import vision_process as qv
 
 from vlprep import InvalidInputError, smart_nframes
-from vlprep.sampling import frame_indices, frame_range, plan_frames, video_frame_pixels
+from vlprep._sampling import frame_indices, frame_range, plan_frames, video_frame_pixels
 
 GOLDEN = [
     ({}, 300, 30, 20),
@@ -45,7 +45,7 @@ def test_golden(ele: dict[str, Any], total: int, fps: float, expected: int) -> N
 
 
 def test_fps_above_native_logs_a_warning(caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level(logging.WARNING, logger="vlprep.sampling"):
+    with caplog.at_level(logging.WARNING, logger="vlprep._sampling"):
         assert smart_nframes({"fps": 60}, 30, 30) == 30
     assert "exceeds" in caplog.text
 

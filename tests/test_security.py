@@ -28,9 +28,9 @@ from fuzz.harness import check_message
 from tests.conftest import encode, media_dir, photo
 from tests.media_server import serving
 from vlprep import fetch_image
-from vlprep.decode.image import decode_image, probe_header
-from vlprep.decode.video import _source, probe_video
-from vlprep.errors import (
+from vlprep._decode.image import decode_image, probe_header
+from vlprep._decode.video import _source, probe_video
+from vlprep._errors import (
     DecodeError,
     FetchTooLargeError,
     InvalidInputError,
@@ -38,7 +38,7 @@ from vlprep.errors import (
     SourceNotAllowedError,
     VlprepError,
 )
-from vlprep.sources import FetchPolicy, fetch
+from vlprep._sources import FetchPolicy, fetch
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -173,9 +173,9 @@ import base64, http.server, ipaddress, json, os, resource, socket, sys, threadin
 
 import vlprep  # imports (torch included) happen before the cap
 from vlprep import fetch_image
-from vlprep.sources import FetchPolicy, fetch
-from vlprep.video import fetch_video
-from vlprep.errors import VlprepError
+from vlprep._sources import FetchPolicy, fetch
+from vlprep._video import fetch_video
+from vlprep._errors import VlprepError
 
 real_connect = socket.create_connection
 def guarded(address, *args, **kwargs):

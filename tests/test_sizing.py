@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 from qwen_vl_utils import vision_process as qv
 
 from vlprep import InvalidInputError, smart_resize
-from vlprep.sizing import (
+from vlprep._sizing import (
     ceil_by_factor,
     floor_by_factor,
     image_pixel_bounds,
@@ -172,7 +172,7 @@ def test_properties(h: int, w: int, factor: int, lo: int, hi: int) -> None:
 
 
 def test_count_tokens_and_estimates() -> None:
-    from vlprep.sizing import count_tokens, estimate_image, estimate_video
+    from vlprep._sizing import count_tokens, estimate_image, estimate_video
 
     assert count_tokens((1, 40, 72)) == 720
     assert count_tokens((3, 4, 6)) == 18

@@ -25,15 +25,15 @@ from urllib.parse import parse_qsl, quote, urlsplit
 import pytest
 
 import vlprep
-from vlprep.errors import (
+from vlprep._errors import (
     FetchError,
     FetchTimeoutError,
     FetchTooLargeError,
     InvalidInputError,
     SourceNotAllowedError,
 )
-from vlprep.sources import MIB, FetchPolicy, Payload, _http, fetch
-from vlprep.sources._http import fetch_http
+from vlprep._sources import MIB, FetchPolicy, Payload, _http, fetch
+from vlprep._sources._http import fetch_http
 
 pytestmark = pytest.mark.timeout(10)
 

@@ -18,7 +18,7 @@ from vlprep import (
     SourceNotFoundError,
     fetch_image,
 )
-from vlprep.sources import MIB, fetch
+from vlprep._sources import MIB, fetch
 
 PNG = base64.b64encode(b"\x89PNG\r\n\x1a\n" + b"\x00" * 16).decode()
 
@@ -178,7 +178,7 @@ def test_empty_and_wrong_types() -> None:
 
 
 def test_open_local_file_checks_and_opens(tmp_path: Path) -> None:
-    from vlprep.sources import open_local_file
+    from vlprep._sources import open_local_file
 
     clip = tmp_path / "clip.mp4"
     clip.write_bytes(b"x" * 100)
@@ -237,7 +237,7 @@ def test_local_root_reads_nested_files_and_links_that_stay_inside(
 
 
 def test_local_root_refuses_every_way_out(tree: Path, local_opener: str) -> None:
-    from vlprep.sources import open_local_file
+    from vlprep._sources import open_local_file
 
     policy = FetchPolicy.strict(local_root=str(tree))
     for src in (

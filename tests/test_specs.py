@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from vlprep import InvalidInputError
-from vlprep.specs import parse_image_element, parse_video_element
+from vlprep._specs import parse_image_element, parse_video_element
 
 
 def test_video_element_fields() -> None:

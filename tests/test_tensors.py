@@ -10,7 +10,7 @@ from transformers import Qwen2VLImageProcessor, Qwen2VLImageProcessorPil
 
 from tests.conftest import IMAGES, photo
 from vlprep import QWEN2_VL, QWEN3_VL, InvalidInputError, Preset, fetch_image
-from vlprep.tensors import patchify_images
+from vlprep._tensors import patchify_images
 
 DECODABLE = [p for p in IMAGES if p.name not in {"ultrahdr.jpg"}]
 
@@ -67,7 +67,7 @@ def test_resize_frame_exact_equals_qwen_video_resize(
     from torchvision.transforms import InterpolationMode
     from torchvision.transforms import functional as tvf
 
-    from vlprep.tensors import resize_frame
+    from vlprep._tensors import resize_frame
 
     frame = np.asarray(photo(src[1], src[0], seed=src[0]))
     reference = tvf.resize(
@@ -100,7 +100,7 @@ def test_patchify_videos_equals_transformers(preset: Preset, frames: int) -> Non
     from transformers import Qwen2VLVideoProcessor
     from transformers.video_utils import VideoMetadata
 
-    from vlprep.tensors import patchify_videos
+    from vlprep._tensors import patchify_videos
 
     f = preset.factor
     gen = torch.Generator().manual_seed(frames)
@@ -136,7 +136,7 @@ def test_patchify_videos_equals_transformers(preset: Preset, frames: int) -> Non
 
 
 def test_patchify_videos_rejects_bad_input() -> None:
-    from vlprep.tensors import patchify_video, patchify_videos
+    from vlprep._tensors import patchify_video, patchify_videos
 
     with pytest.raises(InvalidInputError, match="at least one video"):
         patchify_videos([], QWEN2_VL)
@@ -154,7 +154,7 @@ def test_patchify_videos_rejects_bad_input() -> None:
 
 @pytest.mark.parametrize("preset", [QWEN2_VL, QWEN3_VL], ids=lambda p: p.name)
 def test_patchify_image_tensors_equals_patchify_images(preset: Preset) -> None:
-    from vlprep.tensors import patchify_image_tensors
+    from vlprep._tensors import patchify_image_tensors
 
     images = [
         np.asarray(fetch_image({"image": photo(300, 200, seed=s)}, preset.patch_size))
@@ -177,7 +177,7 @@ def test_patchify_image_tensors_equals_patchify_images(preset: Preset) -> None:
 
 
 def test_patchify_image_tensors_rejects_bad_input() -> None:
-    from vlprep.tensors import patchify_image_tensors
+    from vlprep._tensors import patchify_image_tensors
 
     good = torch.zeros((3, 56, 56), dtype=torch.uint8)
     with pytest.raises(InvalidInputError, match="at least one"):
@@ -193,7 +193,7 @@ def test_patchify_image_tensors_rejects_bad_input() -> None:
 
 
 def test_resize_exact_equals_frame_resizer() -> None:
-    from vlprep.tensors import resize_exact, resize_frame
+    from vlprep._tensors import resize_exact, resize_frame
 
     frame = np.asarray(photo(257, 171, seed=5))
     chw = torch.from_numpy(frame.copy()).permute(2, 0, 1)
@@ -215,7 +215,7 @@ LOW_PRECISION = [torch.bfloat16, torch.float16]
 @pytest.mark.parametrize("preset", [QWEN2_VL, QWEN3_VL])
 def test_low_precision_images_equal_the_cast(preset: Preset, dtype: torch.dtype) -> None:
     """Written in bf16/fp16 directly, equal bit for bit to casting the float32 output."""
-    from vlprep.tensors import patchify_image_tensors
+    from vlprep._tensors import patchify_image_tensors
 
     f = preset.factor
     images = [photo(4 * f, 3 * f, seed=1), photo(2 * f, 7 * f, seed=2)]
@@ -231,7 +231,7 @@ def test_low_precision_images_equal_the_cast(preset: Preset, dtype: torch.dtype)
 @pytest.mark.parametrize("dtype", LOW_PRECISION)
 @pytest.mark.parametrize("frames", [4, 5])
 def test_low_precision_videos_equal_the_cast(dtype: torch.dtype, frames: int) -> None:
-    from vlprep.tensors import patchify_videos
+    from vlprep._tensors import patchify_videos
 
     f = QWEN2_VL.factor
     rng = np.random.default_rng(frames)
@@ -246,7 +246,7 @@ def test_low_precision_videos_equal_the_cast(dtype: torch.dtype, frames: int) ->
 
 
 def test_pixel_dtype_names_and_refusals() -> None:
-    from vlprep.tensors import pixel_dtype
+    from vlprep._tensors import pixel_dtype
 
     assert pixel_dtype(None) is torch.float32
     assert pixel_dtype("bfloat16") is torch.bfloat16

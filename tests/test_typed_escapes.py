@@ -176,7 +176,7 @@ def test_a_surrogate_escaped_file_name_is_still_a_path(tmp_path: Any) -> None:
 def test_a_grounding_number_past_the_float_range_is_a_parse_error() -> None:
     """Model text with a 400-digit coordinate raised OverflowError (not found by the message
     fuzz: the same math.isfinite check, in the grounding parser)."""
-    from vlprep.errors import GroundingParseError
+    from vlprep._errors import GroundingParseError
     from vlprep.grounding import parse
 
     text = '{"bbox_2d": [1, 2, 3, ' + "9" * 400 + '], "label": "a"}'

@@ -22,8 +22,8 @@ from vlprep import (
     UnsupportedFormatError,
     process_vision_info,
 )
-from vlprep.decode.video import BackendChoice, VideoOptions, available_backends
-from vlprep.video import FRAMES_SECONDS, fetch_video, load_clip
+from vlprep._decode.video import BackendChoice, VideoOptions, available_backends
+from vlprep._video import FRAMES_SECONDS, fetch_video, load_clip
 
 logging.getLogger("qwen_vl_utils.vision_process").setLevel(logging.ERROR)
 
@@ -409,9 +409,9 @@ def test_unsupported_video_source_type() -> None:
 def test_frame_lists_hold_one_decoded_frame_per_worker(monkeypatch: pytest.MonkeyPatch) -> None:
     import threading
 
-    import vlprep.video as video_module
-    from vlprep.image import PendingImage
-    from vlprep.tensors import FrameResizer
+    import vlprep._video as video_module
+    from vlprep._image import PendingImage
+    from vlprep._tensors import FrameResizer
 
     lock = threading.Lock()
     state = {"decoded": 0, "resized": 0, "ahead": 0}
@@ -447,7 +447,7 @@ def test_frame_lists_hold_one_decoded_frame_per_worker(monkeypatch: pytest.Monke
 def test_decoder_and_resize_share_the_torch_threads(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import vlprep.video as vv
+    import vlprep._video as vv
 
     path = write_clip(tmp_path / "clip.mp4", frames=30, gop=12)
     expected, _, _ = ours(path, 14, {"nframes": 6})

@@ -26,12 +26,12 @@ from tests.conftest import media_dir
 from tests.test_decode_video import clip, corner, index_of, needs_torchcodec, rotated_clip
 from tests.videos import write_clip
 from vlprep import inspect, process_vision_info
-from vlprep.decode.video import VideoOptions, open_video
-from vlprep.errors import InvalidInputError, UnsupportedFormatError
-from vlprep.expansion import video_timestamps
-from vlprep.sampling import snap_to_keyframes
-from vlprep.tensors import FrameResizer
-from vlprep.video import fetch_video
+from vlprep._decode.video import VideoOptions, open_video
+from vlprep._errors import InvalidInputError, UnsupportedFormatError
+from vlprep._expansion import video_timestamps
+from vlprep._sampling import snap_to_keyframes
+from vlprep._tensors import FrameResizer
+from vlprep._video import fetch_video
 
 VIDEOS = media_dir() / "videos"
 KEYFRAME = VideoOptions(seek="keyframe")

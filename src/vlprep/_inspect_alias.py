@@ -1,6 +1,6 @@
 """Keep ``vlprep.inspect`` the function when someone writes ``import vlprep.inspect``.
 
-``vlprep.inspect`` is :func:`vlprep.estimates.inspect`; the command is
+``vlprep.inspect`` is :func:`vlprep._estimates.inspect`; the command is
 ``python -m vlprep.cli.inspect`` (or ``vlprep-inspect``), and there is no ``vlprep/inspect.py``.
 Without help, ``import vlprep.inspect`` (a user, autodoc) would then raise
 ``ModuleNotFoundError``, and a real submodule would be worse: after loading a submodule the
@@ -20,7 +20,7 @@ import sys
 import types
 from typing import Any
 
-from vlprep.estimates import MediaEstimate, inspect
+from vlprep._estimates import MediaEstimate, inspect
 
 __all__ = ["InspectModule", "install"]
 
@@ -29,7 +29,7 @@ class InspectModule(types.ModuleType):
     """``sys.modules["vlprep.inspect"]``: a module that behaves as the function ``inspect``."""
 
     def __init__(self, name: str) -> None:
-        super().__init__(name, "vlprep.inspect is the function vlprep.estimates.inspect.")
+        super().__init__(name, "vlprep.inspect is the function vlprep._estimates.inspect.")
         self.__wrapped__ = inspect  # inspect.signature() follows it
 
     def __call__(self, *args: Any, **kwargs: Any) -> MediaEstimate:

@@ -15,15 +15,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from vlprep._decode.image import ImageOptions
+from vlprep._decode.video import VideoOptions
+from vlprep._errors import VlprepError, describe_source
+from vlprep._estimates import MediaEstimate, element_for, inspect
+from vlprep._image import fetch_image_for
 from vlprep._pool import ordered_map
-from vlprep.decode.image import ImageOptions
-from vlprep.decode.video import VideoOptions
-from vlprep.errors import VlprepError, describe_source
-from vlprep.estimates import MediaEstimate, element_for, inspect
-from vlprep.image import fetch_image_for
-from vlprep.presets import Preset
-from vlprep.sources import FetchPolicy
-from vlprep.video import load_clip
+from vlprep._presets import Preset
+from vlprep._sources import FetchPolicy
+from vlprep._video import load_clip
 
 __all__ = [
     "DEFAULT_WORKERS",

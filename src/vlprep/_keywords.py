@@ -11,7 +11,7 @@ from __future__ import annotations
 import warnings
 from typing import TypeVar
 
-from vlprep.errors import InvalidInputError
+from vlprep._errors import InvalidInputError
 
 __all__ = ["checked", "renamed"]
 

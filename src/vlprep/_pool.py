@@ -17,8 +17,8 @@ from typing import TypeVar
 
 import torch
 
+from vlprep._errors import InvalidInputError, VlprepError
 from vlprep._threads import INTRA_OP_THREADS
-from vlprep.errors import InvalidInputError, VlprepError
 
 __all__ = ["default_workers", "ordered_map", "resolve_workers"]
 

@@ -24,7 +24,7 @@ import threading
 import warnings
 from typing import Any, Literal
 
-from vlprep.errors import InvalidInputError
+from vlprep._errors import InvalidInputError
 
 __all__ = ["Qwen3VideoForm", "qwen3_video_form"]
 

@@ -15,7 +15,7 @@ import importlib
 from pathlib import Path
 from typing import Any
 
-from vlprep.presets import FAMILIES, Family
+from vlprep._presets import FAMILIES, Family
 
 __all__ = [
     "FAMILIES",

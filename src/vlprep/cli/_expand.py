@@ -14,16 +14,16 @@ import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from vlprep._inspect_batch import Item, element_label, label_of
-from vlprep.errors import (
+from vlprep._errors import (
     FetchError,
     InvalidInputError,
     SourceNotFoundError,
     VlprepError,
     describe_source,
 )
-from vlprep.estimates import IMAGE_SUFFIXES, VIDEO_SUFFIXES
-from vlprep.messages import extract_vision_info
+from vlprep._estimates import IMAGE_SUFFIXES, VIDEO_SUFFIXES
+from vlprep._inspect_batch import Item, element_label, label_of
+from vlprep._messages import extract_vision_info
 
 __all__ = ["DATASET_SUFFIXES", "Plan", "expand"]
 

@@ -17,11 +17,11 @@ from typing import Any
 import torch
 from PIL import Image, ImageDraw
 
-from vlprep.estimates import MediaEstimate
-from vlprep.image import fetch_image_for
-from vlprep.presets import Preset
-from vlprep.sources import FetchPolicy
-from vlprep.video import load_clip
+from vlprep._estimates import MediaEstimate
+from vlprep._image import fetch_image_for
+from vlprep._presets import Preset
+from vlprep._sources import FetchPolicy
+from vlprep._video import load_clip
 
 __all__ = [
     "BLOCK_COLOR",

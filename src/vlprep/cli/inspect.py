@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
+from vlprep._errors import VlprepError
 from vlprep._inspect_batch import (
     DEFAULT_WORKERS,
     Item,
@@ -27,12 +28,11 @@ from vlprep._inspect_batch import (
     conversations,
     run,
 )
+from vlprep._presets import DEFAULT_FAMILY, FAMILIES, get_preset
 from vlprep._version import __version__
 from vlprep.cli._expand import expand
 from vlprep.cli._output import summarize, write
 from vlprep.cli._pictures import draw, picture_name
-from vlprep.errors import VlprepError
-from vlprep.presets import DEFAULT_FAMILY, FAMILIES, get_preset
 
 __all__ = ["MODELS", "Settings", "build_parser", "main", "run"]
 

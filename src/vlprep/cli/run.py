@@ -19,8 +19,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-from vlprep.decode.image import ImageOptions
-from vlprep.errors import InvalidInputError, VlprepError
+from vlprep._decode.image import ImageOptions
+from vlprep._errors import InvalidInputError, VlprepError
 
 __all__ = ["build_parser", "conversation_from_args", "main"]
 
@@ -89,9 +89,9 @@ def conversation_from_args(args: argparse.Namespace) -> list[dict[str, Any]]:
 def _draw_boxes(runner: Any, conversation: list[dict[str, Any]], answer: str, out: Path) -> int:
     """Parse the answer's boxes/points for the first image and draw them on it upright."""
     from vlprep import grounding
-    from vlprep.image import load_image
-    from vlprep.messages import extract_vision_info
-    from vlprep.specs import parse_image_element
+    from vlprep._image import load_image
+    from vlprep._messages import extract_vision_info
+    from vlprep._specs import parse_image_element
 
     images = [
         ele

@@ -1,1 +1,9 @@
-"""Decoders: encoded bytes in, pixels out. They never see a URL or a path."""
+"""Deprecated import path since vlprep 0.2 (removed in 0.3): use ``vlprep``.
+
+The code lives in :mod:`vlprep._decode`; this name is an alias of it (see ``vlprep._moved``).
+"""
+
+from vlprep._decode import *  # noqa: F403  (the names, for type checkers; replaced by the alias)
+from vlprep._moved import alias
+
+alias(__name__)

@@ -19,7 +19,7 @@ The package's files: ``_types`` (the items), ``_text`` (scanning answers), ``_lo
 
 from __future__ import annotations
 
-from vlprep.errors import GroundingParseError
+from vlprep._errors import GroundingParseError
 from vlprep.grounding._draw import draw
 from vlprep.grounding._locate import (
     image_sizes,

@@ -11,7 +11,7 @@ from typing import Any
 
 from PIL import Image, ImageDraw, ImageFont
 
-from vlprep.errors import InvalidInputError
+from vlprep._errors import InvalidInputError
 from vlprep.grounding._types import Box, Item
 
 __all__ = ["PALETTE", "draw", "draw_items", "item_colours"]

@@ -14,15 +14,15 @@ from typing import Any
 
 from PIL import Image
 
-from vlprep.decode.image import ImageOptions
-from vlprep.errors import InvalidInputError
+from vlprep._decode.image import ImageOptions
+from vlprep._errors import InvalidInputError
+from vlprep._image import HEADER_PREFIX, read_header
+from vlprep._planning import image_target_size, upright_size
+from vlprep._presets import Preset, as_family, resolve_family
+from vlprep._sources import FetchPolicy
+from vlprep._specs import parse_image_element
 from vlprep.grounding._text import parse_json, parse_plain, parse_tokens
 from vlprep.grounding._types import Box, Family, Item, OnError, Point, Space, TextFormat
-from vlprep.image import HEADER_PREFIX, read_header
-from vlprep.planning import image_target_size, upright_size
-from vlprep.presets import Preset, as_family, resolve_family
-from vlprep.sources import FetchPolicy
-from vlprep.specs import parse_image_element
 
 __all__ = [
     "image_sizes",
@@ -69,7 +69,7 @@ def parse(
             (or keep the grounding tokens); without them only unlabelled ``(x1,y1),(x2,y2)``
             boxes can be found.
         family: ``"qwen2-vl"``, ``"qwen2.5-vl"``, ``"qwen3-vl"`` (any alias of
-            :func:`vlprep.presets.get_preset`) or a :class:`Preset`. It decides the space
+            :func:`vlprep._presets.get_preset`) or a :class:`Preset`. It decides the space
             (``"norm1000"`` for Qwen2/Qwen3-VL, ``"resized"`` for Qwen2.5-VL), not the format.
         format: ``"auto"`` (default), ``"json"``, ``"tokens"`` or ``"plain"``.
         on_error: ``"raise"`` a :class:`GroundingParseError` on a malformed item, or
@@ -156,7 +156,7 @@ def to_original(
     Args:
         items: output of :func:`parse`.
         original_size: ``(height, width)`` of the upright original image (as
-            :func:`vlprep.image.load_image` returns it).
+            :func:`vlprep._image.load_image` returns it).
         resized_size: ``(height, width)`` vlprep resized the image to; needed for
             ``"resized"`` items. Take it from :func:`image_sizes` or
             :func:`resized_size_from_grid`: other bounds give shifted boxes.
@@ -204,13 +204,13 @@ def image_sizes(
     ``options.exif_transpose`` is off), read from the header when possible. The resized size
     uses ``preset.factor``, ``preset.image_min_pixels``/``image_max_pixels`` and the
     element's ``min_pixels``/``max_pixels``/``resized_height``/``resized_width``, exactly as
-    :func:`vlprep.image.fetch_image_for` does.
+    :func:`vlprep._image.fetch_image_for` does.
 
     Args:
         element: the image element of the message (``{"image": ..., "max_pixels": ...}``).
-        preset: the model's preset (e.g. from :func:`vlprep.presets.preset_from_processor`).
+        preset: the model's preset (e.g. from :func:`vlprep._presets.preset_from_processor`).
         image: the upright original image if already loaded (no source is read then).
-        policy, options: as for :func:`vlprep.image.load_image`; use the ones the inputs
+        policy, options: as for :func:`vlprep._image.load_image`; use the ones the inputs
             were built with.
     """
     spec = parse_image_element(element)

@@ -13,8 +13,8 @@ from collections.abc import Iterator, Mapping
 from types import MappingProxyType
 from typing import Any, Literal, TypeAlias
 
+from vlprep._errors import GroundingParseError
 from vlprep._numbers import is_finite_number
-from vlprep.errors import GroundingParseError
 
 __all__ = ["RawItem", "parse_json", "parse_plain", "parse_tokens"]
 

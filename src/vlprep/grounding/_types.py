@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Literal, TypeAlias
 
-from vlprep.presets import Family  # the one family table; re-exported for grounding users
+from vlprep._presets import Family  # the one family table; re-exported for grounding users
 
 __all__ = ["Box", "Family", "Item", "OnError", "Point", "Space", "TextFormat"]
 

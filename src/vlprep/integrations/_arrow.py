@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from vlprep.errors import BackendUnavailableError, InvalidInputError
+from vlprep._errors import BackendUnavailableError, InvalidInputError
 
 __all__ = [
     "AUDIT_COLUMNS",

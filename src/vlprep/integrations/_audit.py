@@ -5,15 +5,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from vlprep._decode.image import ImageOptions
+from vlprep._decode.video import VideoOptions
+from vlprep._errors import InvalidInputError, VlprepError
 from vlprep._inspect_batch import Item, Row, Settings, conversations, element_label, run
-from vlprep.decode.image import ImageOptions
-from vlprep.decode.video import VideoOptions
-from vlprep.errors import InvalidInputError, VlprepError
+from vlprep._messages import extract_vision_info
+from vlprep._presets import DEFAULT_FAMILY, Preset, get_preset
+from vlprep._sources import FetchPolicy
 from vlprep.integrations._arrow import append_columns, audit_schema, column_values, to_table
 from vlprep.integrations._conversations import UNEXPECTED, bound_defaults, conversation_of
-from vlprep.messages import extract_vision_info
-from vlprep.presets import DEFAULT_FAMILY, Preset, get_preset
-from vlprep.sources import FetchPolicy
 
 __all__ = ["Auditor"]
 

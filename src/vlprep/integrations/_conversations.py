@@ -10,10 +10,10 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+from vlprep._errors import InvalidInputError, VlprepError
+from vlprep._estimates import element_for
 from vlprep._inspect_batch import UNEXPECTED
-from vlprep.errors import InvalidInputError, VlprepError
-from vlprep.estimates import element_for
-from vlprep.messages import Conversation, extract_vision_info
+from vlprep._messages import Conversation, extract_vision_info
 
 __all__ = [
     "BOUND_KEYS",
@@ -124,7 +124,7 @@ def _is_vision(ele: Mapping[str, Any]) -> bool:
 def with_defaults(conversation: Conversation, defaults: Mapping[str, Any]) -> list[dict[str, Any]]:
     """A copy of ``conversation`` whose vision elements have the bound defaults filled in.
 
-    Each element goes through :func:`vlprep.estimates.element_for` (what ``vlprep.inspect``
+    Each element goes through :func:`vlprep._estimates.element_for` (what ``vlprep.inspect``
     and ``vlprep-inspect`` do), so a key set in the element wins and ``fps``/``nframes``
     apply only to videos that set neither. Other content is kept as is.
 

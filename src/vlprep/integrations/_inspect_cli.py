@@ -6,9 +6,9 @@ import json
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from vlprep._errors import BackendUnavailableError
+from vlprep._estimates import MediaEstimate
 from vlprep._inspect_batch import Item, Row, Settings, run
-from vlprep.errors import BackendUnavailableError
-from vlprep.estimates import MediaEstimate
 from vlprep.integrations._arrow import actor_pool, column_values, pyarrow, ray_module, to_table
 
 __all__ = ["inspect_items"]

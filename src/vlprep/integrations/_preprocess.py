@@ -7,11 +7,14 @@ import os
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Literal
 
+from vlprep._decode.image import ImageOptions
+from vlprep._decode.video import VideoOptions
+from vlprep._errors import InvalidInputError, VlprepError
 from vlprep._inspect_batch import element_label
+from vlprep._messages import extract_vision_info
+from vlprep._presets import DEFAULT_FAMILY, Preset, family_of, get_preset, preset_from_processor
+from vlprep._sources import FetchPolicy
 from vlprep._version import __version__
-from vlprep.decode.image import ImageOptions
-from vlprep.decode.video import VideoOptions
-from vlprep.errors import InvalidInputError, VlprepError
 from vlprep.integrations._arrow import append_columns, column_values, preprocess_schema, to_table
 from vlprep.integrations._conversations import (
     bound_defaults,
@@ -19,14 +22,11 @@ from vlprep.integrations._conversations import (
     failure,
     with_defaults,
 )
-from vlprep.messages import extract_vision_info
-from vlprep.presets import DEFAULT_FAMILY, Preset, family_of, get_preset, preset_from_processor
-from vlprep.sources import FetchPolicy
 
 __all__ = ["PreprocessOutput", "Preprocessor"]
 
 if TYPE_CHECKING:
-    from vlprep.inputs import Qwen3VideoText
+    from vlprep._inputs import Qwen3VideoText
 
 PreprocessOutput = Literal["inputs", "media"]
 """``"inputs"``: ``build_inputs`` tensors per row. ``"media"``: resized images and frames."""
@@ -142,7 +142,7 @@ class Preprocessor:
         }
 
     def _inputs(self, conversation: list[dict[str, Any]]) -> dict[str, Any]:
-        from vlprep.inputs import build_inputs
+        from vlprep._inputs import build_inputs
 
         feature = build_inputs(
             conversation, self.processor, preset=self.preset, **self.build_options, **self.options
@@ -163,8 +163,8 @@ class Preprocessor:
     def _media(self, conversation: list[dict[str, Any]]) -> dict[str, Any]:
         from PIL import Image
 
-        from vlprep.inputs import load_element
-        from vlprep.limits import CallBudget
+        from vlprep._inputs import load_element
+        from vlprep._limits import CallBudget
 
         media = []
         budget = CallBudget()  # one row is one call, as build_inputs makes it

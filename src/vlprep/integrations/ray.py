@@ -19,7 +19,7 @@ by different workers agree. Pandas and numpy batches are accepted too and conver
 A row that fails (a missing file, corrupt bytes, a bad element key, invalid JSON) gets its
 typed error in ``error_type`` (the class name, ``SourceNotFoundError``, ...) and ``error``
 (vlprep's message, which never echoes payloads); the job goes on. Media are fetched on the
-workers through :func:`vlprep.sources.fetch`, with the ``policy`` given.
+workers through :func:`vlprep._sources.fetch`, with the ``policy`` given.
 
 Needs the ``ray`` extra (``pip install 'vlprep[ray]'``); the preprocessor's
 ``output="inputs"`` also needs transformers (the ``runner`` extra) for the processor.
@@ -30,11 +30,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Literal
 
-from vlprep.errors import InvalidInputError
+from vlprep._errors import InvalidInputError
+from vlprep._presets import DEFAULT_FAMILY, Preset
 from vlprep.integrations._arrow import actor_pool, ray_module
 from vlprep.integrations._audit import Auditor
 from vlprep.integrations._preprocess import Preprocessor, PreprocessOutput
-from vlprep.presets import DEFAULT_FAMILY, Preset
 
 __all__ = [
     "Auditor",

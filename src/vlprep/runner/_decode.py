@@ -18,8 +18,8 @@ from typing import Any
 
 import torch
 
-from vlprep.errors import InvalidInputError
-from vlprep.positions import RopeSemantics, rope_index
+from vlprep._errors import InvalidInputError
+from vlprep._positions import RopeSemantics, rope_index
 
 __all__ = ["DecodeResult", "Sampling", "decode", "prompt_positions", "sample_next"]
 
@@ -170,7 +170,7 @@ def decode(
         sampling: the sampler settings.
         stop_ids: end-of-turn ids (``<|im_end|>``, ``<|endoftext|>``).
         pad_id: written after a row has stopped.
-        semantics: prompt M-RoPE rule (see :mod:`vlprep.positions`).
+        semantics: prompt M-RoPE rule (see :mod:`vlprep._positions`).
         mode: ``"eager"`` (dynamic cache), ``"static"`` (static cache, eager) or
             ``"compiled"`` (static cache, decode step under ``torch.compile``; falls back to
             ``"static"``, with a logged warning, when compilation fails).

@@ -9,8 +9,8 @@ from typing import Any
 
 import torch
 
-from vlprep.errors import BackendUnavailableError, InvalidInputError, SourceNotFoundError
-from vlprep.presets import FAMILY_BY_MODEL_TYPE
+from vlprep._errors import BackendUnavailableError, InvalidInputError, SourceNotFoundError
+from vlprep._presets import FAMILY_BY_MODEL_TYPE
 
 __all__ = ["FAMILY_BY_MODEL_TYPE", "load_checkpoint", "pick_device", "pick_dtype"]
 

@@ -10,16 +10,16 @@ from typing import Any, Literal
 
 import torch
 
-from vlprep.decode.image import ImageOptions
-from vlprep.decode.video import VideoOptions
-from vlprep.errors import InvalidInputError
-from vlprep.inputs import build_inputs
-from vlprep.messages import Conversation, as_conversations
-from vlprep.positions import RopeSemantics
-from vlprep.presets import Preset, resolve_family
+from vlprep._decode.image import ImageOptions
+from vlprep._decode.video import VideoOptions
+from vlprep._errors import InvalidInputError
+from vlprep._inputs import build_inputs
+from vlprep._messages import Conversation, as_conversations
+from vlprep._positions import RopeSemantics
+from vlprep._presets import Preset, resolve_family
+from vlprep._tensors import PIXEL_DTYPES
 from vlprep.runner._decode import DecodeResult, Sampling, decode
 from vlprep.runner._loading import load_checkpoint, pick_device, pick_dtype
-from vlprep.tensors import PIXEL_DTYPES
 
 __all__ = ["GenerationResult", "Runner"]
 
@@ -124,7 +124,7 @@ class Runner:
             attn_implementation: passed to transformers (``"sdpa"``, ``"flash_attention_2"``).
             decode_mode: ``"auto"`` = ``"compiled"`` on CUDA (static cache + CUDA graphs),
                 else ``"eager"``.
-            rope: M-RoPE rule for the prompt (see :mod:`vlprep.positions`).
+            rope: M-RoPE rule for the prompt (see :mod:`vlprep._positions`).
             min_pixels / max_pixels: image pixel bounds overriding the processor's (an
                 element's own bounds still win).
             image_options / video_options: decode rules for every call, e.g.

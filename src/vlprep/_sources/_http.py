@@ -21,8 +21,7 @@ from functools import cache
 from typing import TYPE_CHECKING, Any, NamedTuple
 from urllib.parse import quote, urljoin, urlsplit
 
-from vlprep._version import __version__
-from vlprep.errors import (
+from vlprep._errors import (
     FetchError,
     FetchTimeoutError,
     FetchTooLargeError,
@@ -31,8 +30,9 @@ from vlprep.errors import (
     VlprepError,
     describe_source,
 )
-from vlprep.sources._payload import Payload
-from vlprep.sources.policy import FetchPolicy, Modality
+from vlprep._sources._payload import Payload
+from vlprep._sources.policy import FetchPolicy, Modality
+from vlprep._version import __version__
 
 if TYPE_CHECKING:
     from _typeshed import WriteableBuffer

@@ -11,7 +11,7 @@ from typing import Any, Literal, Protocol, get_args, runtime_checkable
 
 import numpy as np
 
-from vlprep.errors import InvalidInputError, ResourceLimitError, UnsupportedFormatError
+from vlprep._errors import InvalidInputError, ResourceLimitError, UnsupportedFormatError
 
 __all__ = [
     "ACCEPTED_CODECS",
@@ -63,7 +63,7 @@ class VideoOptions:
             demux-only pass, no decoding).
         max_frames_decoded: most frames decoded (walked) by one ``frames()`` call; bounds
             the work of a plan on a long video with sparse keyframes.
-        resize: frame resize used by :func:`vlprep.video.fetch_video`: ``"exact"`` =
+        resize: frame resize used by :func:`vlprep._video.fetch_video`: ``"exact"`` =
             qwen-vl-utils' float bicubic (bit-identical), ``"fast"`` = torch's uint8
             kernel, ``"decoder"`` = FFmpeg's swscale inside the PyAV backend, bicubic on
             the decoded YUV planes, then converted to RGB at the target size (fastest;
@@ -72,9 +72,9 @@ class VideoOptions:
             at open when ``"auto"`` resolves to them); frame lists and arrays, which no
             video decoder produces, use ``"exact"``.
         max_list_frames: most items in a frame-list video, checked by
-            :func:`vlprep.video.fetch_video`; the decoders ignore it.
+            :func:`vlprep._video.fetch_video`; the decoders ignore it.
         decode_threads: FFmpeg decoder threads for the PyAV backend; ``0`` = automatic
-            (FFmpeg's choice when reading frames directly; :func:`vlprep.video.fetch_video`
+            (FFmpeg's choice when reading frames directly; :func:`vlprep._video.fetch_video`
             gives the decoder half of ``torch.get_num_threads()`` and the resize the rest,
             since the two run at the same time). decord and torchcodec ignore it.
         isolate: run the decoder in a child process whose address space is capped
@@ -88,8 +88,8 @@ class VideoOptions:
             video, each ``frames()`` call) before it is killed.
         seek: how frames are reached. ``"exact"`` (default): every planned frame,
             decoding forward from the keyframe before it. ``"keyframe"``: long-video mode;
-            :func:`vlprep.video.fetch_video` moves each planned frame to the keyframe
-            nearest it in time (:func:`vlprep.sampling.snap_to_keyframes`), so each distinct
+            :func:`vlprep._video.fetch_video` moves each planned frame to the keyframe
+            nearest it in time (:func:`vlprep._sampling.snap_to_keyframes`), so each distinct
             keyframe costs a seek and one decoded frame; the reported indices and sample fps
             are those of the keyframes. Readers in this mode accept only keyframe indices
             (``VideoMetadata.keyframes``). All three backends support it; a stream whose
@@ -385,7 +385,7 @@ def check_keyframe_plan(indices: Sequence[int], metadata: VideoMetadata) -> None
         if index not in known:
             raise InvalidInputError(
                 f"frame {index} is not a keyframe; with VideoOptions(seek='keyframe') request "
-                "indices from metadata.keyframes (vlprep.sampling.snap_to_keyframes)"
+                "indices from metadata.keyframes (vlprep._sampling.snap_to_keyframes)"
             )
 
 

@@ -23,9 +23,9 @@ from typing import Any
 
 import numpy as np
 
-from vlprep.decode.video._base import BatchReader
-from vlprep.decode.video._source import OpenedSource
-from vlprep.decode.video._types import (
+from vlprep._decode.video._base import BatchReader
+from vlprep._decode.video._source import OpenedSource
+from vlprep._decode.video._types import (
     ACCEPTED_CODECS,
     VideoMetadata,
     VideoOptions,
@@ -34,7 +34,7 @@ from vlprep.decode.video._types import (
     known_keyframes,
     stream_error,
 )
-from vlprep.errors import BackendUnavailableError, DecodeError, UnsupportedFormatError
+from vlprep._errors import BackendUnavailableError, DecodeError, UnsupportedFormatError
 
 __all__ = ["TorchCodecReader"]
 
@@ -61,7 +61,7 @@ def _decoder_class() -> Any:
 
 
 class TorchCodecReader(BatchReader):
-    """A video opened with torchcodec. See :class:`vlprep.decode.video.VideoReader`.
+    """A video opened with torchcodec. See :class:`vlprep._decode.video.VideoReader`.
 
     Attributes:
         metadata: the stream's :class:`VideoMetadata` (``backend="torchcodec"``).

@@ -1,6 +1,6 @@
 """Decode a video in a child process with a memory limit and a wall-clock kill.
 
-``VideoOptions(isolate=True)`` makes :func:`vlprep.decode.video.open_video` return an
+``VideoOptions(isolate=True)`` makes :func:`vlprep._decode.video.open_video` return an
 :class:`IsolatedReader`. The parent never hands the container to FFmpeg: it starts a
 child Python (``_BOOT``, which skips ``vlprep/__init__`` and so torch), sends the
 options and the bytes over a pipe (a local file that vlprep opened goes as its descriptor,
@@ -16,7 +16,7 @@ request outlives ``isolate_timeout``. What goes wrong in the child becomes a typ
 
 Wire format (both directions): a 4-byte big-endian length and a JSON object; a frame
 message ``{"frame": [h, w, 3]}`` is followed by ``h * w * 3`` raw bytes. The process,
-pipes, deadline and error mapping are :mod:`vlprep.decode._child`'s, shared with the
+pipes, deadline and error mapping are :mod:`vlprep._decode._child`'s, shared with the
 isolated image decode.
 """
 
@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from vlprep.decode._child import (
+from vlprep._decode._child import (
     ChildProcess,
     Deadline,
     child_read,
@@ -39,9 +39,9 @@ from vlprep.decode._child import (
     error_reply,
     limit_memory,
 )
-from vlprep.decode.video._base import ReaderBase
-from vlprep.decode.video._source import OpenedSource
-from vlprep.decode.video._types import (
+from vlprep._decode.video._base import ReaderBase
+from vlprep._decode.video._source import OpenedSource
+from vlprep._decode.video._types import (
     BackendName,
     VideoMetadata,
     VideoOptions,
@@ -175,8 +175,8 @@ def _error(exc: BaseException, memory: int) -> dict[str, Any]:
 def _child_main() -> None:  # pragma: no cover - runs in the child, exercised by tests
     import importlib
 
-    from vlprep.decode.video._backends import open_in_process, resolve_backend
-    from vlprep.decode.video._source import open_source
+    from vlprep._decode.video._backends import open_in_process, resolve_backend
+    from vlprep._decode.video._source import open_source
 
     stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
     sys.stdout = sys.stderr  # nothing else may write to the reply pipe
@@ -188,7 +188,7 @@ def _child_main() -> None:  # pragma: no cover - runs in the child, exercised by
         options = VideoOptions(**request["options"])
         # Import the decoder before capping memory: the cap is for decoding, not imports.
         name = resolve_backend(options)
-        importlib.import_module(f"vlprep.decode.video._{name}")
+        importlib.import_module(f"vlprep._decode.video._{name}")
         limit_memory(memory)
         opened = open_source(data if fd is None else os.fdopen(fd, "rb"))
         reader = open_in_process(name, opened, options)

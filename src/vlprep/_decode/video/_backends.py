@@ -1,7 +1,7 @@
 """Which video backend decodes, and opening a reader in this process.
 
-Shared by :func:`vlprep.decode.video.open_video` and the isolated decoder's child
-(:mod:`vlprep.decode.video._isolated`), which opens its reader in process: keeping this
+Shared by :func:`vlprep._decode.video.open_video` and the isolated decoder's child
+(:mod:`vlprep._decode.video._isolated`), which opens its reader in process: keeping this
 apart from the package ``__init__`` is what lets the child import it without a cycle.
 """
 
@@ -10,19 +10,19 @@ from __future__ import annotations
 import importlib
 import logging
 
-from vlprep.decode.video._source import OpenedSource, read_head, sniff_container
-from vlprep.decode.video._types import (
+from vlprep._decode.video._source import OpenedSource, read_head, sniff_container
+from vlprep._decode.video._types import (
     BACKEND_NAMES,
     BackendChoice,
     BackendName,
     VideoOptions,
     VideoReader,
 )
-from vlprep.errors import BackendUnavailableError, InvalidInputError
+from vlprep._errors import BackendUnavailableError, InvalidInputError
 
 __all__ = ["available_backends", "open_in_process", "resolve_backend"]
 
-logger = logging.getLogger("vlprep.decode.video")
+logger = logging.getLogger("vlprep._decode.video")
 
 _DEFAULT_OPTIONS = VideoOptions()
 _MODULES: dict[str, str] = {"pyav": "av", "decord": "decord", "torchcodec": "torchcodec"}
@@ -91,13 +91,13 @@ def open_in_process(name: BackendName, opened: OpenedSource, options: VideoOptio
     """A reader of backend ``name`` over ``opened``, decoding in this process."""
     kind = sniff_container(read_head(opened.file))
     if name == "pyav":
-        from vlprep.decode.video._pyav import PyAVReader
+        from vlprep._decode.video._pyav import PyAVReader
 
         return PyAVReader(opened, kind, options)
     if name == "decord":
-        from vlprep.decode.video._decord import DecordReader
+        from vlprep._decode.video._decord import DecordReader
 
         return DecordReader(opened, options)
-    from vlprep.decode.video._torchcodec import TorchCodecReader
+    from vlprep._decode.video._torchcodec import TorchCodecReader
 
     return TorchCodecReader(opened, options)

@@ -1,8 +1,8 @@
 """A decoder in a child process: memory cap, wall-clock kill, typed errors over a pipe.
 
 Shared by the isolated video reader (``VideoOptions(isolate=True)``,
-:mod:`vlprep.decode.video._isolated`) and the isolated image decode
-(``ImageOptions(decode_timeout=...)``, :mod:`vlprep.decode._image_child`). The parent
+:mod:`vlprep._decode.video._isolated`) and the isolated image decode
+(``ImageOptions(decode_timeout=...)``, :mod:`vlprep._decode._image_child`). The parent
 starts a child Python (``_BOOT``, which skips ``vlprep/__init__`` and so torch) running
 the ``_child_main`` of a named module, and talks to it in length-prefixed JSON messages,
 each optionally followed by raw bytes. The child caps its address space with
@@ -31,8 +31,8 @@ import sys
 import time
 from typing import Any
 
-from vlprep import errors
-from vlprep.errors import DecodeError, ResourceLimitError, VlprepError
+from vlprep import _errors as errors
+from vlprep._errors import DecodeError, ResourceLimitError, VlprepError
 
 __all__ = [
     "ChildProcess",
@@ -216,7 +216,7 @@ class ChildProcess:
 
 
 def _package_path() -> list[str]:
-    # vlprep/decode/_child.py -> vlprep/, without importing the root (an import cycle)
+    # vlprep/_decode/_child.py -> vlprep/, without importing the root (an import cycle)
     return [os.path.dirname(os.path.dirname(os.path.abspath(__file__)))]
 
 

@@ -6,8 +6,8 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Literal
 
+from vlprep._errors import InvalidInputError
 from vlprep._numbers import is_finite_number, shown
-from vlprep.errors import InvalidInputError
 
 __all__ = ["MIB", "FetchPolicy", "Modality"]
 
@@ -18,7 +18,7 @@ _KNOWN_SCHEMES = frozenset({"http", "https", "data", "file"})
 
 @dataclass(frozen=True, slots=True)
 class FetchPolicy:
-    """Rules for :func:`vlprep.sources.fetch`, the one function that obtains bytes.
+    """Rules for :func:`vlprep._sources.fetch`, the one function that obtains bytes.
 
     Attributes:
         allowed_schemes: URL schemes accepted (subset of http, https, data, file).

@@ -1,9 +1,9 @@
-"""The in-process Pillow work behind :mod:`vlprep.decode.image` (private).
+"""The in-process Pillow work behind :mod:`vlprep._decode.image` (private).
 
 Encoded image bytes -> header facts and an RGB ``PIL.Image``, within limits.
 
 Order of work: sniff the magic number, count JPEG scans and markers or PNG chunks (bounded
-walks, :mod:`vlprep.decode._structure`), open the header with an allow-listed set of Pillow
+walks, :mod:`vlprep._decode._structure`), open the header with an allow-listed set of Pillow
 plugins, check source pixels and aspect ratio, and only then decode pixels. The result is
 upright (EXIF orientation applied by default), RGB, with any transparency composited on
 white and 16-bit samples scaled (not clipped) to 8 bit.
@@ -27,14 +27,14 @@ from typing import Literal
 import numpy as np
 from PIL import Image
 
-from vlprep.decode._sniff import sniff_format
-from vlprep.decode._structure import (
+from vlprep._decode._sniff import sniff_format
+from vlprep._decode._structure import (
     check_jpeg_structure,
     check_png_structure,
     png_late_exif,
     webp_canvas_size,
 )
-from vlprep.errors import (
+from vlprep._errors import (
     BackendUnavailableError,
     DecodeError,
     ResourceLimitError,
@@ -168,7 +168,7 @@ class ImageOptions:
     decode_timeout: float | None = None
 
     def __post_init__(self) -> None:
-        from vlprep.errors import InvalidInputError
+        from vlprep._errors import InvalidInputError
 
         timeout = self.decode_timeout
         if timeout is not None and (

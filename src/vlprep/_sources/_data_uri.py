@@ -6,9 +6,9 @@ import base64
 import binascii
 import re
 
-from vlprep.errors import FetchTooLargeError, InvalidInputError, SourceNotAllowedError
-from vlprep.sources._payload import Payload
-from vlprep.sources.policy import FetchPolicy, Modality
+from vlprep._errors import FetchTooLargeError, InvalidInputError, SourceNotAllowedError
+from vlprep._sources._payload import Payload
+from vlprep._sources.policy import FetchPolicy, Modality
 
 __all__ = ["decode_data_uri"]
 

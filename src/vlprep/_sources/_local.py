@@ -20,7 +20,7 @@ import stat
 import sys
 from urllib.parse import unquote
 
-from vlprep.errors import (
+from vlprep._errors import (
     FetchError,
     FetchTooLargeError,
     InvalidInputError,
@@ -29,8 +29,8 @@ from vlprep.errors import (
     describe_source,
     looks_like_payload,
 )
-from vlprep.sources._payload import Payload
-from vlprep.sources.policy import FetchPolicy, Modality
+from vlprep._sources._payload import Payload
+from vlprep._sources.policy import FetchPolicy, Modality
 
 __all__ = ["LocalFile", "open_local", "open_path", "path_from_file_url", "read_local"]
 

@@ -8,7 +8,7 @@ from typing import TypeVar
 
 import numpy as np
 
-from vlprep.decode.video._types import (
+from vlprep._decode.video._types import (
     FrameSeek,
     VideoMetadata,
     WalkEstimate,
@@ -16,7 +16,7 @@ from vlprep.decode.video._types import (
     check_keyframe_plan,
     check_output_size,
 )
-from vlprep.errors import DecodeError
+from vlprep._errors import DecodeError
 
 __all__ = ["BatchReader", "ReaderBase"]
 

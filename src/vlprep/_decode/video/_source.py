@@ -13,13 +13,13 @@ import re
 from dataclasses import dataclass
 from typing import BinaryIO, Literal
 
-from vlprep.errors import (
+from vlprep._errors import (
     DecodeError,
     InvalidInputError,
     UnsupportedFormatError,
     describe_source,
 )
-from vlprep.sources import LocalFile, open_path
+from vlprep._sources import LocalFile, open_path
 
 __all__ = ["Container", "OpenedSource", "VideoSource", "open_source", "sniff_container"]
 
@@ -67,10 +67,10 @@ def open_source(source: object) -> OpenedSource:
     Args:
         source: ``bytes``-like (wrapped in ``BytesIO``), a readable and seekable binary
             file object (used as is, not closed by us; a :class:`LocalFile` from
-            :func:`vlprep.sources.open_local_file` is one, opened under the fetch policy),
+            :func:`vlprep._sources.open_local_file` is one, opened under the fetch policy),
             or a local path (``str`` or ``os.PathLike``), opened as the OS resolves it: no
             fetch policy applies, so give only paths you trust. URLs (anything with a
-            scheme) are refused: fetch them with ``vlprep.sources.fetch`` first.
+            scheme) are refused: fetch them with ``vlprep._sources.fetch`` first.
 
     Raises:
         InvalidInputError: a URL, an empty path, a path that is not a regular file, a
@@ -91,7 +91,7 @@ def open_source(source: object) -> OpenedSource:
         if _SCHEME.match(source):
             raise InvalidInputError(
                 f"video source {describe_source(source)} looks like a URL; decoders take "
-                "bytes, a file object or a local path (fetch URLs with vlprep.sources.fetch)"
+                "bytes, a file object or a local path (fetch URLs with vlprep._sources.fetch)"
             )
         return _open_path(source)
     if isinstance(source, LocalFile):

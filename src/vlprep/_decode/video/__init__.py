@@ -18,9 +18,9 @@ import logging
 import os
 from typing import BinaryIO
 
-from vlprep.decode.video._backends import available_backends, open_in_process, resolve_backend
-from vlprep.decode.video._source import open_source, sniff_container
-from vlprep.decode.video._types import (
+from vlprep._decode.video._backends import available_backends, open_in_process, resolve_backend
+from vlprep._decode.video._source import open_source, sniff_container
+from vlprep._decode.video._types import (
     DECODER_RESIZE_BACKENDS,
     BackendChoice,
     BackendName,
@@ -30,7 +30,7 @@ from vlprep.decode.video._types import (
     VideoOptions,
     VideoReader,
 )
-from vlprep.errors import InvalidInputError
+from vlprep._errors import InvalidInputError
 
 __all__ = [
     "BackendChoice",
@@ -92,7 +92,7 @@ def open_video(
     opened = open_source(source)
     try:
         if options.isolate:
-            from vlprep.decode.video._isolated import IsolatedReader
+            from vlprep._decode.video._isolated import IsolatedReader
 
             return IsolatedReader(opened, options, name)
         return open_in_process(name, opened, options)

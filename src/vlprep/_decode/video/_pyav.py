@@ -29,16 +29,16 @@ from typing import TYPE_CHECKING, Any, BinaryIO, NoReturn, cast
 
 import numpy as np
 
-from vlprep.decode.video._base import ReaderBase
-from vlprep.decode.video._pyav_index import (
+from vlprep._decode.video._base import ReaderBase
+from vlprep._decode.video._pyav_index import (
     FrameIndex,
     header_seconds,
     scan_index,
     stream_timing,
 )
-from vlprep.decode.video._rotation import IDENTITY, Display, display_from_matrix
-from vlprep.decode.video._source import Container, OpenedSource
-from vlprep.decode.video._types import (
+from vlprep._decode.video._rotation import IDENTITY, Display, display_from_matrix
+from vlprep._decode.video._source import Container, OpenedSource
+from vlprep._decode.video._types import (
     ACCEPTED_CODECS,
     VideoMetadata,
     VideoOptions,
@@ -48,7 +48,7 @@ from vlprep.decode.video._types import (
     check_output_size,
     stream_error,
 )
-from vlprep.errors import DecodeError, ResourceLimitError, UnsupportedFormatError
+from vlprep._errors import DecodeError, ResourceLimitError, UnsupportedFormatError
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Sequence
@@ -187,7 +187,7 @@ class _Decoded:
 
 
 class PyAVReader(ReaderBase):
-    """A video opened with PyAV. See :class:`vlprep.decode.video.VideoReader`.
+    """A video opened with PyAV. See :class:`vlprep._decode.video.VideoReader`.
 
     Attributes:
         metadata: the stream's :class:`VideoMetadata` (``backend="pyav"``).

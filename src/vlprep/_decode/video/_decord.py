@@ -33,9 +33,9 @@ from typing import Any
 
 import numpy as np
 
-from vlprep.decode.video._base import BatchReader
-from vlprep.decode.video._source import OpenedSource
-from vlprep.decode.video._types import (
+from vlprep._decode.video._base import BatchReader
+from vlprep._decode.video._source import OpenedSource
+from vlprep._decode.video._types import (
     VideoMetadata,
     VideoOptions,
     WalkEstimate,
@@ -43,7 +43,7 @@ from vlprep.decode.video._types import (
     known_keyframes,
     stream_error,
 )
-from vlprep.errors import DecodeError, InvalidInputError
+from vlprep._errors import DecodeError, InvalidInputError
 
 __all__ = ["DecordReader"]
 
@@ -76,7 +76,7 @@ def _to_numpy(value: Any) -> np.ndarray:
 
 
 class DecordReader(BatchReader):
-    """A video opened with decord. See :class:`vlprep.decode.video.VideoReader`.
+    """A video opened with decord. See :class:`vlprep._decode.video.VideoReader`.
 
     Attributes:
         metadata: the stream's :class:`VideoMetadata` (``backend="decord"``, rotation 0,
@@ -160,8 +160,8 @@ class DecordReader(BatchReader):
             raise InvalidInputError(
                 f"{need} (which stream decord reads is checked with PyAV, not installed)"
             ) from None
-        from vlprep.decode.video._pyav import probe_streams
-        from vlprep.decode.video._source import read_head, sniff_container
+        from vlprep._decode.video._pyav import probe_streams
+        from vlprep._decode.video._source import read_head, sniff_container
 
         kind = sniff_container(read_head(self._opened.file))
         best, streams = probe_streams(self._opened.file, kind)

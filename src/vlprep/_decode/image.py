@@ -1,13 +1,13 @@
 """Encoded image bytes -> header facts and an RGB ``PIL.Image``, within limits.
 
 Order of work: sniff the magic number, count JPEG scans and markers or PNG chunks (bounded
-walks, :mod:`vlprep.decode._structure`), open the header with an allow-listed set of Pillow
+walks, :mod:`vlprep._decode._structure`), open the header with an allow-listed set of Pillow
 plugins, check source pixels and aspect ratio, and only then decode pixels. The result is
 upright (EXIF orientation applied by default), RGB, with any transparency composited on
 white and 16-bit samples scaled (not clipped) to 8 bit.
 
-The Pillow work itself lives in :mod:`vlprep.decode._pillow`, which the isolated decoder
-(:mod:`vlprep.decode._image_child`, ``ImageOptions.decode_timeout``) runs in a child
+The Pillow work itself lives in :mod:`vlprep._decode._pillow`, which the isolated decoder
+(:mod:`vlprep._decode._image_child`, ``ImageOptions.decode_timeout``) runs in a child
 process; this module chooses between the two.
 """
 
@@ -17,7 +17,7 @@ from collections.abc import Callable
 
 from PIL import Image
 
-from vlprep.decode._pillow import (
+from vlprep._decode._pillow import (
     DEFAULT_FORMATS,
     DEFAULT_OPTIONS,
     ImageDecode,
@@ -36,7 +36,7 @@ from vlprep.decode._pillow import (
     quiet_pillow,
     to_rgb,
 )
-from vlprep.decode._sniff import sniff_format
+from vlprep._decode._sniff import sniff_format
 
 __all__ = [
     "DEFAULT_FORMATS",
@@ -68,7 +68,7 @@ def decode_image(data: bytes, options: ImageOptions | None = None) -> Image.Imag
     """
     options = options or DEFAULT_OPTIONS
     if options.decode_timeout is not None:
-        from vlprep.decode._image_child import decode_isolated
+        from vlprep._decode._image_child import decode_isolated
 
         return decode_isolated(data, options)
     with quiet_pillow():
@@ -93,7 +93,7 @@ def decode_image_for(
         target ``(height, width)``.
     """
     if options.decode_timeout is not None:
-        from vlprep.decode._image_child import decode_isolated_for
+        from vlprep._decode._image_child import decode_isolated_for
 
         return decode_isolated_for(data, options, target_of)
     with quiet_pillow():

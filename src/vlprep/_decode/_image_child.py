@@ -3,7 +3,7 @@
 The whole decode runs in the child, header included: the structure walks, Pillow's header
 parse, the limits, the pixels, the EXIF rotation and the RGB conversion, so a file that
 keeps a decoder busy is stopped by the deadline whatever part of the work it targets.
-The child is :class:`vlprep.decode._child.ChildProcess` (shared with the isolated video
+The child is :class:`vlprep._decode._child.ChildProcess` (shared with the isolated video
 reader): it caps its address space at ``max_decode_bytes`` + 256 MiB beyond its imports
 and is killed when the decode outlives ``decode_timeout``.
 
@@ -24,7 +24,7 @@ from typing import Any
 
 from PIL import Image
 
-from vlprep.decode._child import (
+from vlprep._decode._child import (
     ChildProcess,
     Deadline,
     child_read,
@@ -33,7 +33,7 @@ from vlprep.decode._child import (
     error_reply,
     limit_memory,
 )
-from vlprep.decode._pillow import (
+from vlprep._decode._pillow import (
     PLUGIN_FORMATS,
     ImageOptions,
     apply_draft,
@@ -43,8 +43,8 @@ from vlprep.decode._pillow import (
     open_checked,
     quiet_pillow,
 )
-from vlprep.decode._sniff import sniff_format
-from vlprep.errors import BackendUnavailableError
+from vlprep._decode._sniff import sniff_format
+from vlprep._errors import BackendUnavailableError
 
 __all__ = ["decode_isolated", "decode_isolated_for"]
 
@@ -53,7 +53,7 @@ _BAND_BYTES = 8 << 20  # RGB bytes per band sent back
 
 
 def decode_isolated(data: bytes, options: ImageOptions) -> Image.Image:
-    """:func:`vlprep.decode.image.decode_image` in a child process.
+    """:func:`vlprep._decode.image.decode_image` in a child process.
 
     Raises:
         ResourceLimitError: past ``decode_timeout`` or out of memory in the child (and the
@@ -66,7 +66,7 @@ def decode_isolated(data: bytes, options: ImageOptions) -> Image.Image:
 def decode_isolated_for(
     data: bytes, options: ImageOptions, target_of: Callable[[int, int], tuple[int, int]]
 ) -> tuple[Image.Image, tuple[int, int]]:
-    """:func:`vlprep.decode.image.decode_image_for` in a child process (errors as above)."""
+    """:func:`vlprep._decode.image.decode_image_for` in a child process (errors as above)."""
     image, target = _run(data, options, target_of)
     return image, target if target is not None else target_of(image.height, image.width)
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 import re
 import struct
 
-from vlprep.errors import ResourceLimitError
+from vlprep._errors import ResourceLimitError
 
 __all__ = [
     "check_jpeg_structure",

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import TYPE_CHECKING, cast
 
-from vlprep.decode.video._types import VideoOptions
-from vlprep.errors import DecodeError, ResourceLimitError
+from vlprep._decode.video._types import VideoOptions
+from vlprep._errors import DecodeError, ResourceLimitError
 
 if TYPE_CHECKING:
     from av.container import InputContainer

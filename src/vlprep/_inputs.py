@@ -1,0 +1,570 @@
+"""``build_inputs``: conversations + a transformers processor -> the model's whole input.
+
+The chat template is rendered by the processor, every image and video is loaded and sized
+once by vlprep, patchified by :mod:`vlprep._tensors`, and each placeholder is expanded to its
+token count in token-id space (:mod:`vlprep._expansion`). transformers is needed only for the
+processor the caller passes and the ``BatchFeature`` returned.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal
+
+import torch
+from PIL import Image
+
+from vlprep._cache import MediaCache
+from vlprep._decode.image import ImageOptions
+from vlprep._decode.video import VideoOptions
+from vlprep._device_images import images_to_device, resolve_device
+from vlprep._errors import (
+    BackendUnavailableError,
+    InvalidInputError,
+    ResourceLimitError,
+)
+from vlprep._expansion import (
+    SpecialTokens,
+    expand_placeholders,
+    mm_token_type_ids,
+    pad_batch,
+    qwen3_video_text,
+)
+from vlprep._expansion import video_timestamps as patch_timestamps
+from vlprep._image import fetch_image_item
+from vlprep._limits import CallBudget, CallLimits
+from vlprep._messages import Conversation, as_conversations, extract_vision_info
+from vlprep._numbers import shown
+from vlprep._plans import ElementPlan, Plan, check_replay, load_planned
+from vlprep._pool import ordered_map, resolve_workers
+from vlprep._presets import Preset, family_of, get_preset, preset_from_processor
+from vlprep._processor_forms import Qwen3VideoForm, qwen3_video_form
+from vlprep._sizing import count_tokens
+from vlprep._sources import FetchPolicy
+from vlprep._specs import element_kind
+from vlprep._tensors import patchify_images, patchify_videos, pixel_dtype
+from vlprep._video import FRAMES_SECONDS, fetch_video_item
+
+__all__ = ["LoadedVideo", "Qwen3VideoText", "VideoTimestamps", "build_inputs", "load_element"]
+
+Qwen3VideoText = Literal["auto", "wrapped", "unwrapped", "transformers"]
+"""How Qwen3-VL video placeholders are written.
+
+Every form writes each temporal patch as ``<t seconds><|vision_start|>pads<|vision_end|>``;
+they differ in what happens to the chat template's own
+``<|vision_start|><|video_pad|><|vision_end|>`` around the whole video.
+
+``"auto"`` (default): whatever the processor passed in does, found by probing it once per
+processor class (:func:`vlprep._processor_forms.qwen3_video_form`), so ``build_inputs``
+equals that processor on every transformers release.
+``"unwrapped"``: the per-frame blocks replace the whole wrapper (a bare ``<|video_pad|>``
+is replaced where it stands): transformers 5.3-5.9 and 5.25 onwards, 4.57, and vLLM.
+``"wrapped"``: only the pad is replaced, the template's pair stays around the blocks (two
+tokens more per video): transformers 5.10-5.24.
+``"transformers"``: the old name of ``"wrapped"`` (the 5.10-5.24 processor's form, vlprep's
+default before ``"auto"``); kept so existing calls keep their output.
+"""
+
+VideoTimestamps = Literal["pts", "transformers"]
+"""Where the seconds in Qwen3-VL's ``<t seconds>`` text come from.
+
+``"pts"`` (default): the sampled frames' presentation times, where the backend reports them
+(PyAV and decord from the container's index, torchcodec from the frames it decoded). On a
+constant-rate stream they equal ``index / fps`` to within
+:data:`vlprep._expansion.PTS_TOLERANCE` and ``index / fps`` is written, so the text is
+transformers' bit for bit; on a variable-frame-rate file it is the frames' real time, where
+``index / fps`` can be a quarter of a second or more off. Frame lists have no times:
+``index / fps`` as transformers.
+``"transformers"``: always ``index / fps`` (the mean of each temporal patch's first and
+last), what ``Qwen3VLProcessor`` computes from the same metadata: equal to transformers on
+every file, variable-rate ones included.
+"""
+
+LoadedVideo = tuple[torch.Tensor, dict[str, Any], float]
+"""A loaded clip: float32 ``(T, 3, H, W)`` frames, qwen-vl-utils metadata, sample fps.
+
+The metadata may also hold :data:`vlprep._video.FRAMES_SECONDS` (the frames' presentation
+times), which transformers' ``VideoMetadata`` does not accept: drop it before passing the
+dict to a processor.
+"""
+
+
+def _check_messages(conversations: Sequence[Conversation]) -> None:
+    """What the chat template needs: at least one message each, dict messages, content a
+    string, a list of dicts or None.
+
+    Raises:
+        InvalidInputError: naming the conversation and message that is not.
+    """
+    for c, conversation in enumerate(conversations):
+        if not conversation:  # transformers' template call indexes message 0
+            raise InvalidInputError(
+                f"conversation {c} has no messages; give at least one "
+                "{'role': ..., 'content': ...} dict"
+            )
+        for m, message in enumerate(conversation):
+            where = f"conversation {c}, message {m}"
+            if not isinstance(message, Mapping):
+                raise InvalidInputError(
+                    f"{where} must be a dict with 'role' and 'content', got "
+                    f"{type(message).__name__}"
+                )
+            content = message.get("content")
+            if content is None or isinstance(content, str):  # None: tool-call turns
+                continue
+            if not isinstance(content, list):
+                raise InvalidInputError(
+                    f"{where}: 'content' must be a string or a list of parts, got "
+                    f"{type(content).__name__}"
+                )
+            for p, part in enumerate(content):
+                if not isinstance(part, Mapping):
+                    raise InvalidInputError(
+                        f"{where}, part {p}: each content part must be a dict "
+                        "({'type': 'text', 'text': ...}, {'type': 'image', 'image': ...}), got "
+                        f"{type(part).__name__}"
+                    )
+
+
+def _check_arguments(
+    max_length: object,
+    chat_template_kwargs: object,
+    qwen3_video_text: str,
+    timestamps: str,
+    processor: Any,
+) -> None:
+    """Refuse bad arguments before any loading: ``max_length`` an int >= 1 or None,
+    ``chat_template_kwargs`` a mapping or None, a known ``qwen3_video_text`` and
+    ``video_timestamps``.
+
+    Raises:
+        InvalidInputError: naming the argument (and the valid values).
+    """
+    if qwen3_video_text not in ("auto", "wrapped", "unwrapped", "transformers"):
+        _qwen3_form(qwen3_video_text, processor)  # raises the typed error
+    if timestamps not in ("pts", "transformers"):
+        raise InvalidInputError(
+            "video_timestamps must be 'pts' (the frames' presentation times) or "
+            f"'transformers' (index / fps, as the processor), got {str(timestamps)[:32]!r}"
+        )
+    if max_length is not None and (
+        isinstance(max_length, bool) or not isinstance(max_length, int) or max_length < 1
+    ):
+        raise InvalidInputError(
+            f"max_length must be an int >= 1 (or None for no limit), got {shown(max_length)}"
+        )
+    if chat_template_kwargs is not None and not isinstance(chat_template_kwargs, Mapping):
+        raise InvalidInputError(
+            "chat_template_kwargs must be a dict of template variables (or None), got "
+            f"{type(chat_template_kwargs).__name__}"
+        )
+
+
+def _render(
+    conversations: Sequence[Conversation],
+    processor: Any,
+    add_generation_prompt: bool,
+    template_kwargs: Mapping[str, Any],
+) -> list[str]:
+    render = getattr(processor, "apply_chat_template", None)
+    if render is None:
+        render = processor.tokenizer.apply_chat_template
+    texts: list[str] = []
+    for conversation in conversations:
+        text = render(
+            [dict(message) for message in conversation],
+            tokenize=False,
+            add_generation_prompt=add_generation_prompt,
+            **template_kwargs,
+        )
+        if isinstance(text, list) and len(text) == 1:
+            text = text[0]
+        if not isinstance(text, str):
+            raise InvalidInputError(
+                f"the chat template rendered {type(text).__name__}, expected a string"
+            )
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as exc:  # the tokenizer would raise a bare TypeError
+            raise InvalidInputError(
+                f"the text of conversation {len(texts)} holds a lone surrogate "
+                f"(U+{ord(text[exc.start]):04X} at character {exc.start}), which is not "
+                "valid Unicode text; decode the input with errors='replace' or fix it"
+            ) from None
+        texts.append(text)
+    return texts
+
+
+def load_element(
+    ele: Mapping[str, Any],
+    preset: Preset,
+    policy: FetchPolicy | None,
+    image_options: ImageOptions | None,
+    video_options: VideoOptions | None,
+    *,
+    cache: MediaCache | None = None,
+    budget: CallBudget | None = None,
+) -> Image.Image | LoadedVideo:
+    """Load one vision element as :func:`build_inputs` does: an image decoded and resized,
+    or a video's planned frames decoded and resized, with its metadata and sample fps.
+    ``budget``: the call's :class:`vlprep._limits.CallBudget` when this element is one of
+    many (``None``: a budget of its own under the default limits).
+
+    Raises:
+        InvalidInputError: ``ele`` has no image or video source key.
+        VlprepError: fetching or decoding failed, or a limit of ``policy`` or the options.
+    """
+    budget = budget if budget is not None else CallBudget()
+    kind = element_kind(ele)
+    if kind == "image":
+        bounds = (preset.image_min_pixels, preset.image_max_pixels)
+        return fetch_image_item(
+            ele,
+            preset.factor,
+            bounds,
+            policy=policy,
+            options=image_options,
+            cache=cache,
+            budget=budget,
+        )
+    if kind == "video":
+        video, metadata, sample_fps = fetch_video_item(
+            ele,
+            preset,  # its grid, video bounds and frame defaults
+            policy=policy,
+            options=video_options,
+            image_options=image_options,
+            cache=cache,
+            budget=budget,
+        )
+        return video, dict(metadata), float(sample_fps)
+    raise InvalidInputError(
+        "a vision element needs an 'image', 'image_url', 'video' or 'video_url' "
+        f"source, got keys {sorted(str(k) for k in ele)[:8]}"
+    )
+
+
+def _load(
+    elements: Sequence[Mapping[str, Any]],
+    preset: Preset,
+    policy: FetchPolicy | None,
+    image_options: ImageOptions | None,
+    *,
+    video_options: VideoOptions | None = None,
+    workers: int = 1,
+    cache: MediaCache | None = None,
+    budget: CallBudget | None = None,
+    planned: Sequence[ElementPlan] | None = None,
+) -> tuple[list[Image.Image], list[LoadedVideo]]:
+    """Load every element, ``workers`` at a time, keeping prompt order.
+
+    The first failing item (in prompt order) raises, with a note naming it. ``budget``:
+    the call's (``None``: a new one under the default :class:`vlprep.CallLimits`).
+    ``planned``: each element's plan, replayed instead of computing one (no cache).
+    """
+    call = budget if budget is not None else CallBudget()
+    loaded = list(
+        ordered_map(
+            lambda i: load_planned(
+                elements[i],
+                planned[i],
+                preset,
+                policy=policy,
+                image_options=image_options,
+                video_options=video_options,
+                budget=call,
+            )
+            if planned is not None
+            else load_element(
+                elements[i],
+                preset,
+                policy,
+                image_options,
+                video_options,
+                cache=cache,
+                budget=call,
+            ),
+            len(elements),
+            workers,
+        )
+    )
+    images = [item for item in loaded if isinstance(item, Image.Image)]
+    videos = [item for item in loaded if not isinstance(item, Image.Image)]
+    return images, videos
+
+
+def _by_device(
+    elements: list[Mapping[str, Any]], device: str | torch.device | None, *, cpu_only: bool
+) -> tuple[torch.device | None, list[Mapping[str, Any]], list[Mapping[str, Any]]]:
+    """``(target device, images loaded there, elements loaded on CPU)``; ``cpu_only``: a
+    plan's replay, loaded exactly on CPU and moved to the device at the end."""
+    if device is None:
+        return None, [], elements
+    target = resolve_device(device)
+    if cpu_only:
+        return target, [], elements
+    on_device = [e for e in elements if element_kind(e) == "image"]
+    return target, on_device, [e for e in elements if element_kind(e) != "image"]
+
+
+def _qwen3_form(mode: str, processor: Any) -> Qwen3VideoForm:
+    if mode == "auto":
+        return qwen3_video_form(processor)
+    if mode in ("wrapped", "transformers"):
+        return "wrapped"
+    if mode == "unwrapped":
+        return "unwrapped"
+    raise InvalidInputError(
+        "qwen3_video_text must be 'auto', 'wrapped', 'unwrapped' or 'transformers' "
+        f"(= 'wrapped'), got {mode!r}"
+    )
+
+
+def _qwen3_texts(
+    texts: list[str],
+    videos: Sequence[LoadedVideo],
+    grids: torch.Tensor,
+    tokens: SpecialTokens,
+    *,
+    preset: Preset,
+    form: Qwen3VideoForm,
+    timestamps: VideoTimestamps = "pts",
+) -> tuple[list[str], list[int]]:
+    """Write each video's per-frame blocks into the text; return the per-block token counts.
+
+    ``"unwrapped"`` first collapses every template wrapper to a bare pad (as transformers
+    5.25's ``get_text_with_replacements``), then both forms replace the pads in order.
+    ``timestamps`` as in :data:`VideoTimestamps`.
+    """
+    pieces: list[str] = []
+    counts: list[int] = []
+    for video, grid in zip(videos, grids.tolist(), strict=True):
+        metadata = video[1]
+        seconds = metadata.get(FRAMES_SECONDS) if timestamps == "pts" else None
+        stamps = patch_timestamps(
+            metadata["frames_indices"],
+            float(metadata["fps"]),
+            preset.temporal_patch_size,
+            frame_seconds=seconds,
+        )
+        t, gh, gw = grid
+        pieces.append(qwen3_video_text(stamps[:t], tokens))
+        counts.extend([count_tokens((1, gh, gw), preset.merge_size)] * t)
+    wrapped = tokens.vision_start + tokens.video + tokens.vision_end
+    replacements = iter(pieces)
+    out = []
+    for rendered in texts:
+        text = rendered.replace(wrapped, tokens.video) if form == "unwrapped" else rendered
+        parts = text.split(tokens.video)
+        rebuilt = parts[0]
+        for part in parts[1:]:
+            rebuilt += next(replacements, tokens.video) + part
+        out.append(rebuilt)
+    return out, counts
+
+
+def _batch_feature(data: dict[str, Any]) -> Any:
+    try:
+        from transformers import BatchFeature
+    except ImportError as exc:  # pragma: no cover - a processor object implies transformers
+        raise BackendUnavailableError(
+            "build_inputs returns a transformers.BatchFeature; pip install 'vlprep[runner]'"
+        ) from exc
+    return BatchFeature(data)
+
+
+def build_inputs(
+    conversations: Conversation | Sequence[Conversation],
+    processor: Any,
+    *,
+    preset: Preset | str | None = None,
+    add_generation_prompt: bool = True,
+    padding_side: Literal["left", "right"] = "left",
+    max_length: int | None = None,
+    chat_template_kwargs: Mapping[str, Any] | None = None,
+    qwen3_video_text: Qwen3VideoText = "auto",
+    video_timestamps: VideoTimestamps = "pts",
+    policy: FetchPolicy | None = None,
+    image_options: ImageOptions | None = None,
+    video_options: VideoOptions | None = None,
+    workers: int | None = None,
+    device: str | torch.device | None = None,
+    cache: MediaCache | None = None,
+    dtype: torch.dtype | str | None = None,
+    limits: CallLimits | None = None,
+    plan: Plan | None = None,
+) -> Any:
+    """Build a Qwen-VL model's inputs for one conversation or a batch.
+
+    Equivalent to rendering the chat template, loading the media with qwen-vl-utils and
+    calling the transformers processor with ``do_resize=False`` and the videos' metadata,
+    but each image and video is decoded and resized once, normalised in one pass, and
+    placeholders are expanded without re-tokenising long strings.
+
+    Args:
+        conversations: a list of messages (``{"role", "content"}``) or a list of such lists.
+            Image and video elements take the same keys as :func:`vlprep.process_vision_info`.
+        processor: a transformers Qwen2-VL, Qwen2.5-VL or Qwen3-VL processor (its chat
+            template, tokenizer and configuration are used; its image and video processors
+            are not run).
+        preset: model constants and default image bounds; read from ``processor`` when
+            ``None``. Element ``min_pixels``/``max_pixels`` override the bounds.
+        add_generation_prompt: end with the assistant turn's opening.
+        padding_side: where a batch is padded (``"left"`` for generation).
+        max_length: refuse (never truncate) a sequence longer than this many tokens;
+            truncating would cut vision tokens and break the model's count check.
+        chat_template_kwargs: extra template variables (``add_vision_id=True``, ...).
+        qwen3_video_text: see :data:`Qwen3VideoText`.
+        video_timestamps: the seconds in Qwen3-VL's ``<t seconds>`` text: ``"pts"``
+            (default), the frames' presentation times (equal to transformers' text on
+            constant-rate video, the real times on variable-rate files), or
+            ``"transformers"``, ``index / fps`` as the processor computes it; see
+            :data:`VideoTimestamps`.
+        policy, image_options, video_options: fetch and decode rules for every item.
+        workers: items loaded at once (default ``min(4, CPU count)``; 1 = one after the
+            other). Order is kept; each item keeps its own fetch deadline.
+        device: ``None`` (default): everything on CPU, as above. A torch device
+            (``"cuda"``, ``"cuda:1"``, ``"cpu"``, ...): images go through
+            :func:`vlprep._device_images.images_to_device` (JPEGs decoded on the GPU with
+            nvJPEG, resize/normalise/patchify there; same sizes and token counts, pixels
+            within the deviation in ``docs/inputs.md``; needs ``vlprep[gpu]``), videos are
+            loaded on CPU as usual, and every returned tensor is moved to ``device``.
+        cache: a :class:`vlprep.MediaCache` shared across calls: an image or video
+            resent in a later turn (same content, same parameters) is fetched and hashed
+            but not decoded or resized again; within one call, repeats of an item that
+            fits the cache are loaded once. ``None``: no caching.
+        dtype: the dtype of ``pixel_values`` / ``pixel_values_videos``: ``None`` or
+            ``torch.float32`` (default), ``torch.bfloat16`` or ``torch.float16`` (or their
+            names). Written directly in that dtype, equal bit for bit to casting the float32
+            result (the arithmetic stays float32 on a one-item scratch), so a bf16 model's
+            input never exists in float32 as a whole. Other tensors keep their dtypes.
+        limits: :class:`vlprep.CallLimits` for the whole call (default ``CallLimits()``;
+            ``CallLimits.strict()`` for servers): items (frame-list frames included) counted
+            before anything is fetched, output pixels summed over every image and video of
+            the batch, one deadline shared by every fetch.
+        plan: a :class:`vlprep.Plan` from :func:`vlprep.plan` (or ``Plan.from_json``):
+            every element is loaded at the plan's size and frames, after its bytes are
+            checked against the plan's digest, so the output is what it was where the plan
+            was made. ``cache`` is not used and images are loaded on CPU (moved to
+            ``device`` at the end). ``None``: plan as usual.
+
+    Returns:
+        ``transformers.BatchFeature`` with ``input_ids`` and ``attention_mask`` (int64
+        ``(B, L)``), ``mm_token_type_ids`` (int64 ``(B, L)``: 0 text, 1 image, 2 video);
+        with images ``pixel_values`` (``dtype``, float32 by default, ``(sum gh*gw, 3*2*P*P)``) and
+        ``image_grid_thw`` (int64 ``(n, 3)``); with videos ``pixel_values_videos``,
+        ``video_grid_thw`` and, for Qwen2.5-VL, ``second_per_grid_ts`` (float32 ``(n,)``,
+        ``temporal_patch_size / sample_fps`` with the real sample fps).
+
+    Raises:
+        InvalidInputError: malformed messages, a processor that is not Qwen-VL, a placeholder
+            count that does not match the media; a ``plan`` for another preset, other
+            elements or options, or media that changed since it was made.
+        ResourceLimitError: a sequence longer than ``max_length``, more items or output
+            pixels than ``limits`` allow.
+        FetchTimeoutError: the call deadline passed (the message names
+            ``CallLimits.deadline``).
+        FetchError, DecodeError, ...: from loading the media, typed as everywhere in vlprep.
+    """
+    _check_arguments(
+        max_length, chat_template_kwargs, qwen3_video_text, video_timestamps, processor
+    )
+    budget = CallBudget(limits)
+    pixels_dtype = pixel_dtype(dtype)
+    batch = as_conversations(conversations)
+    if not batch:
+        raise InvalidInputError("build_inputs needs at least one conversation")
+    if preset is None:
+        preset = preset_from_processor(processor)
+    preset = get_preset(preset)
+    family = family_of(preset)
+    tokens = SpecialTokens.from_processor(processor)
+
+    _check_messages(batch)
+    texts = _render(batch, processor, add_generation_prompt, chat_template_kwargs or {})
+    workers = resolve_workers(workers)
+    elements = budget.counted(extract_vision_info(batch))
+    planned = (
+        None if plan is None else check_replay(plan, batch, preset, image_options, video_options)
+    )
+    target, on_device, on_cpu = _by_device(elements, device, cpu_only=planned is not None)
+    images, videos = _load(
+        on_cpu,
+        preset,
+        policy,
+        image_options,
+        video_options=video_options,
+        workers=workers,
+        cache=cache,
+        budget=budget,
+        planned=planned,
+    )
+    data: dict[str, Any] = {}
+    image_counts: list[int] = []
+    video_counts: list[int] = []
+    if images or on_device:
+        pixel_values, image_grid = (
+            images_to_device(
+                on_device,
+                preset,
+                target,
+                policy=policy,
+                options=image_options,
+                workers=workers,
+                dtype=pixels_dtype,
+                budget=budget,
+            )
+            if on_device and target is not None
+            else patchify_images(images, preset, dtype=pixels_dtype)
+        )
+        data["pixel_values"], data["image_grid_thw"] = pixel_values, image_grid
+        image_counts = [count_tokens(tuple(g), preset.merge_size) for g in image_grid.tolist()]
+    if videos:
+        pixel_values_videos, video_grid = patchify_videos(
+            [v[0] for v in videos], preset, dtype=pixels_dtype
+        )
+        data["pixel_values_videos"], data["video_grid_thw"] = pixel_values_videos, video_grid
+        if family == "qwen3-vl":
+            placeholders = sum(text.count(tokens.video) for text in texts)
+            if placeholders != len(videos):
+                raise InvalidInputError(
+                    f"the rendered prompt has {placeholders} video placeholders for "
+                    f"{len(videos)} videos; check the elements' 'type'"
+                )
+            form = _qwen3_form(qwen3_video_text, processor)
+            texts, video_counts = _qwen3_texts(
+                texts,
+                videos,
+                video_grid,
+                tokens,
+                preset=preset,
+                form=form,
+                timestamps=video_timestamps,
+            )
+        else:
+            video_counts = [count_tokens(tuple(g), preset.merge_size) for g in video_grid.tolist()]
+        if family == "qwen2.5-vl":
+            data["second_per_grid_ts"] = torch.tensor(
+                [preset.temporal_patch_size / v[2] for v in videos], dtype=torch.float32
+            )
+
+    encoded = processor.tokenizer(texts, padding=False, return_attention_mask=False)["input_ids"]
+    sequences = expand_placeholders(encoded, tokens, image_counts, video_counts)
+    if max_length is not None:
+        longest = max(len(s) for s in sequences)
+        if longest > max_length:
+            raise ResourceLimitError(
+                f"a conversation needs {longest} tokens, above max_length={max_length}; "
+                "lower max_pixels / fps / total_pixels or raise the limit (vlprep never "
+                "truncates: a cut vision span breaks the model)"
+            )
+    input_ids, attention_mask = pad_batch(sequences, tokens.pad_id, padding_side)
+    text_data = {
+        "input_ids": input_ids,
+        "attention_mask": attention_mask,
+        "mm_token_type_ids": mm_token_type_ids(input_ids, tokens),
+    }
+    merged = {**text_data, **data}
+    if target is not None:  # one move at the end: the images are already there
+        merged = {key: value.to(target) for key, value in merged.items()}
+    return _batch_feature(merged)
