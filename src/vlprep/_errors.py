@@ -13,6 +13,7 @@
     ├── DecodeError             (ValueError)     the bytes are not a decodable image/video
     │   └── UnsupportedFormatError               a format outside the allow-list, or no plugin
     ├── ResourceLimitError      (ValueError)     decoding would exceed a pixel/ratio/memory limit
+    ├── QueueFullError          (RuntimeError)   a generation queue is full: retry later (HTTP 429)
     └── BackendUnavailableError (ImportError)    an optional dependency is not installed
 
 Leaves also subclass the builtin a caller of qwen-vl-utils already catches, so
@@ -33,6 +34,7 @@ __all__ = [
     "FetchTooLargeError",
     "GroundingParseError",
     "InvalidInputError",
+    "QueueFullError",
     "ResourceLimitError",
     "SourceNotAllowedError",
     "SourceNotFoundError",
@@ -89,6 +91,19 @@ class UnsupportedFormatError(DecodeError):
 
 class ResourceLimitError(VlprepError, ValueError):
     """Decoding would exceed a limit (source pixels, aspect ratio, memory)."""
+
+
+class QueueFullError(VlprepError, RuntimeError):
+    """A generation queue already holds its maximum of waiting requests; retry later.
+
+    Attributes:
+        retry_after: suggested seconds before retrying (what a server sends as
+            ``Retry-After``).
+    """
+
+    def __init__(self, message: str, *, retry_after: float = 1.0) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class BackendUnavailableError(VlprepError, ImportError):
