@@ -18,6 +18,7 @@ import httpx
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
+from vlprep._errors import FetchTimeoutError
 from vlprep._limits import CallBudget
 from vlprep._messages import extract_vision_info
 from vlprep._plans import plan
@@ -250,6 +251,12 @@ class _Server:
             return await asyncio.wait_for(future, timeout=max(0.0, left))
         except asyncio.TimeoutError:
             raise self.deadline_error() from None
+        except FetchTimeoutError:
+            # The call deadline is the request's: its expiry is the server's 408, a slow
+            # source within it the client's 400.
+            if time.monotonic() >= info["deadline"] - 0.05:
+                raise self.deadline_error() from None
+            raise
 
     def deadline_error(self) -> ApiError:
         return ApiError(
