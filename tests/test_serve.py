@@ -173,6 +173,8 @@ def test_image_by_url_and_per_item_max_pixels(
     h, w = capped["items"][0]["size"]
     assert h * w <= small < plain["items"][0]["size"][0] * plain["items"][0]["size"][1]
     assert inner["items"] == capped["items"]
+    low = tokenize(base, user({"type": "image_url", "image_url": {"url": url, "detail": "low"}}))
+    assert low["items"][0]["tokens"] <= 256 < plain["items"][0]["tokens"]
     assert capped["image_tokens"] == capped["items"][0]["tokens"] < plain["image_tokens"]
     answer = client(base).chat.completions.create(
         model=directory.name, messages=user(image_part(url, max_pixels=small)), max_tokens=3
@@ -510,3 +512,40 @@ def test_urllib_smoke_no_openai(strict: tuple[str, Any, Path]) -> None:
     base, _, _ = strict
     with urllib.request.urlopen(base + "/health", timeout=10) as answer:
         assert json.load(answer) == {"status": "ok"}
+
+
+def test_cli_names_the_extra_and_builds_settings(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    from vlprep._errors import BackendUnavailableError
+    from vlprep.cli import serve as cli
+
+    def missing() -> None:
+        raise BackendUnavailableError("vlprep-serve needs fastapi: pip install 'vlprep[serve]'")
+
+    monkeypatch.setattr(cli, "require", missing)
+    assert cli.main(["--model", str(tmp_path)]) == 2
+    assert "pip install 'vlprep[serve]'" in capsys.readouterr().err
+    key = tmp_path / "key.txt"
+    key.write_text("k3y\n")
+    args = cli.build_parser().parse_args(
+        [
+            "--upstream",
+            "http://127.0.0.1:1/v1",
+            "--processor",
+            str(tmp_path),
+            "--api-key-file",
+            str(key),
+            "--allow-host",
+            "cdn.example.com",
+            "--max-body-mb",
+            "1",
+            "--max-images",
+            "3",
+        ]
+    )
+    settings = cli.settings_from_args(args)
+    assert settings.api_key == "k3y" and settings.max_body_bytes == 1024 * 1024
+    assert settings.policy.allowed_hosts == frozenset({"cdn.example.com"})
+    assert settings.policy.allow_private_networks is False and settings.max_images == 3
+    assert "k3y" not in repr(settings)
