@@ -237,6 +237,27 @@ def test_disconnect_cancels_the_generation(served: tuple[str, Any, Path]) -> Non
     assert generation.result.generated_tokens < 4000
 
 
+def test_non_stream_client_gone_cancels_too(served: tuple[str, Any, Path]) -> None:
+    base, app, directory = served
+    engine = app.state.server.backend.engine
+    before = len(engine.streams)
+    body = {
+        "model": directory.name,
+        "messages": [{"role": "user", "content": "Long."}],
+        "max_tokens": 4000,
+    }
+    with pytest.raises(httpx.ReadTimeout):
+        httpx.post(base + "/v1/chat/completions", json=body, timeout=httpx.Timeout(30, read=1.0))
+    deadline = time.monotonic() + 30
+    while (len(engine.streams) <= before or engine.streams[before].result is None) and (
+        time.monotonic() < deadline
+    ):
+        time.sleep(0.02)
+    result = engine.streams[before].result
+    assert result is not None and result.finish_reason == "cancelled"
+    assert result.generated_tokens < 4000
+
+
 def test_stop_string_and_seeded_sampling(served: tuple[str, Any, Path]) -> None:
     base, _, directory = served
     api = client(base)
@@ -549,3 +570,17 @@ def test_cli_names_the_extra_and_builds_settings(
     assert settings.policy.allowed_hosts == frozenset({"cdn.example.com"})
     assert settings.policy.allow_private_networks is False and settings.max_images == 3
     assert "k3y" not in repr(settings)
+
+
+def test_importing_the_cli_needs_no_server_package() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, vlprep, vlprep.cli.serve, vlprep._serve\n"
+        "assert not {'fastapi', 'uvicorn', 'prometheus_client', 'httpx'} & set(sys.modules)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert result.returncode == 0, result.stderr
