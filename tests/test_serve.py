@@ -584,3 +584,28 @@ def test_importing_the_cli_needs_no_server_package() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False
     )
     assert result.returncode == 0, result.stderr
+
+
+def test_max_total_tokens_refuses_with_the_exact_count(strict: tuple[str, Any, Path]) -> None:
+    base, _, directory = strict
+    messages = user(image_part(data_uri(HOPPER)))
+    counted = tokenize(base, messages, KEY)
+    api = client(base, KEY)
+    fits = api.chat.completions.create(
+        model=directory.name,
+        messages=messages,
+        max_tokens=2,
+        extra_body={"max_total_tokens": counted["count"] + 2},
+    )
+    assert fits.usage is not None and fits.usage.prompt_tokens == counted["count"]
+    with pytest.raises(openai.BadRequestError) as caught:
+        api.chat.completions.create(
+            model=directory.name,
+            messages=messages,
+            max_tokens=2,
+            extra_body={"max_total_tokens": counted["count"] + 1},
+        )
+    error = error_of(caught, 400)
+    assert error["code"] == "context_length_exceeded"
+    assert f"the prompt has {counted['count']} tokens" in error["message"]
+    assert f"{counted['image_tokens']} image" in error["message"]
