@@ -14,6 +14,7 @@
     │   └── UnsupportedFormatError               a format outside the allow-list, or no plugin
     ├── ResourceLimitError      (ValueError)     decoding would exceed a pixel/ratio/memory limit
     │   └── BudgetError                          no sizes fit a conversation into a token budget
+    ├── QueueFullError          (RuntimeError)   a generation queue is full: retry later (HTTP 429)
     └── BackendUnavailableError (ImportError)    an optional dependency is not installed
 
 Leaves also subclass the builtin a caller of qwen-vl-utils already catches, so
@@ -36,6 +37,7 @@ __all__ = [
     "FetchTooLargeError",
     "GroundingParseError",
     "InvalidInputError",
+    "QueueFullError",
     "ResourceLimitError",
     "SourceNotAllowedError",
     "SourceNotFoundError",
@@ -141,6 +143,19 @@ class BudgetError(ResourceLimitError):
 
 def _budget_error(message: str, fields: dict[str, Any]) -> BudgetError:
     return BudgetError(message, **fields)
+
+
+class QueueFullError(VlprepError, RuntimeError):
+    """A generation queue already holds its maximum of waiting requests; retry later.
+
+    Attributes:
+        retry_after: suggested seconds before retrying (what a server sends as
+            ``Retry-After``).
+    """
+
+    def __init__(self, message: str, *, retry_after: float = 1.0) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class BackendUnavailableError(VlprepError, ImportError):
