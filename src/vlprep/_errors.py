@@ -13,6 +13,8 @@
     ├── DecodeError             (ValueError)     the bytes are not a decodable image/video
     │   └── UnsupportedFormatError               a format outside the allow-list, or no plugin
     ├── ResourceLimitError      (ValueError)     decoding would exceed a pixel/ratio/memory limit
+    ├── QueueFullError          (RuntimeError)   a generation queue is full: retry later (HTTP 429)
+    ├── GenerationError         (RuntimeError)   the model failed on a request, or the engine closed
     └── BackendUnavailableError (ImportError)    an optional dependency is not installed
 
 Leaves also subclass the builtin a caller of qwen-vl-utils already catches, so
@@ -32,7 +34,9 @@ __all__ = [
     "FetchTimeoutError",
     "FetchTooLargeError",
     "GroundingParseError",
+    "GenerationError",
     "InvalidInputError",
+    "QueueFullError",
     "ResourceLimitError",
     "SourceNotAllowedError",
     "SourceNotFoundError",
@@ -89,6 +93,28 @@ class UnsupportedFormatError(DecodeError):
 
 class ResourceLimitError(VlprepError, ValueError):
     """Decoding would exceed a limit (source pixels, aspect ratio, memory)."""
+
+
+class QueueFullError(VlprepError, RuntimeError):
+    """A generation queue already holds its maximum of waiting requests; retry later.
+
+    Attributes:
+        retry_after: suggested seconds before retrying (what a server sends as
+            ``Retry-After``).
+    """
+
+    def __init__(self, message: str, *, retry_after: float = 1.0) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class GenerationError(VlprepError, RuntimeError):
+    """Generation of one request failed: the model raised while it was in the batch (the
+    original exception is chained as ``__cause__``), or the engine was closed.
+
+    Raised to the consumer of that request's :class:`vlprep.runner.GenerationStream`; the
+    engine keeps serving the other requests. Not the client's fault (a server answers 5xx).
+    """
 
 
 class BackendUnavailableError(VlprepError, ImportError):
