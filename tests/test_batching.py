@@ -10,6 +10,7 @@ import asyncio
 import math
 import threading
 import time
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -500,3 +501,19 @@ def test_32_concurrent_streaming_clients(runners: dict[str, Runner]) -> None:
     for i, (joined, result) in served:
         ids, answer = expected[i % len(MIXED), samplings[i].max_new_tokens]
         assert result.token_ids == ids and joined == result.text == answer
+
+
+def test_the_load_benchmark_runs(capsys: pytest.CaptureFixture[str]) -> None:
+    """``benchmarks/serve_load.py`` end to end at a tiny size (its figures are not checked)."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "serve_load.py"
+    spec = importlib.util.spec_from_file_location("serve_load", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    with warnings.catch_warnings():
+        code = module.main(["--clients", "4", "--seconds", "0.3", "--tokens", "4"])
+    assert code == 0  # every client's requests completed, none refused or failed
+    out = capsys.readouterr().out
+    assert "| batched, max_batch=4 |" in out and "Peak RSS" in out
