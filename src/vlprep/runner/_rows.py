@@ -25,7 +25,7 @@ import torch
 
 from vlprep._errors import GenerationError
 from vlprep._positions import RopeSemantics
-from vlprep.runner._decode import Sampling, _cache_of, cache_keyword, prompt_positions, sample_next
+from vlprep.runner._decode import Sampling, cache_keyword, cache_of, prompt_positions, sample_next
 
 __all__ = ["Prefilled", "RowBatch", "choose_tokens", "prefill"]
 
@@ -78,7 +78,7 @@ def prefill(
         use_cache=True,
         **{cache_keyword(model): None},
     )
-    cache = _cache_of(out)
+    cache = cache_of(out)
     _layers(cache)  # refuse a cache this module cannot merge before the row joins
     valid = mask.sum(dim=-1, keepdim=True)
     return Prefilled(cache, mask, out.logits[:, -1], valid + deltas.to(device))
@@ -193,7 +193,7 @@ class RowBatch:
             use_cache=True,
             **{self._keyword: self.cache},
         )
-        self.cache = _cache_of(out)
+        self.cache = cache_of(out)
         self.mask = attention
         self.next_pos = self.next_pos + 1
         self.logits = out.logits[:, -1]
