@@ -30,15 +30,13 @@ from vlprep import (
     VideoOptions,
     VlprepError,
     fetch_image,
+    fetch_video,
+    inspect,
+    probe_header,
     process_vision_info,
+    smart_resize,
+    tokens_for_size,
 )
-from vlprep._decode.image import probe_header
-from vlprep._decode.video import probe_video
-from vlprep._sampling import plan_frames
-from vlprep._sizing import smart_resize, tokens_for_size
-from vlprep._sources import fetch
-from vlprep._specs import parse_video_element
-from vlprep._video import fetch_video, video_target_size
 from vlprep.cli.inspect import main as inspect_main
 
 REPO = Path(__file__).resolve().parents[1]
@@ -48,7 +46,7 @@ SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".mpo", ".avif", "
 
 def describe(path: Path) -> str:
     try:
-        header = probe_header(fetch(str(path)).data)
+        header = probe_header(path.read_bytes())
     except VlprepError as exc:
         return f"{path.name:34} {type(exc).__name__}: {exc}"
     height, width = header.display_size
@@ -205,21 +203,17 @@ def inspect_demo(folder: Path) -> int:
 
 def video_demo(path: Path) -> None:
     """Inspect a video from its container (no pixels), then load it as the model would."""
-    meta = probe_video(str(path))
-    spec = parse_video_element({"video": str(path)})
+    element = {"type": "video", "video": str(path)}
+    first = inspect(element, QWEN2_5_VL)
     print(
-        f"\n{path.name}: stream {meta.stream_index} ({meta.codec}, {meta.pix_fmt}), "
-        f"{meta.width}x{meta.height}, {meta.fps:.3f} fps, {meta.total_frames} frames, "
-        f"{meta.duration:.2f} s, backend {meta.backend}"
+        f"\n{path.name}: {first.format}, {first.original_width}x{first.original_height}, "
+        f"{first.native_fps:.3f} fps, {first.duration:.2f} s"
     )
     for preset in (QWEN2_5_VL, QWEN3_VL):
-        plan = plan_frames(meta.total_frames, meta.fps)
-        n = len(plan.indices)
-        rh, rw = video_target_size(spec, meta.height, meta.width, n, preset.factor)
-        tokens = n // 2 * tokens_for_size(rh, rw, preset.factor)
+        est = inspect(element, preset)  # from the container's metadata: no frame decoded
         print(
-            f"  {preset.name:11} plan: {n} frames at {plan.sample_fps:.3f} fps, "
-            f"each {rw}x{rh} -> {tokens} tokens"
+            f"  {preset.name:11} plan: {est.frames} frames at {est.sample_fps:.3f} fps, "
+            f"each {est.width}x{est.height} -> {est.tokens} tokens"
         )
     start = time.perf_counter()
     (video, metadata), sample_fps = fetch_video({"video": str(path)}, 14, True, True)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import ast
 import importlib
 import re
+import types
 from pathlib import Path
 
 import pytest
@@ -34,7 +35,9 @@ def _imports(code: str) -> list[tuple[str, str | None]]:
     try:
         tree = ast.parse(code)
     except SyntaxError:  # a fragment with "..." placeholders: read its import lines alone
-        lines = [line for line in code.splitlines() if line.startswith(("from vlprep", "import vlprep"))]
+        lines = [
+            line for line in code.splitlines() if line.startswith(("from vlprep", "import vlprep"))
+        ]
         tree = ast.parse("\n".join(lines))
     out: list[tuple[str, str | None]] = []
     for node in ast.walk(tree):
@@ -45,7 +48,9 @@ def _imports(code: str) -> list[tuple[str, str | None]]:
     return out
 
 
-DOCUMENTED = sorted({(module, name) for _, code in _sources() for module, name in _imports(code)}, key=str)
+DOCUMENTED = sorted(
+    {(module, name) for _, code in _sources() for module, name in _imports(code)}, key=str
+)
 
 
 def test_the_docs_import_something() -> None:
@@ -82,3 +87,36 @@ def _is_submodule(module: str, name: str) -> bool:
     except ImportError:
         return False
     return True
+
+
+PUBLIC_PATHS = (
+    "vlprep",
+    "vlprep.runner",
+    "vlprep.grounding",
+    "vlprep.integrations.ray",
+    "vlprep.testing",
+    "vlprep.cli.inspect",  # the commands' entry points (the demo runs them in process)
+    "vlprep.cli.run",
+)
+
+
+@pytest.mark.parametrize(("module", "name"), DOCUMENTED, ids=[f"{m}:{n}" for m, n in DOCUMENTED])
+def test_documented_imports_use_the_public_paths(module: str, name: str | None) -> None:
+    # `from vlprep import grounding` names the public package vlprep.grounding
+    named = getattr(importlib.import_module(module), name, None) if name is not None else None
+    path = f"{module}.{name}" if isinstance(named, types.ModuleType) else module
+    assert path in PUBLIC_PATHS, f"the docs import from {path}, which is not one of {PUBLIC_PATHS}"
+
+
+def test_prose_names_no_old_path() -> None:
+    """Outside the migration notes, the docs never teach a path that moved in 0.2."""
+    from vlprep._moved import MOVED
+
+    pattern = re.compile(r"\b(" + "|".join(re.escape(old) for old in MOVED) + r")\b(?![._]?\w)")
+    found = []
+    for path in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]:
+        if path.name == "migrating.md":
+            continue
+        for n, line in enumerate(path.read_text().splitlines(), 1):
+            found.extend(f"{path.name}:{n}: {m.group(0)}" for m in pattern.finditer(line))
+    assert not found, found

@@ -219,3 +219,25 @@ def test_checker_finds_each_kind_of_violation(tmp_path: Path) -> None:
         "p.lib -> p.cli._out (private, library imports cli)",
         "p.lib -> p.cli (library imports cli)",
     }
+
+
+def test_no_module_imports_a_moved_path() -> None:
+    """The paths that moved in 0.2 are aliases for users; the library imports the new ones."""
+    moved = _moved_paths(SRC / "vlprep" / "_moved.py")
+    assert "vlprep.presets" in moved  # the table is read at all
+    users = {
+        f"{i.importer} -> {i.target}"
+        for i in imports(SRC, "vlprep")
+        if i.importer not in moved and i.target in moved
+    }
+    assert not users, sorted(users)
+
+
+def _moved_paths(path: Path) -> set[str]:
+    """The keys of ``MOVED`` in ``vlprep/_moved.py``, read with ``ast`` (nothing imported)."""
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.AnnAssign) and getattr(node.target, "id", None) == "MOVED":
+            value = node.value
+            if isinstance(value, ast.Dict):
+                return {k.value for k in value.keys if isinstance(k, ast.Constant)}
+    raise AssertionError(f"no MOVED table in {path}")

@@ -186,3 +186,20 @@ def test_only_the_drop_ins_read_the_env_backend(
         fetch_video({"video": path})
     Loader().process_vision_info(chat)
     assert vlprep.inspect(path).kind == "video"
+
+
+def test_plan_is_the_function_with_the_loader_settings(tmp_path: Path) -> None:
+    processor = load_processor("qwen2-vl", tmp_path, backend="pil")
+    chat = _chat(_frames())
+    loader = Loader(image=NO_EXIF, workers=1)
+    planned = loader.plan(chat, processor)
+    assert planned == vlprep.plan(chat, processor, image_options=NO_EXIF)
+    assert planned != vlprep.plan(chat, processor, preset="qwen3-vl")  # settings matter
+    replayed = loader.build_inputs(chat, processor, plan=planned, padding_side="right")
+    direct = loader.build_inputs(chat, processor, padding_side="right")
+    assert replayed.keys() == direct.keys()
+    for key in direct:
+        assert torch.equal(replayed[key], direct[key]), key
+    with pytest.raises(vlprep.InvalidInputError, match="processor or a preset"):
+        Loader().plan(chat)
+    assert Loader(preset="qwen2-vl").plan(chat).preset == vlprep.QWEN2_VL  # no processor needed

@@ -12,11 +12,13 @@ import torch
 from PIL import Image
 from qwen_vl_utils import vision_process as qv
 
+import vlprep
 from tests.conftest import QWEN_VIDEO_READER, encode, media_dir, photo
 from tests.videos import band_level, write_clip
 from vlprep import (
     DecodeError,
     FetchTooLargeError,
+    ImageOptions,
     InvalidInputError,
     ResourceLimitError,
     UnsupportedFormatError,
@@ -155,10 +157,7 @@ def test_variable_frame_rate_is_sampled_by_time(patch: int) -> None:
     path = media_dir() / "videos" / "var_fps_video.mp4"
     info = json.loads(
         (
-            media_dir()
-            / "videos"
-            / "reference"
-            / "var_fps_video.mp4.stream0.all_frames_info.json"
+            media_dir() / "videos" / "reference" / "var_fps_video.mp4.stream0.all_frames_info.json"
         ).read_text()
     )
     times = (
@@ -205,7 +204,9 @@ def test_presentation_times_travel_with_the_clip(backend: BackendChoice) -> None
     frames = info["frames"] if isinstance(info, dict) else info
     times = [float(f["pts_time"]) for f in frames]
     for ele in ({"fps": 2.0}, {"nframes": 8}):
-        _, meta, _ = load_clip({"video": str(path), **ele}, 16, backend=backend)
+        _, meta, _ = load_clip(
+            {"video": str(path), **ele}, 16, video_options=VideoOptions(backend=backend)
+        )
         seconds = meta[FRAMES_SECONDS]
         assert len(seconds) == len(meta["frames_indices"])
         expected = [times[i] for i in meta["frames_indices"]]
@@ -236,7 +237,9 @@ def test_video_stream_key_picks_the_stream(tmp_path: Path) -> None:
     assert other.shape[2:] == (252, 448) != default.shape[2:]  # 320x180 scaled, exactly 16:9
     assert other_fps == pytest.approx(len(other_meta["frames_indices"]) / 13.0)
     # the element key overrides the option; the option alone picks too
-    keyed, _, _ = ours(Path(path), 14, {"fps": 1, "video_stream": 0}, video_options=VideoOptions(stream=3))
+    keyed, _, _ = ours(
+        Path(path), 14, {"fps": 1, "video_stream": 0}, video_options=VideoOptions(stream=3)
+    )
     option, _, _ = ours(Path(path), 14, {"fps": 1}, video_options=VideoOptions(stream=0))
     assert torch.equal(keyed, other) and torch.equal(option, other)
     with pytest.raises(InvalidInputError, match=r"its video streams: 0 .*, 3 "):
@@ -472,7 +475,9 @@ def test_decoder_and_resize_share_the_torch_threads(
         video = fetch_video({"video": str(path), "nframes": 6})
         assert torch.get_num_threads() == 4
         assert opened[-1].decode_threads == 2 and set(during) == {2}
-        fetch_video({"video": str(path), "nframes": 6}, video_options=VideoOptions(decode_threads=3))
+        fetch_video(
+            {"video": str(path), "nframes": 6}, video_options=VideoOptions(decode_threads=3)
+        )
         assert opened[-1].decode_threads == 3 and during[-1] == 1
         fetch_video({"video": str(path), "nframes": 6}, video_options=VideoOptions(seek="keyframe"))
         assert opened[-1].decode_threads == 1 and during[-1] == 4  # resizes are the work
@@ -508,3 +513,15 @@ def test_concurrent_calls_restore_the_torch_threads(tmp_path: Path) -> None:
     finally:
         torch.set_num_threads(before)
     assert len(results) == 4 and all(torch.equal(r, results[0]) for r in results)
+
+
+def test_load_clip_returns_a_loaded_video() -> None:
+    clip = vlprep.load_clip({"video": [photo(32, 32)] * 4, "sample_fps": 2.0}, 14)
+    assert isinstance(clip, vlprep.LoadedVideo)
+    assert clip.frames.dtype == torch.float32 and tuple(clip.frames.shape[:2]) == (4, 3)
+    assert clip.frames.shape[2] % 28 == 0 and clip.frames.shape[3] % 28 == 0
+    assert clip.sample_fps == 2.0 and clip.metadata is clip[1]
+    frames, _, fps = clip  # still unpacks as the tuple it used to be
+    assert frames is clip.frames and fps == clip.sample_fps
+    with pytest.raises(vlprep.InvalidInputError, match="VideoOptions"):
+        vlprep.load_clip({"video": [photo(32, 32)] * 4}, 14, video_options=ImageOptions())  # type: ignore[arg-type]

@@ -53,7 +53,7 @@ from vlprep._sizing import (
 from vlprep._sources import FetchPolicy
 from vlprep._tensors import patchify_images, patchify_videos
 from vlprep._version import __version__
-from vlprep._video import fetch_video, load_clip
+from vlprep._video import LoadedVideo, fetch_video, load_clip
 
 # `import vlprep.inspect` must not replace the function `inspect` with a module
 _inspect_alias.install(__name__)
@@ -73,6 +73,7 @@ __all__ = [
     "ImageHeader",
     "ImageOptions",
     "InvalidInputError",
+    "LoadedVideo",
     "Loader",
     "MediaCache",
     "MediaEstimate",

@@ -43,9 +43,9 @@ from vlprep._sizing import count_tokens
 from vlprep._sources import FetchPolicy
 from vlprep._specs import element_kind
 from vlprep._tensors import patchify_images, patchify_videos, pixel_dtype
-from vlprep._video import FRAMES_SECONDS, fetch_video_item
+from vlprep._video import FRAMES_SECONDS, LoadedVideo, fetch_video_item
 
-__all__ = ["LoadedVideo", "Qwen3VideoText", "VideoTimestamps", "build_inputs", "load_element"]
+__all__ = ["Qwen3VideoText", "VideoTimestamps", "build_inputs", "load_element"]
 
 Qwen3VideoText = Literal["auto", "wrapped", "unwrapped", "transformers"]
 """How Qwen3-VL video placeholders are written.
@@ -80,7 +80,6 @@ last), what ``Qwen3VLProcessor`` computes from the same metadata: equal to trans
 every file, variable-rate ones included.
 """
 
-LoadedVideo = tuple[torch.Tensor, dict[str, Any], float]
 """A loaded clip: float32 ``(T, 3, H, W)`` frames, qwen-vl-utils metadata, sample fps.
 
 The metadata may also hold :data:`vlprep._video.FRAMES_SECONDS` (the frames' presentation
@@ -237,7 +236,7 @@ def load_element(
             cache=cache,
             budget=budget,
         )
-        return video, dict(metadata), float(sample_fps)
+        return LoadedVideo(video, dict(metadata), float(sample_fps))
     raise InvalidInputError(
         "a vision element needs an 'image', 'image_url', 'video' or 'video_url' "
         f"source, got keys {sorted(str(k) for k in ele)[:8]}"

@@ -295,7 +295,7 @@ def _decode(element: dict[str, Any], estimate: MediaEstimate, settings: Settings
             settings.preset.patch_size,
             preset=settings.preset,  # the same bounds the estimate used
             policy=settings.policy,
-            options=settings.video_options,
+            video_options=settings.video_options,
             image_options=settings.image_options,
         )
 

@@ -4,7 +4,8 @@
 ``Loader(policy=..., image=..., cache=...).fetch_image(ele)`` run the same code: the Loader's
 methods call the functions' implementations (:func:`vlprep._image.fetch_image_item`,
 :func:`vlprep._video.load_clip`, :func:`vlprep._messages.load_vision_info`,
-:func:`vlprep._inputs.build_inputs`, :func:`vlprep._estimates.inspect`) with its fields. The
+:func:`vlprep._inputs.build_inputs`, :func:`vlprep._estimates.inspect`,
+:func:`vlprep._plans.plan`) with its fields. The
 module-level drop-ins keep qwen-vl-utils' signatures; a Loader is how one configuration
 (fetch policy, decode options, cache, worker count, model preset, call limits) is written once
 and passed to every call.
@@ -30,6 +31,7 @@ from vlprep._inputs import build_inputs
 from vlprep._keywords import checked
 from vlprep._limits import CallBudget, CallLimits
 from vlprep._messages import Conversation, load_vision_info
+from vlprep._plans import Plan, plan
 from vlprep._presets import DEFAULT_PRESET, Preset, get_preset
 from vlprep._sizing import check_patch_size
 from vlprep._sources import FetchPolicy
@@ -136,7 +138,7 @@ class Loader:
             ele,
             image_patch_size,
             policy=self.policy,
-            options=self.video,
+            video_options=self.video,
             image_options=self.image,
             cache=self.cache,
             limits=self.limits,
@@ -204,4 +206,25 @@ class Loader:
             image_options=self.image,
             video_options=self.video,
             **rest,
+        )
+
+    def plan(
+        self, conversations: Conversation | Sequence[Conversation], processor: Any = None
+    ) -> Plan:
+        """:func:`vlprep.plan` with this configuration: what :meth:`build_inputs` will load.
+
+        The preset is the Loader's, else the processor's (one of them is needed). Replay with
+        ``loader.build_inputs(conversations, processor, plan=the_plan)``.
+
+        Raises:
+            InvalidInputError: neither a Loader preset nor ``processor``; malformed messages.
+            FetchError, DecodeError, ...: from fetching or reading the media.
+        """
+        return plan(
+            conversations,
+            processor,
+            preset=self.preset,
+            policy=self.policy,
+            image_options=self.image,
+            video_options=self.video,
         )

@@ -42,7 +42,13 @@ from vlprep._sizing import count_tokens
 from vlprep._sources import FetchPolicy, fetch
 from vlprep._specs import VideoSpec, element_kind, parse_image_element, parse_video_element
 from vlprep._version import __version__
-from vlprep._video import FRAMES_SECONDS, load_planned_clip, load_planned_frames, probe_clip
+from vlprep._video import (
+    FRAMES_SECONDS,
+    LoadedVideo,
+    load_planned_clip,
+    load_planned_frames,
+    probe_clip,
+)
 from vlprep._video_input import frames_from_array
 
 __all__ = ["PLAN_FORMAT", "ElementPlan", "Plan", "check_replay", "load_planned", "plan"]
@@ -57,7 +63,6 @@ _IMAGE_KEYS = ("kind", "digest", "size", "grid", "tokens")
 _VIDEO_KEYS = ("indices", "sample_fps", "clip_frames", "fps", "seconds", "backend")
 
 Kind = Literal["image", "video"]
-LoadedVideo = tuple[torch.Tensor, dict[str, Any], float]
 
 
 @dataclass(frozen=True, slots=True)
@@ -643,4 +648,4 @@ def load_planned(
         metadata[FRAMES_SECONDS] = planned.seconds
     if planned.sample_fps is not None:
         sample_fps = planned.sample_fps
-    return video, metadata, float(sample_fps)
+    return LoadedVideo(video, metadata, float(sample_fps))

@@ -14,7 +14,7 @@ import logging
 import threading
 import warnings
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -56,6 +56,7 @@ from vlprep._video_input import frames_from_array, opened_container, video_backe
 
 __all__ = [
     "FRAMES_SECONDS",
+    "LoadedVideo",
     "fetch_video",
     "fetch_video_item",
     "fetch_video_result",
@@ -72,7 +73,28 @@ logger = logging.getLogger(__name__)
 MAX_LOAD_WORKERS = 8
 _DEFAULT_OPTIONS = VideoOptions()
 
-VideoResult = tuple[torch.Tensor, dict[str, Any], float]
+
+class LoadedVideo(NamedTuple):
+    """One loaded video: what :func:`vlprep.load_clip` returns and ``build_inputs`` consumes.
+
+    A named tuple, so ``frames, metadata, sample_fps = clip`` keeps working.
+
+    Attributes:
+        frames: float32 ``(T, 3, H, W)``, values 0..255 (not normalised), ``H`` and ``W``
+            multiples of the preset's factor, ``T`` even (a multiple of the temporal patch).
+        metadata: a fresh dict in qwen-vl-utils' keys (``fps``, ``frames_indices``,
+            ``total_num_frames``, ``video_backend``, ...), plus :data:`FRAMES_SECONDS` where
+            the backend reports presentation times.
+        sample_fps: frames per second of the sampled frames (what transformers reads as
+            ``fps``/``second_per_grid_ts``).
+    """
+
+    frames: torch.Tensor
+    metadata: dict[str, Any]
+    sample_fps: float
+
+
+VideoResult = LoadedVideo  # the name the loaders used before the class existed
 
 FRAMES_SECONDS = "frames_seconds"
 """Metadata key, inside vlprep only, for the sampled frames' presentation times.
@@ -186,7 +208,7 @@ def _from_container(
     }
     if seconds is not None:
         metadata[FRAMES_SECONDS] = seconds
-    return video, metadata, plan.sample_fps
+    return LoadedVideo(video, metadata, plan.sample_fps)
 
 
 def _frame_seconds(reader: VideoReader, indices: Sequence[int]) -> tuple[float, ...] | None:
@@ -422,7 +444,7 @@ def _from_frames(
         "frames_indices": list(plan.indices),
         "total_num_frames": plan.clip_frames,
     }
-    return video, metadata, plan.sample_fps
+    return LoadedVideo(video, metadata, plan.sample_fps)
 
 
 def _load(
@@ -490,7 +512,7 @@ def _cached(
     if not loaded:
         frames = result[0]
         budget.charge(frames.shape[0] * frames.shape[2] * frames.shape[3], "video")
-    return result
+    return LoadedVideo(*result)
 
 
 def fetch_video(
@@ -570,7 +592,7 @@ def fetch_video(
             stacklevel=2,
         )
         video_options = dataclasses.replace(video_options or _DEFAULT_OPTIONS, backend=backend)
-    loaded = load_clip(
+    loaded = _load_clip(
         ele,
         image_patch_size,
         policy=policy,
@@ -601,23 +623,50 @@ def load_clip(
     image_patch_size: int = 14,
     *,
     policy: FetchPolicy | None = None,
-    options: VideoOptions | None = None,
+    video_options: VideoOptions | None = None,
     image_options: ImageOptions | None = None,
-    backend: BackendChoice | None = None,
     cache: MediaCache | None = None,
     limits: CallLimits | None = None,
     preset: Preset | None = None,
-    read_env: bool = False,
-) -> VideoResult:
-    """:func:`fetch_video`'s ``((video, metadata), sample_fps)`` as one tuple, with the times.
+) -> LoadedVideo:
+    """One video element loaded as :class:`LoadedVideo` ``(frames, metadata, sample_fps)``.
 
-    Same arguments and errors as :func:`fetch_video`; the metadata also holds
-    :data:`FRAMES_SECONDS` where the backend reports the frames' presentation times
-    (what :func:`vlprep.build_inputs` writes in Qwen3-VL's ``<t seconds>`` text).
+    Same arguments and errors as :func:`fetch_video` (without its qwen-vl-utils flags,
+    its deprecated keywords and its ``FORCE_QWENVL_VIDEO_READER``: the backend is
+    ``video_options.backend``); the metadata also holds :data:`FRAMES_SECONDS` where the
+    backend reports the frames' presentation times (what :func:`vlprep.build_inputs`
+    writes in Qwen3-VL's ``<t seconds>`` text).
 
     Returns:
-        float32 ``(T, 3, H, W)`` frames, a fresh metadata dict, the sample fps.
+        float32 ``(T, 3, H, W)`` frames (0..255), a fresh metadata dict, the sample fps.
     """
+    video_options = checked(video_options, VideoOptions, "load_clip(video_options=)")
+    image_options = checked(image_options, ImageOptions, "load_clip(image_options=)")
+    return _load_clip(
+        ele,
+        image_patch_size,
+        policy=policy,
+        options=video_options,
+        image_options=image_options,
+        cache=cache,
+        limits=limits,
+        preset=preset,
+        read_env=False,
+    )
+
+
+def _load_clip(
+    ele: Mapping[str, Any],
+    image_patch_size: int,
+    *,
+    policy: FetchPolicy | None,
+    options: VideoOptions | None,
+    image_options: ImageOptions | None,
+    cache: MediaCache | None,
+    limits: CallLimits | None,
+    preset: Preset | None,
+    read_env: bool,
+) -> LoadedVideo:
     if preset is None:
         preset = qwen_vl_utils_preset(check_patch_size(image_patch_size))
     budget = CallBudget(limits)
@@ -630,7 +679,6 @@ def load_clip(
         image_options=image_options,
         cache=cache,
         budget=budget,
-        backend=backend,
         read_env=read_env,
     )
 
