@@ -513,7 +513,7 @@ def test_the_load_benchmark_runs(capsys: pytest.CaptureFixture[str]) -> None:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     with warnings.catch_warnings():
-        code = module.main(["--clients", "4", "--seconds", "0.3", "--tokens", "4"])
+        code = module.main(["--clients", "4", "--seconds", "0.4", "--tokens", "4"])
     assert code == 0  # every client's requests completed, none refused or failed
     out = capsys.readouterr().out
     assert "| batched, max_batch=4 |" in out and "Peak RSS" in out
