@@ -39,7 +39,7 @@ COMPAT_VERSIONS ?= 5.3.0 5.9.0 5.14.1 5.24.0 5.25.0
 $(TEST_VENV)/.ready: pyproject.toml $(LOCK)
 	test -x $(TEST_VENV)/bin/python || $(PYTHON) -m venv $(TEST_VENV)
 	$(TEST_VENV)/bin/pip install $(PIN) $(TEST_TORCH)
-	$(TEST_VENV)/bin/pip install $(PIN) -e '.[dev,heif,video,ray]'
+	$(TEST_VENV)/bin/pip install $(PIN) -e '.[dev,heif,video,ray,serve]'
 	touch $@
 
 $(DEMO_VENV)/.ready: pyproject.toml $(LOCK)

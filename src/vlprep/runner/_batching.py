@@ -59,6 +59,7 @@ class _Row:
     request: _Request
     text: StopText
     generator: torch.Generator | None
+    stop_ids: frozenset[int]
     started: float
     first_token: float = 0.0
     ids: list[int] = field(default_factory=list)
@@ -99,7 +100,6 @@ class BatchEngine:
         self._rows: list[_Row] = []
         self._closed = False
         self._seconds_per_request = 1.0  # running mean of submit -> end, for Retry-After
-        self._stop_ids = frozenset(runner.stop_ids)
         self._thread = threading.Thread(target=self._work, name="vlprep-batch", daemon=True)
         self._thread.start()
 
@@ -269,8 +269,9 @@ class BatchEngine:
             seed = request.sampling.seed
             seed = secrets.randbits(63) if seed is None else seed
             generator = torch.Generator(device=runner.device).manual_seed(seed)
-        tokenizer = runner.processor.tokenizer
-        self._rows.append(_Row(request, StopText(tokenizer, request.stops), generator, started))
+        text = StopText(runner.processor.tokenizer, request.stops)
+        # the runner's end-of-turn ids when the request starts
+        self._rows.append(_Row(request, text, generator, frozenset(runner.stop_ids), started))
 
     def _advance(self, batch: RowBatch) -> None:
         """Choose every row's next token, hand out text, drop finished rows, step the rest."""
@@ -287,7 +288,7 @@ class BatchEngine:
                 continue
             row.ids.append(token)
             row.first_token = row.first_token or now
-            if token in self._stop_ids:
+            if token in row.stop_ids:
                 self._end(row, "stop")
                 continue
             stream._push(row.text.add(token))
