@@ -23,21 +23,36 @@ each round), requests finished, time to first token (median and p95, the worst r
 429s (``QueueFullError``; ``max_waiting`` is the client count, so there should be none),
 errors, and the process's peak RSS. The whole run is bounded by ``--seconds`` per mode
 (three modes) plus the checkpoint's save and load: about 45 s by default.
+
+``--http``: the same over loopback HTTP. ``vlprep-serve --model CKPT`` runs as a child
+process (one per mode: ``--max-batch 1`` and the default ``--max-batch 8``), and
+``--clients`` threads stream chat completions through the official ``openai`` client
+(``stream=True``, usage included), preprocessing on the server as in production. Both
+servers start first; the clients then load them in alternating rounds. Every request must
+complete or get 429; the table counts 429s, 5xx answers and other failures, and each
+server's peak RSS (``VmHWM``). About 40 s by default.
 """
 
 from __future__ import annotations
 
 import argparse
+import base64
+import contextlib
 import datetime as dt
+import io
 import os
 import platform
 import resource
+import socket
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading
 import time
+import urllib.request
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -137,6 +152,245 @@ def run_mode(
     }
 
 
+def http_clients(
+    base: str, model: str, *, clients: int, seconds: float, tokens: int
+) -> dict[str, Any]:
+    """``clients`` threads streaming chat completions from ``base`` with the openai client for
+    ``seconds`` (each then finishes the request in flight). Importable by the tests."""
+    import openai
+
+    picture = io.BytesIO()
+    conversations()[-1][0]["content"][0]["image"].save(picture, format="PNG")
+    image = "data:image/png;base64," + base64.b64encode(picture.getvalue()).decode()
+    bodies: list[Any] = [[{"role": "user", "content": q}] for q in QUESTIONS]
+    bodies.append(
+        [
+            {
+                "role": "user",
+                "content": [
+                    {"type": "image_url", "image_url": {"url": image}},
+                    {"type": "text", "text": "What is this?"},
+                ],
+            }
+        ]
+    )
+    counts = {"tokens": 0, "requests": 0, "refused": 0, "server_errors": 0, "failed": 0}
+    first_token: list[float] = []
+    lock = threading.Lock()
+    start = threading.Barrier(clients + 1)
+    deadline = [0.0]
+
+    def client(i: int) -> None:
+        api = openai.OpenAI(base_url=base + "/v1", api_key="unused", max_retries=0, timeout=120)
+        start.wait(60)
+        n = i
+        try:
+            while time.perf_counter() < deadline[0]:
+                began = time.perf_counter()
+                first = 0.0
+                used = 0
+                try:
+                    chunks = api.chat.completions.create(
+                        model=model,
+                        messages=bodies[n % len(bodies)],
+                        max_tokens=tokens,
+                        stream=True,
+                        stream_options={"include_usage": True},
+                    )
+                    for chunk in chunks:
+                        if chunk.choices and chunk.choices[0].delta.content and not first:
+                            first = time.perf_counter() - began
+                        if chunk.usage is not None:
+                            used = chunk.usage.completion_tokens
+                except openai.RateLimitError:
+                    with lock:
+                        counts["refused"] += 1
+                    time.sleep(0.05)
+                    continue
+                except openai.APIStatusError as exc:
+                    with lock:
+                        counts["server_errors" if exc.status_code >= 500 else "failed"] += 1
+                    continue
+                except Exception:  # a broken stream or connection: counted
+                    with lock:
+                        counts["failed"] += 1
+                    continue
+                with lock:
+                    counts["tokens"] += used
+                    counts["requests"] += 1
+                    counts["failed"] += int(used == 0)
+                    first_token.append(first)
+                n += 1
+        finally:
+            api.close()
+
+    threads = [threading.Thread(target=client, args=(i,), daemon=True) for i in range(clients)]
+    for thread in threads:
+        thread.start()
+    began = time.perf_counter()
+    deadline[0] = began + seconds
+    start.wait(60)
+    for thread in threads:
+        thread.join(seconds + 120)
+    wall = time.perf_counter() - began
+    counts["failed"] += sum(thread.is_alive() for thread in threads)
+    latencies = sorted(first_token) or [0.0]
+    return {
+        **counts,
+        "tokens_per_s": counts["tokens"] / wall,
+        "wall_s": wall,
+        "ttft_median_ms": 1000 * statistics.median(latencies),
+        "ttft_p95_ms": 1000 * latencies[min(len(latencies) - 1, int(0.95 * len(latencies)))],
+    }
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def _peak_rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+@contextlib.contextmanager
+def serve(checkpoint: Path, *, max_batch: int, max_queue: int, device: str) -> Iterator[Any]:
+    """A ``vlprep-serve`` child process with ``--max-batch``; yields ``(base URL, process)``."""
+    port = _free_port()
+    command = [
+        sys.executable,
+        "-m",
+        "vlprep.cli.serve",
+        "--model",
+        str(checkpoint),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--device",
+        device,
+        "--max-batch",
+        str(max_batch),
+        "--max-queue",
+        str(max_queue),
+        "--log-level",
+        "warning",
+    ]
+    paths = [str(HERE.parent / "src"), os.environ.get("PYTHONPATH", "")]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in paths if p)}
+    server = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL)
+    try:
+        yield f"http://127.0.0.1:{port}", server
+    finally:
+        server.terminate()
+        try:
+            server.wait(30)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait(30)
+
+
+def _wait_healthy(base: str, server: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 90
+    while True:
+        try:
+            with urllib.request.urlopen(base + "/health", timeout=1):
+                return
+        except OSError:
+            if server.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("vlprep-serve did not start") from None
+            time.sleep(0.1)
+
+
+def http_main(args: argparse.Namespace) -> int:
+    """``--http``: one at a time and batched, each on its own vlprep-serve, both started
+    first (in parallel) and then loaded in alternating rounds."""
+    started = time.perf_counter()
+    modes = {"one at a time (--max-batch 1)": 1, "batched (--max-batch 8, the default)": 8}
+    names = list(modes)
+    runs: dict[str, list[dict[str, Any]]] = {name: [] for name in names}
+    with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as stack:
+        checkpoint = save_checkpoint(args.family, Path(tmp) / "ckpt")
+        servers = {
+            name: stack.enter_context(
+                serve(checkpoint, max_batch=n, max_queue=args.clients, device=args.device)
+            )
+            for name, n in modes.items()
+        }
+        for base, server in servers.values():
+            _wait_healthy(base, server)
+        for r in range(args.rounds):
+            for name in names[r % len(names) :] + names[: r % len(names)]:
+                base, server = servers[name]
+                row = http_clients(
+                    base,
+                    checkpoint.name,
+                    clients=args.clients,
+                    seconds=args.seconds / args.rounds,
+                    tokens=args.tokens,
+                )
+                runs[name].append(row)
+                print(name, {k: round(v, 2) for k, v in row.items()}, flush=True)
+        rows = {}
+        for name, (_, server) in servers.items():
+            rows[name] = _combine(runs[name])
+            rows[name]["server_errors"] = sum(r["server_errors"] for r in runs[name])
+            rows[name]["failed"] = sum(r["failed"] for r in runs[name])
+            rows[name]["server_rss_mib"] = _peak_rss_mib(server.pid)
+    base = rows[names[0]]["tokens_per_s"]
+    ratios = {
+        name: ", ".join(
+            f"{runs[name][r]['tokens_per_s'] / runs[names[0]][r]['tokens_per_s']:.1f}"
+            for r in range(args.rounds)
+        )
+        for name in names
+    }
+    lines = [
+        "| server | tokens/s (all clients) | vs one at a time (rounds) | requests | TTFT median ms | "
+        "TTFT p95 ms | 429s | 5xx | other failures | server peak RSS MiB |",
+        "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
+    ]
+    for name, row in rows.items():
+        lines.append(
+            f"| {name} | {row['tokens_per_s']:.0f} | {row['tokens_per_s'] / base:.1f}x "
+            f"({ratios[name]}) | {row['requests']} | {row['ttft_median_ms']:.0f} | "
+            f"{row['ttft_p95_ms']:.0f} | {row['refused']} | {row['server_errors']} | {row['failed']} | "
+            f"{row['server_rss_mib']:.0f} |"
+        )
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    body = "\n".join(
+        [
+            f"Environment: {dt.date.today().isoformat()} · {_report.cpu_model()}, {cores} cores "
+            f"shared by the server and the clients · Python {platform.python_version()}, torch "
+            f"{_report.version('torch')}, transformers {_report.version('transformers')}, "
+            f"openai {_report.version('openai')}, uvicorn {_report.version('uvicorn')}, vlprep "
+            f"{vlprep.__version__} · tiny random-weight `{args.family}` checkpoint, "
+            f"{args.device}, float32, greedy, `max_tokens` {args.tokens}.",
+            "",
+            f"`vlprep-serve --model CKPT` as a child process per row (both started first, "
+            f"then loaded in {args.rounds} alternating rounds); {args.clients} threads each "
+            f"stream chat completions back to back through the `openai` client for "
+            f"{args.seconds:g} s per server (four text prompts and one 112x168 PNG as a `data:` URI, "
+            f"preprocessed by the server; `--max-queue` = clients). TTFT = request sent to "
+            f"the first text chunk.",
+            "",
+            *lines,
+            "",
+            f"Total run {time.perf_counter() - started:.0f} s. Reproduce: `{COMMAND} --http`",
+        ]
+    )
+    print(body)
+    if args.out is not None:
+        _report.write_section(args.out, "serve-http", "vlprep-serve under load (issue 18)", body)
+    bad = sum(row["server_errors"] + row["failed"] for row in rows.values())
+    return 1 if bad else 0
+
+
 def _combine(runs: list[dict[str, Any]]) -> dict[str, Any]:
     """One mode's rounds together: sums, and the worst round's latencies."""
     wall = sum(r["wall_s"] for r in runs)
@@ -148,7 +402,7 @@ def _combine(runs: list[dict[str, Any]]) -> dict[str, Any]:
         "ttft_median_ms": max(r["ttft_median_ms"] for r in runs),
         "ttft_p95_ms": max(r["ttft_p95_ms"] for r in runs),
         "refused": sum(r["refused"] for r in runs),
-        "errors": sum(r["errors"] for r in runs),
+        "errors": sum(r.get("errors", 0) for r in runs),
     }
 
 
@@ -165,8 +419,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--family", choices=FAMILIES, default="qwen2-vl")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--out", type=Path, default=None, help="write the section into this file")
+    parser.add_argument("--http", action="store_true", help="through vlprep-serve and openai")
     args = parser.parse_args(argv)
     warnings.filterwarnings("ignore")
+    if args.http:
+        return http_main(args)
     started = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         checkpoint = save_checkpoint(args.family, Path(tmp) / "ckpt")

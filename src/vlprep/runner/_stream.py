@@ -61,9 +61,11 @@ class GenerationStream:
     """The answer to one :meth:`BatchEngine.submit`, as text deltas.
 
     ``for piece in stream`` (blocking) or ``async for piece in stream`` yields the deltas;
-    they join to :attr:`result`'s ``text``. Iteration ends when the request finishes; if
-    the engine failed on it, iteration raises :class:`~vlprep.GenerationError`. Leaving the
-    iteration early (``break``, an exception, a cancelled task) cancels the request.
+    they join to :attr:`result`'s ``text``. A consumer that falls behind gets the deltas
+    that piled up joined into one (fewer, larger chunks under load; the text is the same).
+    Iteration ends when the request finishes; if the engine failed on it, iteration raises
+    :class:`~vlprep.GenerationError`. Leaving the iteration early (``break``, an exception,
+    a cancelled task) cancels the request.
 
     Attributes:
         result: the :class:`StreamResult` once the request ended, else ``None`` (also
@@ -128,6 +130,13 @@ class GenerationStream:
             self._error = GenerationError("the batching engine's worker thread stopped")
             self._ended = True
 
+    def _take(self) -> str:  # holding self._lock, pieces waiting
+        if len(self._pieces) == 1:
+            return self._pieces.popleft()
+        joined = "".join(self._pieces)  # a consumer that fell behind gets one larger delta
+        self._pieces.clear()
+        return joined
+
     def _end(self) -> str | None:  # holding self._lock, nothing left to read
         if self._error is not None:
             raise self._error
@@ -147,7 +156,7 @@ class GenerationStream:
                         complete = True
                         self._end()
                         return
-                    piece = self._pieces.popleft()
+                    piece = self._take()
                 yield piece
         finally:
             if not complete:
@@ -163,7 +172,7 @@ class GenerationStream:
             while True:
                 with self._lock:
                     if self._pieces:
-                        piece: str | None = self._pieces.popleft()
+                        piece: str | None = self._take()
                     elif self._ended:
                         complete = True
                         self._end()
