@@ -462,6 +462,12 @@ def test_bad_arguments(runners: dict[str, Runner]) -> None:
             engine.submit(runner.prepare([MIXED[0], MIXED[2]]), Sampling())
         with pytest.raises(InvalidInputError, match="build_inputs"):
             engine.submit({"input_ids": torch.ones(1, 3)}, Sampling())
+        ids = torch.ones(1, 3, dtype=torch.int64)
+        with pytest.raises(InvalidInputError, match="attention_mask"):
+            engine.submit(
+                {"input_ids": ids, "attention_mask": ids[:, :2], "mm_token_type_ids": ids},
+                Sampling(),
+            )
         with pytest.raises(InvalidInputError, match="Sampling"):
             engine.submit(runner.prepare(MIXED[0]), {"max_new_tokens": 3})  # type: ignore[arg-type]
 

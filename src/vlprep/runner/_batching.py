@@ -345,6 +345,8 @@ def _prompt_tokens(inputs: Any) -> int:
             f"submit takes the inputs of ONE conversation (input_ids (1, L)), got {shape}; "
             f"submit each conversation of a batch separately"
         )
+    if not isinstance(mask, torch.Tensor) or tuple(mask.shape) != tuple(ids.shape):
+        raise InvalidInputError("inputs['attention_mask'] must be a tensor shaped like input_ids")
     return int(mask.sum())
 
 
