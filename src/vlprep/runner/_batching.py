@@ -251,6 +251,13 @@ class BatchEngine:
         runner = self.runner
         started = time.perf_counter()
         try:
+            generator = None
+            if request.sampling.do_sample:
+                seed = request.sampling.seed
+                seed = secrets.randbits(63) if seed is None else seed
+                generator = torch.Generator(device=runner.device).manual_seed(seed)
+            text = StopText(runner.processor.tokenizer, request.stops)
+            stop_ids = frozenset(runner.stop_ids)  # the runner's, when the request starts
             row = prefill(
                 runner.model,
                 request.inputs,
@@ -259,19 +266,12 @@ class BatchEngine:
                 dtype=runner.dtype,
                 semantics=runner.rope,
             )
-            batch.add(row)
+            batch.add(row)  # the last step that can fail: the batch and the rows stay aligned
         except Exception as exc:
             logger.exception("prefill failed")
             request.stream._finish(None, _engine_error("failed on this request's prompt", exc))
             return
-        generator = None
-        if request.sampling.do_sample:
-            seed = request.sampling.seed
-            seed = secrets.randbits(63) if seed is None else seed
-            generator = torch.Generator(device=runner.device).manual_seed(seed)
-        text = StopText(runner.processor.tokenizer, request.stops)
-        # the runner's end-of-turn ids when the request starts
-        self._rows.append(_Row(request, text, generator, frozenset(runner.stop_ids), started))
+        self._rows.append(_Row(request, text, generator, stop_ids, started))
 
     def _advance(self, batch: RowBatch) -> None:
         """Choose every row's next token, hand out text, drop finished rows, step the rest."""
