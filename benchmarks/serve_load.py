@@ -66,7 +66,7 @@ from PIL import Image  # noqa: E402
 
 import vlprep  # noqa: E402
 from vlprep.runner import BatchEngine, QueueFullError, Runner, Sampling  # noqa: E402
-from vlprep.testing import FAMILIES, save_checkpoint  # noqa: E402
+from vlprep.testing import PROCESSOR_FAMILIES, save_checkpoint  # noqa: E402
 
 COMMAND = ".venv/bin/python benchmarks/serve_load.py --out docs/performance.md"
 QUESTIONS = [
@@ -416,7 +416,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=12.0, help="per mode, all rounds")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--tokens", type=int, default=32, help="max_new_tokens per request")
-    parser.add_argument("--family", choices=FAMILIES, default="qwen2-vl")
+    parser.add_argument("--family", choices=PROCESSOR_FAMILIES, default="qwen2-vl")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--out", type=Path, default=None, help="write the section into this file")
     parser.add_argument("--http", action="store_true", help="through vlprep-serve and openai")

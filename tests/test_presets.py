@@ -16,6 +16,7 @@ from vlprep import (
     QWEN2_5_VL,
     QWEN2_VL,
     QWEN3_VL,
+    QWEN_VL,
     InvalidInputError,
     Preset,
     get_preset,
@@ -28,6 +29,8 @@ from vlprep._presets import (
     DEFAULT_FAMILY,
     FAMILIES,
     FAMILY_BY_MODEL_TYPE,
+    PROCESSOR_FAMILIES,
+    VIDEO_FAMILIES,
     Family,
     as_family,
     family_of,
@@ -86,7 +89,7 @@ def test_frozen_and_validated() -> None:
 
 
 def test_family_is_a_field_that_replace_keeps() -> None:
-    assert [p.family for p in (QWEN2_VL, QWEN2_5_VL, QWEN3_VL)] == list(FAMILIES)
+    assert [p.family for p in (QWEN_VL, QWEN2_VL, QWEN2_5_VL, QWEN3_VL)] == list(FAMILIES)
     mine = QWEN2_5_VL.replace(name="mine")
     assert mine.family == "qwen2.5-vl" and family_of(mine) == "qwen2.5-vl"
     assert QWEN2_VL.replace(family="qwen2_5_vl").family == "qwen2.5-vl"  # aliases normalised
@@ -111,13 +114,16 @@ def test_preset_without_family_is_guessed_once_with_a_warning(
 
 
 def test_one_family_table() -> None:
-    assert FAMILIES == ("qwen2-vl", "qwen2.5-vl", "qwen3-vl") and DEFAULT_FAMILY in FAMILIES
+    assert FAMILIES == ("qwen-vl", "qwen2-vl", "qwen2.5-vl", "qwen3-vl")
+    assert DEFAULT_FAMILY in FAMILIES
+    assert PROCESSOR_FAMILIES == VIDEO_FAMILIES == FAMILIES[1:]
     assert get_args(Family) == FAMILIES
     assert testing.FAMILIES is FAMILIES and testing.Family is Family
     assert grounding.Family is Family
     assert _loading.FAMILY_BY_MODEL_TYPE is FAMILY_BY_MODEL_TYPE
     assert cli_inspect.MODELS is FAMILIES and cli_inspect.DEFAULT_MODEL == DEFAULT_FAMILY
     assert dict(FAMILY_BY_MODEL_TYPE) == {
+        "qwen": "qwen-vl",
         "qwen2_vl": "qwen2-vl",
         "qwen2_5_vl": "qwen2.5-vl",
         "qwen3_vl": "qwen3-vl",
@@ -164,7 +170,7 @@ def test_callers_take_the_family_from_the_preset() -> None:
 # ---------------------------------------------------------------- Preset.from_pretrained
 
 
-@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("family", PROCESSOR_FAMILIES)
 def test_from_pretrained_directory_equals_processor(family: Family, tmp_path: Path) -> None:
     processor = make_processor(family)
     processor.save_pretrained(str(tmp_path))
@@ -311,17 +317,83 @@ def test_from_pretrained_bad_sources(tmp_path: Path) -> None:
         preset_from_processor(str(tmp_path))
 
 
-@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("family", PROCESSOR_FAMILIES)
 def test_preset_from_processor_keeps_the_qwen_vl_utils_video_bounds(family: Family) -> None:
     # build_inputs(processor) sizes video as it always has; the checkpoint's video settings
     # are opt-in through Preset.from_pretrained.
     processor = make_processor(family)
     derived, checkpoint = preset_from_processor(processor), Preset.from_pretrained(processor)
-    image_fields = ("family", "patch_size", "merge_size", "temporal_patch_size",
-                    "image_min_pixels", "image_max_pixels", "image_mean", "image_std")
+    image_fields = (
+        "family",
+        "patch_size",
+        "merge_size",
+        "temporal_patch_size",
+        "image_min_pixels",
+        "image_max_pixels",
+        "image_mean",
+        "image_std",
+    )
     for field in image_fields:
         assert getattr(derived, field) == getattr(checkpoint, field), field
     area = derived.factor**2
     assert (derived.video_min_pixels, derived.video_max_pixels) == (128 * area, 768 * area)
     assert derived.video_total_pixels == int(128000 * area * 0.9)
     assert (derived.fps, derived.min_frames, derived.max_frames) == (2.0, 4, 768)
+
+
+# ---------------------------------------------------------------- the first generation
+
+
+def test_qwen_vl_preset() -> None:
+    assert QWEN_VL.family == "qwen-vl" and not QWEN_VL.takes_video
+    assert (QWEN_VL.image_size, QWEN_VL.image_tokens, QWEN_VL.patch_size) == ((448, 448), 256, 14)
+    assert QWEN_VL.image_mean == QWEN2_VL.image_mean and QWEN_VL.image_std == QWEN2_VL.image_std
+    assert all(p.takes_video and p.image_size is None for p in (QWEN2_VL, QWEN2_5_VL, QWEN3_VL))
+    for name in ("qwen-vl", "Qwen-VL-Chat", "qwen", "qwenvl", QWEN_VL):
+        assert get_preset(name) is QWEN_VL
+    assert QWEN_VL.replace(name="mine").family == "qwen-vl"
+    with pytest.raises(InvalidInputError, match="image_size"):
+        QWEN_VL.replace(image_size=None)
+    with pytest.raises(InvalidInputError, match="multiples of patch_size"):
+        QWEN_VL.replace(image_size=(448, 450))
+    with pytest.raises(InvalidInputError, match="image_tokens"):
+        QWEN_VL.replace(image_tokens=0)
+    with pytest.raises(InvalidInputError, match="leave them None"):
+        QWEN2_VL.replace(image_size=(448, 448), image_tokens=256)
+
+
+def test_qwen_is_not_a_prefix_for_the_deprecated_guess() -> None:
+    # "qwen" (the first generation's model_type) must not claim every name starting with it
+    with pytest.warns(DeprecationWarning, match="family="):
+        assert Preset(name="qwen-custom", patch_size=14).family == "qwen2-vl"
+
+
+def test_qwen_vl_from_a_checkpoint_config(tmp_path: Path) -> None:
+    visual = {"image_size": 448, "patch_size": 14, "image_start_id": 151857, "width": 1664}
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "qwen", "visual": visual}))
+    assert Preset.from_pretrained(tmp_path) == QWEN_VL
+    visual["image_size"] = 224
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "qwen", "visual": visual}))
+    small = Preset.from_pretrained(tmp_path)
+    assert (small.image_size, small.image_tokens, small.image_max_pixels) == (
+        (224, 224),
+        256,
+        224**2,
+    )
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "qwen"}))
+    with pytest.raises(InvalidInputError, match="text-only Qwen"):
+        Preset.from_pretrained(tmp_path)
+
+
+def test_qwen_vl_has_no_m_rope() -> None:
+    ids = torch.zeros((1, 4), dtype=torch.int64)
+    with pytest.raises(InvalidInputError, match="1-D rotary"):
+        rope_index(ids, ids, preset=QWEN_VL)
+
+
+def test_runner_refuses_a_first_generation_checkpoint(tmp_path: Path) -> None:
+    visual = {"image_size": 448, "patch_size": 14}
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "qwen", "visual": visual}))
+    with pytest.raises(InvalidInputError, match="remote code") as caught:
+        Runner.from_pretrained(tmp_path)
+    assert "build_inputs" in str(caught.value) and "QWEN_VL" in str(caught.value)

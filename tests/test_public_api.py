@@ -34,6 +34,7 @@ EXPECTED = [
     "QWEN2_5_VL",
     "QWEN2_VL",
     "QWEN3_VL",
+    "QWEN_VL",
     "ResourceLimitError",
     "SourceNotAllowedError",
     "SourceNotFoundError",

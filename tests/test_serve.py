@@ -26,7 +26,7 @@ from tests.serve_server import running
 from vlprep import FetchPolicy, build_inputs
 from vlprep._serve import ServeSettings, create_app
 from vlprep.runner import BatchEngine
-from vlprep.testing import FAMILIES, save_checkpoint
+from vlprep.testing import PROCESSOR_FAMILIES, save_checkpoint
 
 HOPPER = (MEDIA / "images" / "hopper.jpg").read_bytes()
 BIG = encode(photo(640, 480))
@@ -68,7 +68,7 @@ class RecordingEngine(BatchEngine):
         return stream
 
 
-@pytest.fixture(scope="module", params=FAMILIES)
+@pytest.fixture(scope="module", params=PROCESSOR_FAMILIES)
 def served(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[str, Any, Path]]:

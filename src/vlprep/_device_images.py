@@ -149,7 +149,13 @@ def _plan_within(
 
     def target_of(height: int, width: int) -> tuple[int, int]:
         size = image_target_size(
-            spec, height, width, preset.factor, bounds, max_output_pixels=options.max_output_pixels
+            spec,
+            height,
+            width,
+            preset.factor,
+            bounds,
+            max_output_pixels=options.max_output_pixels,
+            fixed=preset.image_size,
         )
         budget.charge(size[0] * size[1], "image")
         return size

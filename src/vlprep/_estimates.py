@@ -36,7 +36,7 @@ from vlprep._planning import (
     upright_size,
     video_target_size,
 )
-from vlprep._presets import DEFAULT_PRESET, Preset, get_preset
+from vlprep._presets import DEFAULT_PRESET, Preset, get_preset, refuse_video
 from vlprep._sizing import count_tokens, estimate_video
 from vlprep._sources import FetchPolicy, fetch
 from vlprep._specs import VideoSpec, element_kind, parse_image_element, parse_video_element
@@ -187,9 +187,18 @@ def _estimate_image(
     height, width, fmt = _image_size(spec.source, policy, options)
     bounds = (preset.image_min_pixels, preset.image_max_pixels)
     rh, rw = image_target_size(
-        spec, height, width, preset.factor, bounds, max_output_pixels=options.max_output_pixels
+        spec,
+        height,
+        width,
+        preset.factor,
+        bounds,
+        max_output_pixels=options.max_output_pixels,
+        fixed=preset.image_size,
     )
     grid = (1, rh // preset.patch_size, rw // preset.patch_size)
+    tokens = count_tokens(grid, preset.merge_size)
+    if preset.image_tokens is not None:
+        tokens = preset.image_tokens  # the first generation: fixed, whatever the grid
     return MediaEstimate(
         source=_shown(spec.source),
         kind="image",
@@ -198,7 +207,7 @@ def _estimate_image(
         height=rh,
         width=rw,
         grid=grid,
-        tokens=count_tokens(grid, preset.merge_size),
+        tokens=tokens,
         format=fmt,
     )
 
@@ -428,6 +437,7 @@ def inspect(
     image_options = image_options or _DEFAULT_IMAGE_OPTIONS
     if element_kind(ele) == "image":
         return _estimate_image(ele, preset, policy, image_options)
+    refuse_video(preset)
     spec = parse_video_element(ele)
     options = video_options or _DEFAULT_VIDEO_OPTIONS
     if isinstance(spec.source, (list, tuple)) or hasattr(spec.source, "shape"):

@@ -145,9 +145,7 @@ def open_pending(
         return PendingImage(header.width * header.height, finish)
     if hasattr(source, "__array__") or type(source).__module__.startswith(("numpy", "torch")):
         array_image = _array_to_pil(source)
-        return PendingImage(
-            array_image.width * array_image.height, lambda: to_rgb(array_image)
-        )
+        return PendingImage(array_image.width * array_image.height, lambda: to_rgb(array_image))
     raise InvalidInputError(
         f"unsupported image source of type {type(source).__name__}: give a PIL image, path, "
         "URL, data URI, bytes, numpy HWC uint8 array or torch CHW uint8 tensor"
@@ -332,7 +330,13 @@ def fetch_image_for(
     )
     bounds = (preset.image_min_pixels, preset.image_max_pixels)
     return fetch_image_item(
-        ele, preset.factor, bounds, policy=policy, options=image_options, cache=cache
+        ele,
+        preset.factor,
+        bounds,
+        policy=policy,
+        options=image_options,
+        cache=cache,
+        fixed=preset.image_size,
     )
 
 
@@ -345,8 +349,12 @@ def fetch_image_item(
     options: ImageOptions | None,
     cache: MediaCache | None,
     budget: CallBudget | None = None,
+    fixed: tuple[int, int] | None = None,
 ) -> Image.Image:
     """One image element sized on ``factor`` with default ``bounds``, within a call's budget.
+
+    ``fixed``: a preset's ``image_size`` (the first generation's 448x448 squash), see
+    :func:`vlprep._planning.image_target_size`.
 
     What :func:`fetch_image` and :func:`fetch_image_for` run; the calls that load many
     items pass their :class:`vlprep._limits.CallBudget`: the fetch gets the time left to the
@@ -365,7 +373,9 @@ def fetch_image_item(
 
     def target_of(height: int, width: int) -> tuple[int, int]:
         nonlocal charged
-        size = image_target_size(spec, height, width, factor, bounds, max_output_pixels=limit)
+        size = image_target_size(
+            spec, height, width, factor, bounds, max_output_pixels=limit, fixed=fixed
+        )
         if budget is not None:
             budget.charge(size[0] * size[1], "image")
             charged = True
@@ -377,7 +387,7 @@ def fetch_image_item(
     with contextlib.nullcontext() if budget is None else budget.timing():
         if cache is None:
             return load(spec.source)
-        image = _cached(cache, spec, load, (factor, bounds), policy=policy, options=options)
+        image = _cached(cache, spec, load, (factor, bounds, fixed), policy=policy, options=options)
     if budget is not None and not charged:
         budget.charge(image.width * image.height, "image")
     return image
@@ -407,7 +417,7 @@ def _cached(
     cache: MediaCache,
     spec: ImageSpec,
     load: Callable[[object], Image.Image],
-    sizing: tuple[int, tuple[float, float] | None],
+    sizing: tuple[int, tuple[float, float] | None, tuple[int, int] | None],
     *,
     policy: FetchPolicy | None,
     options: ImageOptions | None,

@@ -8,12 +8,15 @@ processor the caller passes and the ``BatchFeature`` returned.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
+import numpy as np
 import torch
 from PIL import Image
 
+from vlprep import _qwen_vl as qwen_vl
 from vlprep._cache import MediaCache
 from vlprep._decode.image import ImageOptions
 from vlprep._decode.video import VideoOptions
@@ -221,6 +224,7 @@ def load_element(
             ele,
             preset.factor,
             bounds,
+            fixed=preset.image_size,
             policy=policy,
             options=image_options,
             cache=cache,
@@ -362,6 +366,113 @@ def _qwen3_texts(
     return out, counts
 
 
+def _check_later_family(
+    processor: Any, family: str, image_dir: str | os.PathLike[str] | None
+) -> None:
+    """Refuse the first generation's tokenizer or ``image_dir`` with a later family.
+
+    Raises:
+        InvalidInputError: naming the mismatch.
+    """
+    if hasattr(processor, "IMAGE_ST"):
+        raise InvalidInputError(
+            f"a Qwen-VL tokenizer with a {family!r} preset: the first generation's tokenizer "
+            "goes with preset=QWEN_VL (or no preset); a later family needs its processor"
+        )
+    if image_dir is not None:
+        raise InvalidInputError(
+            "image_dir is for the first generation (Qwen-VL) only, whose remote-code model "
+            f"reads image paths from its prompt; family {family!r} takes pixel values"
+        )
+
+
+def _first_generation(
+    batch: Sequence[Conversation],
+    tokenizer: Any,
+    preset: Preset,
+    *,
+    add_generation_prompt: bool,
+    padding_side: Literal["left", "right"],
+    max_length: int | None,
+    template_kwargs: Mapping[str, Any],
+    loading: dict[str, Any],
+    device: str | torch.device | None,
+    dtype: torch.dtype,
+    plan: Plan | None,
+    image_dir: str | os.PathLike[str] | None,
+) -> Any:
+    """:func:`build_inputs` for ``family == "qwen-vl"`` (see its docstring)."""
+    unknown = sorted(set(template_kwargs) - {"system", "picture_numbering"})
+    system = template_kwargs.get("system", qwen_vl.DEFAULT_SYSTEM)
+    numbering = template_kwargs.get("picture_numbering", "conversation")
+    if unknown or not (system is None or isinstance(system, str)):
+        raise InvalidInputError(
+            "chat_template_kwargs for Qwen-VL take 'system' (a string, or None for no system "
+            f"turn) and 'picture_numbering'; got {unknown[:4] or 'a non-string system'}"
+        )
+    if numbering not in ("conversation", "message"):
+        raise InvalidInputError(
+            f"picture_numbering must be 'conversation' or 'message', got {str(numbering)[:32]!r}"
+        )
+    tokens = qwen_vl.QwenVLTokens.from_tokenizer(tokenizer)
+    _check_messages(batch)
+    turns: list[list[qwen_vl.Turn]] = []
+    elements: list[Mapping[str, Any]] = []
+    for c, conversation in enumerate(batch):
+        found, images = qwen_vl.turns_of(conversation, preset, len(elements), f"conversation {c}")
+        turns.append(found)
+        elements += images
+    budget: CallBudget = loading.pop("budget")
+    budget.counted(elements)
+    options = loading["image_options"]
+    planned = None if plan is None else check_replay(plan, batch, preset, options, None)
+    loaded, _ = _load(elements, preset, planned=planned, **loading, budget=budget)
+    if image_dir is not None:
+        spans = [qwen_vl.path_span(p, tokens) for p in qwen_vl.write_images(loaded, image_dir)]
+    else:
+        spans = [qwen_vl.pads_span(tokens)] * len(loaded)
+    sequences: list[np.ndarray] = []
+    first = 0
+    for found in turns:
+        count = sum(isinstance(piece, int) for _, pieces in found for piece in pieces)
+        messages = qwen_vl.render_turns(found, tokens, system=system, numbering=numbering)
+        ids = qwen_vl.encode_turns(
+            messages,
+            tokenizer,
+            tokens,
+            add_generation_prompt=add_generation_prompt,
+            spans=spans[first : first + count],
+        )
+        sequences.append(np.asarray(ids, dtype=np.int64))
+        first += count
+    _check_length(sequences, max_length)
+    input_ids, attention_mask = pad_batch(sequences, tokens.pad, padding_side)
+    data: dict[str, Any] = {"input_ids": input_ids, "attention_mask": attention_mask}
+    if image_dir is None and loaded:
+        data["pixel_values"] = qwen_vl.pixel_values(loaded, preset, dtype)
+    if device is not None:
+        target = resolve_device(device)
+        data = {key: value.to(target) for key, value in data.items()}
+    return _batch_feature(data)
+
+
+def _check_length(sequences: Sequence[np.ndarray], max_length: int | None) -> None:
+    """Raise when a sequence is longer than ``max_length`` (never truncate).
+
+    Raises:
+        ResourceLimitError: naming the length and the limit.
+    """
+    if max_length is None:
+        return
+    longest = max(len(s) for s in sequences)
+    if longest > max_length:
+        raise ResourceLimitError(
+            f"a conversation needs {longest} tokens, above max_length={max_length}; "
+            "lower max_pixels / fps / total_pixels or raise the limit (vlprep never "
+            "truncates: a cut vision span breaks the model)"
+        )
+
+
 def _batch_feature(data: dict[str, Any]) -> Any:
     try:
         from transformers import BatchFeature
@@ -392,6 +503,7 @@ def build_inputs(
     dtype: torch.dtype | str | None = None,
     limits: CallLimits | None = None,
     plan: Plan | None = None,
+    image_dir: str | os.PathLike[str] | None = None,
 ) -> Any:
     """Build a Qwen-VL model's inputs for one conversation or a batch.
 
@@ -405,7 +517,9 @@ def build_inputs(
             Image and video elements take the same keys as :func:`vlprep.process_vision_info`.
         processor: a transformers Qwen2-VL, Qwen2.5-VL or Qwen3-VL processor (its chat
             template, tokenizer and configuration are used; its image and video processors
-            are not run).
+            are not run); for the first generation (Qwen-VL, Qwen-VL-Chat) its
+            ``QWenTokenizer`` (``AutoTokenizer.from_pretrained(..., trust_remote_code=True)``),
+            see "The first generation" below.
         preset: model constants and default image bounds; read from ``processor`` when
             ``None``. Element ``min_pixels``/``max_pixels`` override the bounds.
         add_generation_prompt: end with the assistant turn's opening.
@@ -446,6 +560,25 @@ def build_inputs(
             checked against the plan's digest, so the output is what it was where the plan
             was made. ``cache`` is not used and images are loaded on CPU (moved to
             ``device`` at the end). ``None``: plan as usual.
+        image_dir: the first generation only: write each checked image as a PNG into this
+            existing directory (the caller owns it and deletes the files once the model has
+            read them) and put its local path in the ``<img>`` span, for the remote-code
+            model; no ``pixel_values`` then. ``None``: the pixels form.
+
+    The first generation (``preset.family == "qwen-vl"``, read from a ``QWenTokenizer``):
+    ChatML as the model's ``make_context`` (a conversation without a system message gets
+    ``"You are a helpful assistant."``; ``chat_template_kwargs={"system": None}`` drops it,
+    ``{"picture_numbering": "message"}`` restarts ``Picture n`` in every message), each
+    image written ``Picture n: <img></img>\n`` where it stands and its span expanded to
+    ``<img>`` + 256 ``<imgpad>`` + ``</img>`` (vLLM's form); ``pixel_values`` float32
+    ``(N, 3, 448, 448)`` (``dtype`` if given), the images of the whole batch in prompt
+    order, squashed with Pillow's bicubic filter and CLIP-normalised (torchvision's
+    ``Resize((448, 448), BICUBIC)`` + ``ToTensor`` + ``Normalize`` on the decoded image).
+    Returns ``input_ids``, ``attention_mask`` and, without ``image_dir``, ``pixel_values``;
+    no ``mm_token_type_ids`` (the model does not take them). Video elements and text that
+    holds ``<img>``/``</img>``/``<imgpad>`` are refused; ``qwen3_video_text`` and
+    ``video_timestamps`` do not apply; ``device`` moves the tensors built on CPU. See
+    ``docs/qwen-vl.md``.
 
     Returns:
         ``transformers.BatchFeature`` with ``input_ids`` and ``attention_mask`` (int64
@@ -477,6 +610,28 @@ def build_inputs(
         preset = preset_from_processor(processor)
     preset = get_preset(preset)
     family = family_of(preset)
+    if family == "qwen-vl":
+        return _first_generation(
+            batch,
+            processor,
+            preset,
+            add_generation_prompt=add_generation_prompt,
+            padding_side=padding_side,
+            max_length=max_length,
+            template_kwargs=chat_template_kwargs or {},
+            loading={
+                "policy": policy,
+                "image_options": image_options,
+                "workers": resolve_workers(workers),
+                "cache": cache,
+                "budget": budget,
+            },
+            device=device,
+            dtype=pixels_dtype,
+            plan=plan,
+            image_dir=image_dir,
+        )
+    _check_later_family(processor, family, image_dir)
     tokens = SpecialTokens.from_processor(processor)
 
     _check_messages(batch)
@@ -549,14 +704,7 @@ def build_inputs(
 
     encoded = processor.tokenizer(texts, padding=False, return_attention_mask=False)["input_ids"]
     sequences = expand_placeholders(encoded, tokens, image_counts, video_counts)
-    if max_length is not None:
-        longest = max(len(s) for s in sequences)
-        if longest > max_length:
-            raise ResourceLimitError(
-                f"a conversation needs {longest} tokens, above max_length={max_length}; "
-                "lower max_pixels / fps / total_pixels or raise the limit (vlprep never "
-                "truncates: a cut vision span breaks the model)"
-            )
+    _check_length(sequences, max_length)
     input_ids, attention_mask = pad_batch(sequences, tokens.pad_id, padding_side)
     text_data = {
         "input_ids": input_ids,

@@ -120,6 +120,7 @@ class Loader:
             ele,
             factor,
             bounds,
+            fixed=None if preset is None else preset.image_size,
             policy=self.policy,
             options=self.image,
             cache=self.cache,

@@ -24,6 +24,7 @@ from vlprep._video import fetch_video_item
 __all__ = [
     "as_conversations",
     "extract_vision_info",
+    "is_vision_element",
     "load_vision_info",
     "process_vision_info",
 ]
@@ -59,6 +60,12 @@ def as_conversations(conversations: Conversation | Sequence[Conversation]) -> li
     return list(conversations)  # type: ignore[arg-type]
 
 
+def is_vision_element(ele: Mapping[str, Any]) -> bool:
+    """Whether a content part is one of the elements :func:`extract_vision_info` returns:
+    it has an ``image``, ``image_url``, ``video`` or ``video_url`` key, or such a ``type``."""
+    return any(k in ele for k in _VISION_KEYS) or ele.get("type", "text") in _VISION_KEYS
+
+
 def extract_vision_info(
     conversations: Conversation | Sequence[Conversation],
 ) -> list[Mapping[str, Any]]:
@@ -85,7 +92,7 @@ def extract_vision_info(
             for ele in content:
                 if not isinstance(ele, Mapping):
                     continue
-                if any(k in ele for k in _VISION_KEYS) or ele.get("type", "text") in _VISION_KEYS:
+                if is_vision_element(ele):
                     found.append(ele)
     return found
 
@@ -211,6 +218,7 @@ def load_vision_info(
                 ele,
                 factor,
                 bounds,
+                fixed=None if preset is None else preset.image_size,
                 policy=policy,
                 options=image_options,
                 cache=cache,

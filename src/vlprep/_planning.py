@@ -98,8 +98,14 @@ def image_target_size(
     bounds: tuple[float, float] | None = None,
     *,
     max_output_pixels: int = _OUTPUT_LIMIT,
+    fixed: tuple[int, int] | None = None,
 ) -> tuple[int, int]:
     """The ``(height, width)`` a ``height x width`` image is resized to, as qwen-vl-utils does.
+
+    ``fixed`` (a preset's :attr:`~vlprep.Preset.image_size`, the first generation's
+    448x448): every image is squashed to it, aspect ratio not kept, and an element that
+    sets ``min_pixels``, ``max_pixels`` or ``resized_*`` is refused (the model takes no
+    other size).
 
     With both ``resized_height`` and ``resized_width``, those are snapped to the grid with
     the default image bounds (element bounds ignored); otherwise the element's
@@ -110,8 +116,19 @@ def image_target_size(
         ResourceLimitError: the result (or ``min_pixels`` / ``resized_*`` alone) above
             ``max_output_pixels`` (:attr:`ImageOptions.max_output_pixels`), checked
             before anything is allocated.
+        InvalidInputError: a sizing key with ``fixed``.
     """
     setting = "ImageOptions.max_output_pixels"
+    if fixed is not None:
+        keys = ("min_pixels", "max_pixels", "resized_height", "resized_width")
+        given = [key for key in keys if getattr(spec, key) is not None]
+        if given:
+            raise InvalidInputError(
+                f"the element sets {', '.join(given)}, but this model squashes every image to "
+                f"{fixed[0]}x{fixed[1]} (Preset.image_size; the first generation, Qwen-VL): "
+                "drop the key(s)"
+            )
+        return check_output_size(fixed, max_output_pixels, "image", setting)
     check_output_keys(spec, max_output_pixels, "image", setting)
     default_min, default_max = bounds if bounds is not None else image_pixel_bounds(factor)
     if spec.resized_height is not None and spec.resized_width is not None:

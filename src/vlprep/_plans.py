@@ -36,7 +36,7 @@ from vlprep._limits import CallBudget
 from vlprep._messages import Conversation, as_conversations, extract_vision_info
 from vlprep._numbers import shown
 from vlprep._planning import image_target_size, plan_frame_list, upright_size, video_target_size
-from vlprep._presets import Preset, get_preset, preset_from_processor
+from vlprep._presets import Preset, get_preset, preset_from_processor, refuse_video
 from vlprep._sampling import FramePlan
 from vlprep._sizing import count_tokens
 from vlprep._sources import FetchPolicy, fetch
@@ -292,17 +292,24 @@ def _preset_dict(preset: Preset) -> dict[str, Any]:
     return out
 
 
+_OPTIONAL_PRESET_FIELDS = ("image_size", "image_tokens")  # absent from older plans: None
+
+
 def _preset(obj: dict[str, Any]) -> Preset:
     names = [f.name for f in dataclasses.fields(Preset)]
+    obj = {**dict.fromkeys(_OPTIONAL_PRESET_FIELDS), **obj}
     missing = [name for name in names if name not in obj]
     if missing:
         raise InvalidInputError(f"plan field 'preset.{missing[0]}' is missing")
     extra = sorted(set(obj) - set(names))
     if extra:
         raise InvalidInputError(f"plan field 'preset.{extra[0]}' is not a Preset field")
-    values = {}
+    values: dict[str, Any] = {}
     for f in dataclasses.fields(Preset):
         value = obj[f.name]
+        if f.name in _OPTIONAL_PRESET_FIELDS:
+            values[f.name] = _optional_ints(value, f"preset.{f.name}")
+            continue
         if isinstance(value, list):
             value = tuple(_typed(v, float, f"preset.{f.name}[{i}]") for i, v in enumerate(value))
         elif not isinstance(value, (str, int, float)):
@@ -314,6 +321,17 @@ def _preset(obj: dict[str, Any]) -> Preset:
         return Preset(**values)
     except (InvalidInputError, TypeError, ValueError) as exc:
         raise InvalidInputError(f"plan field 'preset' is not a valid Preset: {exc}") from None
+
+
+def _optional_ints(value: object, where: str) -> object:
+    """``None``, an int, or a list of ints as a tuple (Preset validates the rest)."""
+    if value is None or (isinstance(value, int) and not isinstance(value, bool)):
+        return value
+    if isinstance(value, list) and all(
+        isinstance(v, int) and not isinstance(v, bool) for v in value
+    ):
+        return tuple(value)
+    raise InvalidInputError(f"plan field {where!r} must be null, an int or a list of ints")
 
 
 # ---------------------------------------------------------------------------- making
@@ -388,9 +406,13 @@ def _plan_image(
         preset.factor,
         (preset.image_min_pixels, preset.image_max_pixels),
         max_output_pixels=options.max_output_pixels,
+        fixed=preset.image_size,
     )
     grid = (1, size[0] // preset.patch_size, size[1] // preset.patch_size)
-    return ElementPlan("image", digest.hex(), size, grid, count_tokens(grid, preset.merge_size))
+    tokens = count_tokens(grid, preset.merge_size)
+    if preset.image_tokens is not None:
+        tokens = preset.image_tokens  # the first generation: fixed, whatever the grid
+    return ElementPlan("image", digest.hex(), size, grid, tokens)
 
 
 def _plan_frames(
@@ -443,6 +465,7 @@ def _plan_video(
     options: VideoOptions | None,
     image_options: ImageOptions | None,
 ) -> ElementPlan:
+    refuse_video(preset)
     spec = parse_video_element(ele)
     if _is_frames(spec.source):
         return _plan_frames(spec, preset, policy, options, image_options)

@@ -104,11 +104,18 @@ def rope_index(
         adds to every axis.
 
     Raises:
-        InvalidInputError: no or unknown family, a family or merge size that disagrees
+        InvalidInputError: no or unknown family, ``"qwen-vl"`` (1-D positions), a family
+            or merge size that disagrees
             with the preset, unknown semantics, or a vision run whose length does not match
             its grid.
     """
     family = resolve_family(preset, family)
+    if family == "qwen-vl":
+        raise InvalidInputError(
+            "Qwen-VL (the first generation) uses 1-D rotary positions, which its model "
+            "computes itself, not M-RoPE; rope_index is for 'qwen2-vl', 'qwen2.5-vl' and "
+            "'qwen3-vl'"
+        )
     if preset is not None and merge_size is not None and merge_size != preset.merge_size:
         raise InvalidInputError(
             f"merge_size={merge_size} disagrees with the preset's ({preset.merge_size})"

@@ -15,7 +15,7 @@ import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, TypeAlias, cast
+from typing import Any, Literal, NamedTuple, TypeAlias, cast
 
 from vlprep._errors import InvalidInputError
 
@@ -24,44 +24,69 @@ __all__ = [
     "DEFAULT_PRESET",
     "FAMILIES",
     "FAMILY_BY_MODEL_TYPE",
+    "PROCESSOR_FAMILIES",
     "QWEN2_5_VL",
     "QWEN2_VL",
     "QWEN3_VL",
+    "QWEN_VL",
+    "VIDEO_FAMILIES",
     "Family",
     "Preset",
     "as_family",
     "family_of",
     "get_preset",
     "preset_from_processor",
+    "refuse_video",
     "resolve_family",
     "with_qwen_vl_utils_video",
 ]
 
-Family: TypeAlias = Literal["qwen2-vl", "qwen2.5-vl", "qwen3-vl"]
+Family: TypeAlias = Literal["qwen-vl", "qwen2-vl", "qwen2.5-vl", "qwen3-vl"]
 
-# The family table: canonical name -> (aliases, transformers model_type spellings, the
-# prefix of its transformers processor class names). Everything below is derived from it.
-_TABLE: dict[Family, tuple[tuple[str, ...], tuple[str, ...], str]] = {
-    "qwen2-vl": (("qwen2vl",), ("qwen2_vl",), "Qwen2VL"),
-    "qwen2.5-vl": (("qwen2.5vl", "qwen2-5-vl"), ("qwen2_5_vl",), "Qwen2_5_VL"),
-    "qwen3-vl": (("qwen3vl", "qwen3-vl-moe"), ("qwen3_vl", "qwen3_vl_moe"), "Qwen3VL"),
+
+class _Row(NamedTuple):
+    aliases: tuple[str, ...]
+    model_types: tuple[str, ...]  # transformers config.model_type spellings
+    class_prefix: str  # what the processor's (or tokenizer's) class name starts with
+    processor: bool  # a transformers processor class (not remote code only)
+    video: bool  # takes video elements
+
+
+# The family table. Everything below is derived from it.
+_TABLE: dict[Family, _Row] = {
+    # The first generation (Qwen-VL, Qwen-VL-Chat): remote code only, its tokenizer class
+    # is QWenTokenizer; model_type "qwen" (shared with the text-only Qwen, which has no
+    # "visual" config).
+    "qwen-vl": _Row(("qwenvl", "qwen-vl-chat", "qwen1-vl"), ("qwen",), "QWen", False, False),
+    "qwen2-vl": _Row(("qwen2vl",), ("qwen2_vl",), "Qwen2VL", True, True),
+    "qwen2.5-vl": _Row(("qwen2.5vl", "qwen2-5-vl"), ("qwen2_5_vl",), "Qwen2_5_VL", True, True),
+    "qwen3-vl": _Row(
+        ("qwen3vl", "qwen3-vl-moe"), ("qwen3_vl", "qwen3_vl_moe"), "Qwen3VL", True, True
+    ),
 }
 
 FAMILIES: tuple[Family, ...] = tuple(_TABLE)
 """The canonical family names, oldest first."""
 
+PROCESSOR_FAMILIES: tuple[Family, ...] = tuple(f for f, row in _TABLE.items() if row.processor)
+"""The families transformers ships a processor for (all but ``"qwen-vl"``, whose checkpoints
+carry a remote-code tokenizer and model only)."""
+
+VIDEO_FAMILIES: tuple[Family, ...] = tuple(f for f, row in _TABLE.items() if row.video)
+"""The families that take video elements (all but ``"qwen-vl"``: images only)."""
+
 DEFAULT_FAMILY: Family = "qwen2.5-vl"
 """The family a function uses when neither a preset nor a processor says otherwise."""
 
 FAMILY_BY_MODEL_TYPE: Mapping[str, Family] = {
-    model_type: family for family, (_, types, _) in _TABLE.items() for model_type in types
+    model_type: family for family, row in _TABLE.items() for model_type in row.model_types
 }
 """transformers ``config.model_type`` -> family (``"qwen3_vl_moe"`` -> ``"qwen3-vl"``)."""
 
 _FAMILY_BY_NAME: dict[str, Family] = {
     name: family
-    for family, (aliases, types, _) in _TABLE.items()
-    for name in (family, *aliases, *types)
+    for family, row in _TABLE.items()
+    for name in (family, *row.aliases, *row.model_types)
 }
 
 OPENAI_CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -83,7 +108,8 @@ def _guess_family(name: str, patch_size: int) -> Family:
     if known is not None:
         return known
     for alias, family in sorted(_FAMILY_BY_NAME.items(), key=lambda kv: -len(kv[0])):
-        if name.lower().startswith(alias):
+        # "qwen" (the first generation's model_type) would claim every Qwen name
+        if "vl" in alias and name.lower().startswith(alias):
             return family
     return "qwen3-vl" if patch_size == 16 else "qwen2-vl"
 
@@ -108,8 +134,8 @@ def as_family(value: str | Preset) -> Family:
 class Preset:
     """Vision constants of one Qwen-VL family.
 
-    ``family`` (``"qwen2-vl"``, ``"qwen2.5-vl"`` or ``"qwen3-vl"``; aliases such as
-    ``"qwen2_5_vl"`` are normalised) decides what the numbers cannot: Qwen2-VL and
+    ``family`` (``"qwen-vl"``, ``"qwen2-vl"``, ``"qwen2.5-vl"`` or ``"qwen3-vl"``; aliases
+    such as ``"qwen2_5_vl"`` are normalised) decides what the numbers cannot: Qwen2-VL and
     Qwen2.5-VL share every vision constant, yet only Qwen2.5-VL takes
     ``second_per_grid_ts`` and writes grounding boxes in resized pixels. It is
     keyword-only and survives :meth:`replace`, whatever the new ``name``. A preset built
@@ -121,6 +147,12 @@ class Preset:
     ``video_total_pixels`` is the budget for a whole clip counted per temporal patch (two
     frames), as qwen-vl-utils' ``total_pixels`` (default ``128000 * factor**2 * 0.9``).
     Override a field with :meth:`replace`; read a checkpoint's with :meth:`from_pretrained`.
+
+    The first generation (``family="qwen-vl"``, :data:`QWEN_VL`) has no pixel bounds:
+    every image is squashed to ``image_size`` ``(height, width)`` (aspect ratio not kept)
+    and costs ``image_tokens`` tokens (its resampler's 256 queries), whatever its size; it
+    takes no video. Both fields are required for that family and ``None`` for the others;
+    the pixel bounds of a ``"qwen-vl"`` preset are the fixed area, for display only.
     """
 
     name: str
@@ -138,6 +170,8 @@ class Preset:
     fps: float = 2.0
     min_frames: int = 4
     max_frames: int = 768
+    image_size: tuple[int, int] | None = None
+    image_tokens: int | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str):
@@ -185,6 +219,41 @@ class Preset:
             raise InvalidInputError(f"Preset.fps must be > 0, got {self.fps!r}")
         if len(self.image_mean) != 3 or len(self.image_std) != 3 or min(self.image_std) <= 0:
             raise InvalidInputError("Preset.image_mean/image_std need 3 values, std > 0")
+        self._check_fixed_size()
+
+    def _check_fixed_size(self) -> None:
+        fixed = (self.image_size, self.image_tokens)
+        if self.family != "qwen-vl":
+            if fixed != (None, None):
+                raise InvalidInputError(
+                    f"Preset.image_size / image_tokens are the first generation's fixed input "
+                    f"(family 'qwen-vl'); family {self.family!r} sizes images by its pixel "
+                    "bounds: leave them None"
+                )
+            return
+        size, tokens = fixed
+        if size is None or tokens is None:
+            raise InvalidInputError(
+                "family 'qwen-vl' needs Preset.image_size (448, 448) and image_tokens 256: "
+                "start from QWEN_VL with .replace(...)"
+            )
+        if (
+            not isinstance(size, tuple)
+            or len(size) != 2
+            or any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in size)
+            or any(v % self.patch_size for v in size)
+        ):
+            raise InvalidInputError(
+                "Preset.image_size must be (height, width), positive ints that are multiples "
+                f"of patch_size ({self.patch_size}), got {size!r}"
+            )
+        if isinstance(tokens, bool) or not isinstance(tokens, int) or tokens < 1:
+            raise InvalidInputError(f"Preset.image_tokens must be a positive int, got {tokens!r}")
+
+    @property
+    def takes_video(self) -> bool:
+        """Whether the family takes video elements (every one but ``"qwen-vl"``)."""
+        return _TABLE[self.family].video
 
     @property
     def factor(self) -> int:
@@ -240,6 +309,11 @@ class Preset:
         left at the family's video defaults, so a processor object and its directory give
         the same preset.
 
+        Qwen-VL (``model_type`` ``"qwen"`` with a ``visual`` section; or its
+        ``QWenTokenizer`` object, which gives :data:`QWEN_VL`): ``visual.image_size`` ->
+        ``image_size`` (square) and the pixel bounds, ``visual.patch_size`` ->
+        ``patch_size``; mean/std and the 256 tokens are fixed in its remote code.
+
         Raises:
             InvalidInputError: not a Qwen-VL processor or checkpoint (the message names
                 the file and key), a missing directory, unreadable JSON, a hub id, or
@@ -247,6 +321,8 @@ class Preset:
         """
         if isinstance(source, (str, os.PathLike)):
             return _from_directory(Path(source))
+        if _processor_family(source) == "qwen-vl":
+            return QWEN_VL  # a tokenizer: the vision settings live in the model's config
         return _from_sections(
             _processor_family(source),
             _attributes(getattr(source, "image_processor", None)),
@@ -274,10 +350,37 @@ QWEN3_VL = Preset(
 )
 """Qwen3-VL: patch 16 (factor 32), hub image bounds 256² .. 4096², mean = std = 0.5."""
 
-_PRESETS: dict[Family, Preset] = {p.family: p for p in (QWEN2_VL, QWEN2_5_VL, QWEN3_VL)}
+QWEN_VL = Preset(
+    name="qwen-vl",
+    family="qwen-vl",
+    patch_size=14,
+    image_min_pixels=448 * 448,
+    image_max_pixels=448 * 448,
+    image_size=(448, 448),
+    image_tokens=256,
+)
+"""Qwen-VL / Qwen-VL-Chat (the first generation): every image squashed to 448x448 with
+bicubic resampling (aspect ratio not kept), CLIP mean/std, 256 tokens per image (the
+resampler's queries over the 32x32 patch grid), images only. Its prompt format is
+ChatML with ``Picture n: <img>...</img>`` spans; see ``docs/qwen-vl.md``."""
+
+_PRESETS: dict[Family, Preset] = {p.family: p for p in (QWEN_VL, QWEN2_VL, QWEN2_5_VL, QWEN3_VL)}
 
 DEFAULT_PRESET: Preset = _PRESETS[DEFAULT_FAMILY]
 """The preset of :data:`DEFAULT_FAMILY` (:data:`QWEN2_5_VL`)."""
+
+
+def refuse_video(preset: Preset) -> None:
+    """Raise if ``preset``'s family takes no video (the first generation).
+
+    Raises:
+        InvalidInputError: naming the families that take video.
+    """
+    if not preset.takes_video:
+        raise InvalidInputError(
+            f"preset {preset.name[:40]!r} (family {preset.family!r}) takes images only; a video "
+            "element needs a family that takes video: " + ", ".join(repr(f) for f in VIDEO_FAMILIES)
+        )
 
 
 def resolve_family(preset: Preset | None, family: str | None) -> Family:
@@ -302,8 +405,9 @@ def resolve_family(preset: Preset | None, family: str | None) -> Family:
 def get_preset(name: str | Preset) -> Preset:
     """Look up a preset by family name.
 
-    Accepts ``"qwen2-vl"``, ``"qwen2.5-vl"``, ``"qwen3-vl"`` (case-insensitive) and the
-    transformers ``model_type`` spellings (``"qwen2_5_vl"``, ``"qwen3_vl_moe"``). A
+    Accepts ``"qwen-vl"``, ``"qwen2-vl"``, ``"qwen2.5-vl"``, ``"qwen3-vl"``
+    (case-insensitive), their aliases and the ``model_type`` spellings (``"qwen"``,
+    ``"qwen2_5_vl"``, ``"qwen3_vl_moe"``). A
     :class:`Preset` is returned unchanged.
 
     Raises:
@@ -325,15 +429,19 @@ def family_of(preset: Preset) -> Family:
 
 
 def _processor_family(processor: object) -> Family:
+    """The family of a transformers processor, or ``"qwen-vl"`` for the first generation's
+    tokenizer (``QWenTokenizer``, or any tokenizer with its ``IMAGE_ST`` tokens)."""
     for cls in type(processor).__mro__:
-        for family, (_, _, marker) in _TABLE.items():
-            if cls.__name__.startswith(marker):
+        for family, row in _TABLE.items():
+            if cls.__name__.startswith(row.class_prefix):
                 return family
+    if hasattr(processor, "IMAGE_ST"):
+        return "qwen-vl"
     raise InvalidInputError(
         f"{type(processor).__name__} is not a Qwen-VL processor (Qwen2VLProcessor, "
-        "Qwen2_5_VLProcessor or Qwen3VLProcessor) nor a checkpoint directory; pass "
-        "preset= explicitly, a local checkpoint directory, or the checkpoint's processor "
-        "loaded with AutoProcessor.from_pretrained"
+        "Qwen2_5_VLProcessor or Qwen3VLProcessor) nor a Qwen-VL tokenizer (QWenTokenizer) "
+        "nor a checkpoint directory; pass preset= explicitly, a local checkpoint directory, "
+        "or the checkpoint's processor loaded with AutoProcessor.from_pretrained"
     )
 
 
@@ -515,6 +623,8 @@ def _from_directory(directory: Path) -> Preset:
                 f"{config_file}: model_type {model_type!r} is not a Qwen-VL model; known: "
                 f"{sorted(FAMILY_BY_MODEL_TYPE)}"
             )
+        if family == "qwen-vl":
+            return _first_generation(config, config_file)
     else:
         for data, path in ((nested, processor_file), (image, image_where)):
             name = None if data is None else data.get("processor_class")
@@ -535,9 +645,29 @@ def _from_directory(directory: Path) -> Preset:
     return _from_sections(family, image, video, image_where, video_where)
 
 
+def _first_generation(config: dict[str, Any], where: Path) -> Preset:
+    """:data:`QWEN_VL` with a Qwen-VL ``config.json``'s ``visual`` image and patch size."""
+    visual = config.get("visual")
+    if not isinstance(visual, dict):
+        raise InvalidInputError(
+            f"{where}: model_type 'qwen' without a 'visual' section is the text-only Qwen, "
+            "not Qwen-VL"
+        )
+    side = _count(visual.get("image_size"), str(where), "visual.image_size")
+    patch = _count(visual.get("patch_size"), str(where), "visual.patch_size")
+    side = 448 if side is None else side  # visual.py's default
+    patch = QWEN_VL.patch_size if patch is None else patch
+    return QWEN_VL.replace(
+        patch_size=patch,
+        image_size=(side, side),
+        image_min_pixels=side * side,
+        image_max_pixels=side * side,
+    )
+
+
 def _family_of_class(name: str, where: Path | str) -> Family:
-    for family, (_, _, marker) in _TABLE.items():
-        if name.startswith(marker):
+    for family, row in _TABLE.items():
+        if name.startswith(row.class_prefix):
             return family
     raise InvalidInputError(
         f"{where}: processor_class {name[:60]!r} is not a Qwen-VL processor (Qwen2VLProcessor, "

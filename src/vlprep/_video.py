@@ -44,7 +44,7 @@ from vlprep._planning import (
 )
 from vlprep._pool import ordered_map
 from vlprep._prefetch import prefetched
-from vlprep._presets import Preset
+from vlprep._presets import Preset, refuse_video
 from vlprep._sampling import FramePlan
 from vlprep._sizing import check_patch_size
 from vlprep._sources import FetchPolicy, fetch
@@ -712,6 +712,7 @@ def fetch_video_item(
     spec = parse_video_element(ele)
     if not isinstance(preset, Preset):
         preset = qwen_vl_utils_preset(preset // 2)
+    refuse_video(preset)
     options = options or _DEFAULT_OPTIONS
     if backend is not None:
         options = dataclasses.replace(options, backend=backend)

@@ -3,7 +3,9 @@
 Nothing here touches a model hub. The tokenizer has the 256 byte-level symbols and the Qwen
 special tokens (the same token strings as the real tokenizers, different ids), no merges, so
 text costs one token per byte. The chat templates reproduce the Qwen2-VL/Qwen2.5-VL and
-Qwen3-VL templates' behaviour for plain chats (no tools). Models are random-weight
+Qwen3-VL templates' behaviour for plain chats (no tools). The first generation (Qwen-VL) has
+no transformers processor: :func:`make_qwen_vl_tokenizer` is a stand-in for its remote-code
+tokenizer, and there is no tiny model of it. Models are random-weight
 (about 0.1 M parameters): their answers are meaningless, their shapes and code paths real.
 Needs the ``runner`` extra (transformers).
 """
@@ -15,16 +17,19 @@ import importlib
 from pathlib import Path
 from typing import Any
 
-from vlprep._presets import FAMILIES, Family
+from vlprep._errors import InvalidInputError
+from vlprep._presets import FAMILIES, PROCESSOR_FAMILIES, Family
 
 __all__ = [
     "FAMILIES",
+    "PROCESSOR_FAMILIES",
     "QWEN2_VL_TEMPLATE",
     "QWEN3_VL_TEMPLATE",
     "SPECIALS",
     "Family",
     "load_processor",
     "make_processor",
+    "make_qwen_vl_tokenizer",
     "make_tokenizer",
     "save_checkpoint",
     "save_processor",
@@ -132,8 +137,32 @@ def make_tokenizer() -> Any:
     )
 
 
+def _with_processor(family: Family) -> None:
+    if family not in PROCESSOR_FAMILIES:
+        raise InvalidInputError(
+            f"family {family!r} has no transformers processor nor model class (its checkpoints "
+            f"are remote code); offline processors and tiny models exist for {PROCESSOR_FAMILIES}"
+        )
+
+
+def make_qwen_vl_tokenizer(picture: str = "Picture {n}: ") -> Any:
+    """An offline stand-in for Qwen-VL's remote-code ``QWenTokenizer``: the same special
+    tokens at the same ids (``<img>`` 151857, ``</img>`` 151858, ``<imgpad>`` 151859), the
+    same interface and ``<img>`` span rule, text one token per byte. ``picture`` is the
+    ``from_list_format`` image prefix (``"Picture {n}:"`` imitates the copies without the
+    space). See :mod:`vlprep._testing_qwen_vl`."""
+    from vlprep._testing_qwen_vl import make_qwen_vl_tokenizer as make
+
+    return make(picture)
+
+
 def make_processor(family: Family) -> Any:
-    """An in-memory transformers processor of ``family`` with the offline tokenizer."""
+    """An in-memory transformers processor of ``family`` with the offline tokenizer; for
+    ``"qwen-vl"`` (no transformers processor) the object ``build_inputs`` takes for it,
+    :func:`make_qwen_vl_tokenizer`'s stand-in tokenizer."""
+    if family == "qwen-vl":
+        return make_qwen_vl_tokenizer()
+    _with_processor(family)
     tf = _transformers()
 
     tokenizer = make_tokenizer()
@@ -206,6 +235,7 @@ def vision_token_ids(tokenizer: Any) -> dict[str, int]:
 
 def tiny_model(family: Family, processor: Any) -> Any:
     """A random-weight model of ``family`` (about 0.1 M parameters) matching the tokenizer."""
+    _with_processor(family)
     import torch
 
     tf = _transformers()

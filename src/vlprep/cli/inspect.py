@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-from vlprep._errors import VlprepError
+from vlprep._errors import InvalidInputError, VlprepError
 from vlprep._inspect_batch import (
     DEFAULT_WORKERS,
     Item,
@@ -28,7 +28,7 @@ from vlprep._inspect_batch import (
     conversations,
     run,
 )
-from vlprep._presets import DEFAULT_FAMILY, FAMILIES, get_preset
+from vlprep._presets import DEFAULT_FAMILY, FAMILIES, as_family, get_preset
 from vlprep._version import __version__
 from vlprep.cli._expand import expand
 from vlprep.cli._output import summarize, write
@@ -52,6 +52,16 @@ def _positive_number(text: str) -> float:
     if not math.isfinite(value) or value <= 0:
         raise argparse.ArgumentTypeError(f"expected a number > 0, got {text[:20]!r}")
     return int(value) if value.is_integer() else value
+
+
+def _model(text: str) -> str:
+    """A family name or alias (``qwen-vl-chat``, ``qwen2_5_vl``) -> its canonical name."""
+    try:
+        return as_family(text)
+    except InvalidInputError:
+        raise argparse.ArgumentTypeError(
+            f"unknown model {text[:40]!r}; choose from {', '.join(MODELS)} (or an alias)"
+        ) from None
 
 
 def _count(low: int, high: int | None = None) -> Callable[[str], int]:
@@ -93,9 +103,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--model",
-        choices=MODELS,
+        type=_model,
         default=DEFAULT_MODEL,
-        help=f"model family: patch size and default image bounds (default {DEFAULT_MODEL})",
+        metavar="{" + ",".join(MODELS) + "}",
+        help="model family or an alias (qwen-vl-chat, qwen2_5_vl, ...): patch size and default "
+        f"image bounds; qwen-vl squashes every image to 448x448 (default {DEFAULT_MODEL})",
     )
     parser.add_argument("--min-pixels", type=_positive_number, metavar="N", help="min pixels")
     parser.add_argument("--max-pixels", type=_positive_number, metavar="N", help="max pixels")

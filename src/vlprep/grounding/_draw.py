@@ -12,7 +12,7 @@ from typing import Any
 from PIL import Image, ImageDraw, ImageFont
 
 from vlprep._errors import InvalidInputError
-from vlprep.grounding._types import Box, Item
+from vlprep.grounding._types import Box, Item, Quad
 
 __all__ = ["PALETTE", "draw", "draw_items", "item_colours"]
 
@@ -89,6 +89,11 @@ def draw_items(
             bottom = max(top, round(item.y2) - 1)
             pen.rectangle((left, top, right, bottom), outline=colour, width=line)
             anchor = (left, top, bottom)
+        elif isinstance(item, Quad):
+            corners = [(round(x), round(y)) for x, y in item.points]
+            pen.polygon(corners, outline=colour, width=line)
+            xs, ys = [c[0] for c in corners], [c[1] for c in corners]
+            anchor = (min(xs), min(ys), max(ys))
         else:
             radius = max(3, 2 * line)
             x, y = round(item.x), round(item.y)
@@ -122,11 +127,12 @@ def draw(
     line_width: int | None = None,
     font_size: int | None = None,
 ) -> Image.Image:
-    """Draw ``"original"``-space boxes and points on a copy of ``image``.
+    """Draw ``"original"``-space boxes, points and quads on a copy of ``image``.
 
     Items with the same label share a colour (unlabelled items get one each, in the order
     of :data:`vlprep.grounding._draw.PALETTE`); labels are written on a tag filled with that
-    colour, above the box (inside it at the top edge). Line width defaults to
+    colour, above the box (inside it at the top edge); a :class:`Quad` is outlined as a
+    polygon through its corners, its tag placed as for its enclosing box. Line width defaults to
     ``max(2, round(min(W, H) / 250))``, the font size to ``max(12, round(min(W, H) / 40))``.
 
     Args:

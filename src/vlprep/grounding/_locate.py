@@ -21,8 +21,8 @@ from vlprep._planning import image_target_size, upright_size
 from vlprep._presets import Preset, as_family, resolve_family
 from vlprep._sources import FetchPolicy
 from vlprep._specs import parse_image_element
-from vlprep.grounding._text import parse_json, parse_plain, parse_tokens
-from vlprep.grounding._types import Box, Family, Item, OnError, Point, Space, TextFormat
+from vlprep.grounding._text import RawItem, parse_json, parse_plain, parse_tags, parse_tokens
+from vlprep.grounding._types import Box, Family, Item, OnError, Point, Quad, Space, TextFormat
 
 __all__ = [
     "image_sizes",
@@ -34,6 +34,7 @@ __all__ = [
 ]
 
 _MODEL_SPACE: dict[Family, Space] = {
+    "qwen-vl": "norm1000",  # <box>(x1,y1),(x2,y2)</box> in [0, 1000) of the original image
     "qwen2-vl": "norm1000",
     "qwen2.5-vl": "resized",
     "qwen3-vl": "norm1000",
@@ -52,7 +53,50 @@ def model_space(family: str | Preset) -> Space:
 # ------------------------------------------------------------------------- public API
 
 _GROUNDING_TOKEN = re.compile(r"<\|(?:box_start|object_ref_start)\|>")
+_GROUNDING_TAG = re.compile(r"<(?:ref|box|quad)>")
 _JSON_KEY = re.compile(r"\b(?:bbox_2d|point_2d)\b")
+FORMATS: tuple[TextFormat, ...] = ("auto", "json", "tokens", "tags", "plain")
+
+
+def check_format(format: object) -> None:
+    """Raise :class:`InvalidInputError` unless ``format`` is a :data:`TextFormat`."""
+    if format not in FORMATS:
+        valid = ", ".join(repr(f) for f in FORMATS)
+        raise InvalidInputError(f"format must be one of {valid}, got {format!r}")
+
+
+def detect_format(text: str) -> TextFormat:
+    """The form ``format="auto"`` reads ``text`` in: tokens, tags, JSON, else plain."""
+    if _GROUNDING_TOKEN.search(text):
+        return "tokens"
+    if _GROUNDING_TAG.search(text):
+        return "tags"
+    if _JSON_KEY.search(text):
+        return "json"
+    return "plain"
+
+
+def scan(text: str, format: TextFormat, on_error: OnError) -> list[RawItem]:
+    """The raw items of ``text`` read in ``format`` (``"auto"`` resolved first)."""
+    if format == "auto":
+        format = detect_format(text)
+    if format == "tokens":
+        return parse_tokens(text, on_error)
+    if format == "tags":
+        return parse_tags(text, on_error)
+    if format == "json":
+        return parse_json(text, on_error)
+    return parse_plain(text)
+
+
+def _typed(raw: RawItem, space: Space) -> Item:
+    kind, v, label, extra = raw
+    if kind == "box":
+        return Box(v[0], v[1], v[2], v[3], label, space, v, extra)
+    if kind == "point":
+        return Point(v[0], v[1], label, space, v, extra)
+    corners = ((v[0], v[1]), (v[2], v[3]), (v[4], v[5]), (v[6], v[7]))
+    return Quad(corners, label, space, v, extra)
 
 
 def parse(
@@ -65,19 +109,22 @@ def parse(
     """Boxes and points in a model answer, in the family's model space.
 
     Args:
-        text: the decoded answer. Decode with ``skip_special_tokens=False`` for Qwen2-VL
-            (or keep the grounding tokens); without them only unlabelled ``(x1,y1),(x2,y2)``
-            boxes can be found.
-        family: ``"qwen2-vl"``, ``"qwen2.5-vl"``, ``"qwen3-vl"`` (any alias of
-            :func:`vlprep._presets.get_preset`) or a :class:`Preset`. It decides the space
-            (``"norm1000"`` for Qwen2/Qwen3-VL, ``"resized"`` for Qwen2.5-VL), not the format.
-        format: ``"auto"`` (default), ``"json"``, ``"tokens"`` or ``"plain"``.
+        text: the decoded answer. Decode with ``skip_special_tokens=False`` for Qwen-VL and
+            Qwen2-VL (or keep the grounding tokens and tags); without them only unlabelled
+            ``(x1,y1),(x2,y2)`` boxes can be found.
+        family: ``"qwen-vl"``, ``"qwen2-vl"``, ``"qwen2.5-vl"``, ``"qwen3-vl"`` (any alias
+            of :func:`vlprep._presets.get_preset`) or a :class:`Preset`. It decides the space
+            (``"norm1000"`` for Qwen-VL, Qwen2-VL and Qwen3-VL, ``"resized"`` for
+            Qwen2.5-VL), not the format.
+        format: ``"auto"`` (default), ``"json"``, ``"tokens"``, ``"tags"`` or ``"plain"``
+            (:data:`TextFormat`).
         on_error: ``"raise"`` a :class:`GroundingParseError` on a malformed item, or
             ``"skip"`` it (logged at WARNING) and keep the rest.
 
     Returns:
-        :class:`Box` and :class:`Point` items in order of appearance, coordinates as
-        written (not clamped, not reordered); empty when the text holds no grounding.
+        :class:`Box`, :class:`Point` and :class:`Quad` items in order of appearance,
+        coordinates as written (not clamped, not reordered); empty when the text holds no
+        grounding.
 
     Raises:
         GroundingParseError: a malformed item (see ``docs/grounding.md``) with ``"raise"``.
@@ -85,32 +132,11 @@ def parse(
     """
     if not isinstance(text, str):
         raise InvalidInputError(f"text must be a str, got {type(text).__name__}")
-    if format not in ("auto", "json", "tokens", "plain"):
-        raise InvalidInputError(
-            f"format must be 'auto', 'json', 'tokens' or 'plain', got {format!r}"
-        )
+    check_format(format)
     if on_error not in ("raise", "skip"):
         raise InvalidInputError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
     space = model_space(family)
-    if format == "auto":
-        if _GROUNDING_TOKEN.search(text):
-            format = "tokens"
-        elif _JSON_KEY.search(text):
-            format = "json"
-        else:
-            format = "plain"
-    if format == "tokens":
-        raw_items = parse_tokens(text, on_error)
-    elif format == "json":
-        raw_items = parse_json(text, on_error)
-    else:
-        raw_items = parse_plain(text)
-    return [
-        Box(v[0], v[1], v[2], v[3], label, space, v, extra)
-        if kind == "box"
-        else Point(v[0], v[1], label, space, v, extra)
-        for kind, v, label, extra in raw_items
-    ]
+    return [_typed(raw, space) for raw in scan(text, format, on_error)]
 
 
 def _size(value: object, name: str) -> tuple[int, int]:
@@ -150,8 +176,8 @@ def to_original(
 
     ``"norm1000"``: ``x = v * W / 1000``; ``"resized"``: ``x = v * W / W_resized`` (same
     for y with heights). Results are clamped to ``[0, W] x [0, H]`` and box corners are
-    ordered; ``raw`` keeps the model's numbers. Items already ``"original"`` are returned
-    unchanged.
+    ordered (a :class:`Quad` keeps its corner order); ``raw`` keeps the model's numbers.
+    Items already ``"original"`` are returned unchanged.
 
     Args:
         items: output of :func:`parse`.
@@ -180,7 +206,10 @@ def to_original(
             )
         else:
             sx, sy = width / resized[1], height / resized[0]
-        if isinstance(item, Box):
+        if isinstance(item, Quad):
+            a, b, c, d = ((_clamp(x * sx, width), _clamp(y * sy, height)) for x, y in item.points)
+            out.append(replace(item, points=(a, b, c, d), space="original"))
+        elif isinstance(item, Box):
             xs = sorted((_clamp(item.x1 * sx, width), _clamp(item.x2 * sx, width)))
             ys = sorted((_clamp(item.y1 * sy, height), _clamp(item.y2 * sy, height)))
             out.append(replace(item, x1=xs[0], y1=ys[0], x2=xs[1], y2=ys[1], space="original"))
@@ -204,7 +233,8 @@ def image_sizes(
     ``options.exif_transpose`` is off), read from the header when possible. The resized size
     uses ``preset.factor``, ``preset.image_min_pixels``/``image_max_pixels`` and the
     element's ``min_pixels``/``max_pixels``/``resized_height``/``resized_width``, exactly as
-    :func:`vlprep._image.fetch_image_for` does.
+    :func:`vlprep._image.fetch_image_for` does; a first-generation preset gives its fixed
+    ``preset.image_size`` (448x448) and refuses those element keys, as ``build_inputs`` does.
 
     Args:
         element: the image element of the message (``{"image": ..., "max_pixels": ...}``).
@@ -228,6 +258,7 @@ def image_sizes(
         preset.factor,
         bounds,
         max_output_pixels=options.max_output_pixels,
+        fixed=preset.image_size,
     )
     return original, resized
 

@@ -16,12 +16,22 @@ from typing import Any, Literal, TypeAlias
 from vlprep._errors import GroundingParseError
 from vlprep._numbers import is_finite_number
 
-__all__ = ["RawItem", "parse_json", "parse_plain", "parse_tokens"]
+__all__ = [
+    "NUMBER",
+    "PAIRS",
+    "TAGS",
+    "TOKENS",
+    "RawItem",
+    "parse_json",
+    "parse_plain",
+    "parse_tags",
+    "parse_tokens",
+]
 
 logger = logging.getLogger("vlprep.grounding")
 
 RawItem: TypeAlias = tuple[
-    Literal["box", "point"], tuple[float, ...], str | None, Mapping[str, Any]
+    Literal["box", "point", "quad"], tuple[float, ...], str | None, Mapping[str, Any]
 ]
 """``(kind, numbers as written, label, other JSON keys)``."""
 
@@ -43,12 +53,12 @@ def _fail(on_error: str, message: str) -> None:
 # ---------------------------------------------------------------- special-token form
 
 _NUM = r"[-+]?\d+(?:\.\d+)?"
-_TOKENS = re.compile(
+TOKENS = re.compile(
     r"<\|object_ref_start\|>(?P<ref>.*?)(?:<\|object_ref_end\|>|(?=<\|)|\Z)"
     r"|<\|box_start\|>(?P<box>.*?)(?P<end><\|box_end\|>|(?=<\|)|\Z)",
     re.DOTALL,
 )
-_NUMBER = re.compile(_NUM)
+NUMBER = re.compile(_NUM)
 _TOKEN = re.compile(r"<\|[a-z_]+\|>")
 
 
@@ -64,9 +74,12 @@ def _tail_start(text: str) -> int:
         end = start
 
 
-# What may separate a ref from the boxes it labels: spaces, punctuation, "and".
-_JOIN = re.compile(r"[\s,;:&]*(?:and[\s,]*)?", re.IGNORECASE)
-_PAIRS = re.compile(rf"\(\s*({_NUM})\s*,\s*({_NUM})\s*\)\s*,\s*\(\s*({_NUM})\s*,\s*({_NUM})\s*\)")
+# What may separate a ref from the boxes it labels: spaces, punctuation, "and" (also in
+# Chinese: the first generation answers in both languages).
+_JOIN = re.compile(
+    r"[\s,;:&\uff0c\u3001\uff1b\uff1a]*(?:(?:and|和|与|及)[\s,\uff0c\u3001]*)?", re.IGNORECASE
+)
+PAIRS = re.compile(rf"\(\s*({_NUM})\s*,\s*({_NUM})\s*\)\s*,\s*\(\s*({_NUM})\s*,\s*({_NUM})\s*\)")
 
 
 def parse_tokens(text: str, on_error: str) -> list[RawItem]:
@@ -75,7 +88,7 @@ def parse_tokens(text: str, on_error: str) -> list[RawItem]:
     label: str | None = None
     last_end = 0
     tail = _tail_start(text)
-    for match in _TOKENS.finditer(text):
+    for match in TOKENS.finditer(text):
         if match.group("ref") is not None:
             label = " ".join(match.group("ref").split()) or None
             last_end = match.end()
@@ -83,7 +96,7 @@ def parse_tokens(text: str, on_error: str) -> list[RawItem]:
         if label is not None and not _JOIN.fullmatch(text[last_end : match.start()]):
             label = None
         last_end = match.end()
-        numbers = [float(n) for n in _NUMBER.findall(match.group("box"))]
+        numbers = [float(n) for n in NUMBER.findall(match.group("box"))]
         truncated = not match.group("end") and match.end() >= tail
         if truncated:  # unclosed at the end of the output: keep the complete boxes
             usable = len(numbers) - len(numbers) % 4
@@ -101,10 +114,60 @@ def parse_tokens(text: str, on_error: str) -> list[RawItem]:
     return items
 
 
+# ------------------------------------------------- first-generation tag form (Qwen-VL)
+
+_TAG = r"</?(?:ref|box|quad|img)>"
+TAGS = re.compile(
+    rf"<ref>(?P<ref>.*?)(?:</ref>|(?={_TAG}|<\|)|\Z)"
+    rf"|<(?P<kind>box|quad)>(?P<body>.*?)(?P<end></(?P=kind)>|(?={_TAG}|<\|)|\Z)",
+    re.DOTALL,
+)
+
+
+def parse_tags(text: str, on_error: str) -> list[RawItem]:
+    """Boxes and quads in ``<ref>label</ref><box>(x1,y1),(x2,y2)</box>`` form (Qwen-VL).
+
+    A ref labels every box or quad that follows it, as in :func:`parse_tokens`; a ``<box>``
+    holds 4 numbers per box, a ``<quad>`` 8 per quadrilateral. Cut-off output (an unclosed
+    tag at the end) keeps its complete boxes, as in the special-token form.
+    """
+    items: list[RawItem] = []
+    label: str | None = None
+    last_end = 0
+    tail = _tail_start(text)
+    for match in TAGS.finditer(text):
+        if match.group("ref") is not None:
+            label = " ".join(match.group("ref").split()) or None
+            last_end = match.end()
+            continue
+        if label is not None and not _JOIN.fullmatch(text[last_end : match.start()]):
+            label = None
+        last_end = match.end()
+        kind: Literal["box", "quad"] = "box" if match.group("kind") == "box" else "quad"
+        per = 4 if kind == "box" else 8
+        numbers = [float(n) for n in NUMBER.findall(match.group("body"))]
+        truncated = not match.group("end") and match.end() >= tail
+        if truncated:
+            usable = len(numbers) - len(numbers) % per
+        elif not numbers or len(numbers) % per:
+            shape = "(x1,y1),(x2,y2)" if kind == "box" else "four (x,y) corners"
+            _fail(
+                on_error,
+                f"a <{kind}> region holds {len(numbers)} numbers, expected {per} per {kind} "
+                f"as {shape}: {_snippet(match.group(0))}",
+            )
+            continue
+        else:
+            usable = len(numbers)
+        for i in range(0, usable, per):
+            items.append((kind, tuple(numbers[i : i + per]), label, _EMPTY))
+    return items
+
+
 def parse_plain(text: str) -> list[RawItem]:
     """Unlabelled ``(x1,y1),(x2,y2)`` boxes (special tokens stripped from the answer)."""
     return [
-        ("box", tuple(float(v) for v in m.groups()), None, _EMPTY) for m in _PAIRS.finditer(text)
+        ("box", tuple(float(v) for v in m.groups()), None, _EMPTY) for m in PAIRS.finditer(text)
     ]
 
 

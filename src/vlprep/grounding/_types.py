@@ -13,13 +13,15 @@ from typing import Any, Literal, TypeAlias
 
 from vlprep._presets import Family  # the one family table; re-exported for grounding users
 
-__all__ = ["Box", "Family", "Item", "OnError", "Point", "Space", "TextFormat"]
+__all__ = ["Box", "Family", "Item", "OnError", "Point", "Quad", "Space", "TextFormat"]
 
 Space: TypeAlias = Literal["norm1000", "resized", "original"]
-TextFormat: TypeAlias = Literal["auto", "json", "tokens", "plain"]
+TextFormat: TypeAlias = Literal["auto", "json", "tokens", "tags", "plain"]
 """``"json"``: ``bbox_2d``/``point_2d`` objects; ``"tokens"``: ``<|box_start|>(x1,y1),(x2,y2)
-<|box_end|>``; ``"plain"``: ``(x1,y1),(x2,y2)`` left after ``skip_special_tokens=True``;
-``"auto"``: tokens if a grounding token is present, else JSON if a key is, else plain."""
+<|box_end|>`` (Qwen2-VL); ``"tags"``: ``<ref>label</ref><box>(x1,y1),(x2,y2)</box>`` and
+``<quad>`` (Qwen-VL, the first generation); ``"plain"``: ``(x1,y1),(x2,y2)`` left after
+``skip_special_tokens=True``; ``"auto"``: tokens if a Qwen2-VL grounding token is present,
+else tags if a ``<ref>``/``<box>``/``<quad>`` tag is, else JSON if a key is, else plain."""
 OnError: TypeAlias = Literal["raise", "skip"]
 
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
@@ -75,4 +77,34 @@ class Point:
     extra: Mapping[str, Any] = field(default_factory=lambda: _EMPTY, hash=False)
 
 
-Item: TypeAlias = Box | Point
+XY: TypeAlias = tuple[float, float]
+
+
+@dataclass(frozen=True, slots=True)
+class Quad:
+    """A quadrilateral: four corners ``(x, y)`` in the order written (Qwen-VL ``<quad>``).
+
+    The first generation writes OCR text regions as ``<quad>(x1,y1),(x2,y2),(x3,y3),(x4,y4)
+    </quad>``; the corners need not be axis-aligned or in any particular winding.
+
+    Attributes:
+        points: the four corners, in ``space`` units and the order the model wrote them.
+            After :func:`to_original` each corner is clamped to the image; the order is kept.
+        label, space, raw, extra: as in :class:`Box`; ``raw`` holds the eight numbers.
+    """
+
+    points: tuple[XY, XY, XY, XY]
+    label: str | None = None
+    space: Space = "original"
+    raw: tuple[float, ...] = ()
+    extra: Mapping[str, Any] = field(default_factory=lambda: _EMPTY, hash=False)
+
+    @property
+    def bounds(self) -> Box:
+        """The enclosing axis-aligned :class:`Box` (same label and space; ``raw`` empty)."""
+        xs = [p[0] for p in self.points]
+        ys = [p[1] for p in self.points]
+        return Box(min(xs), min(ys), max(xs), max(ys), self.label, self.space)
+
+
+Item: TypeAlias = Box | Point | Quad

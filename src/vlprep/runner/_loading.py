@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 from pathlib import Path
@@ -105,6 +106,26 @@ def _resolve(model: str | Path) -> str:
     )
 
 
+_FIRST_GENERATION = (
+    "is a first-generation Qwen-VL checkpoint (model_type 'qwen'): its model exists only as "
+    "remote code (trust_remote_code=True), which the runner does not execute. Build its "
+    "inputs with vlprep.build_inputs(messages, tokenizer, preset=vlprep.QWEN_VL) and run them "
+    "on vLLM, or on the remote-code model with build_inputs(..., image_dir=...) so it reads "
+    "local files vlprep checked (docs/qwen-vl.md)"
+)
+
+
+def _local_model_type(location: str) -> object:
+    path = Path(location) / "config.json"
+    if not path.is_file():
+        return None
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        return None  # AutoConfig reports it
+    return config.get("model_type") if isinstance(config, dict) else None
+
+
 def load_checkpoint(
     model: str | Path,
     *,
@@ -121,14 +142,26 @@ def load_checkpoint(
     """
     transformers = transformers_module()
     location = _resolve(model)
+    if FAMILY_BY_MODEL_TYPE.get(str(_local_model_type(location))) == "qwen-vl":
+        raise InvalidInputError(f"{location[:120]!r} {_FIRST_GENERATION}")
     try:
         config = transformers.AutoConfig.from_pretrained(location)
+    except ValueError as exc:
+        if "trust_remote_code" in str(exc):  # a hub id of a remote-code model
+            raise InvalidInputError(
+                f"{location[:120]!r} needs remote code (trust_remote_code=True), which the "
+                "runner does not execute; if it is Qwen-VL (the first generation), "
+                "see docs/qwen-vl.md"
+            ) from exc
+        raise
     except OSError as exc:
         raise SourceNotFoundError(
             f"could not load a checkpoint config from {location[:120]!r} ({type(exc).__name__}); "
             "check the path, or the hub id and your network / HF_HUB_OFFLINE setting"
         ) from exc
     family = FAMILY_BY_MODEL_TYPE.get(getattr(config, "model_type", ""))
+    if family == "qwen-vl":
+        raise InvalidInputError(f"{location[:120]!r} {_FIRST_GENERATION}")
     if family is None:
         raise InvalidInputError(
             f"{location[:120]!r} is a {getattr(config, 'model_type', 'unknown')!r} model, not "

@@ -133,7 +133,9 @@ class Runner:
         Raises:
             BackendUnavailableError: transformers missing (``pip install 'vlprep[runner]'``).
             SourceNotFoundError: no checkpoint at ``model``.
-            InvalidInputError: not a Qwen-VL checkpoint, or bad bounds.
+            InvalidInputError: not a Qwen-VL checkpoint, or bad bounds; a first-generation
+                Qwen-VL checkpoint (``model_type`` ``"qwen"``), whose model is remote code
+                the runner does not execute (see ``docs/qwen-vl.md``).
         """
         chosen = pick_device(device)
         precision = pick_dtype(dtype, chosen)
