@@ -7,11 +7,12 @@ The oracle is the runner itself: every greedy row must get exactly the tokens
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import threading
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -97,6 +98,17 @@ MIXED = [
 def alone(runner: Runner, conversation: Conversation, sampling: Sampling) -> Any:
     result = runner.run([conversation], sampling)
     return result.token_ids[0], result.texts[0]
+
+
+@contextlib.contextmanager
+def no_end_ids(runner: Runner) -> Iterator[None]:
+    """No end-of-turn ids while the block runs (the engine reads them as a request starts):
+    only max_new_tokens, a stop string or a cancellation ends an answer."""
+    saved, runner.stop_ids = runner.stop_ids, []
+    try:
+        yield
+    finally:
+        runner.stop_ids = saved
 
 
 def drain(stream: GenerationStream) -> tuple[list[str], StreamResult]:
@@ -225,8 +237,11 @@ def test_rows_leave_the_cache(runners: dict[str, Runner]) -> None:
 def test_cancel_a_decoding_row_and_a_waiting_request(runners: dict[str, Runner]) -> None:
     runner = runners["qwen2-vl"]
     long = Sampling(max_new_tokens=4000)
-    expected = alone(runner, MIXED[2], Sampling(max_new_tokens=10))
-    with BatchEngine(runner, max_batch=2, window_s=0.2, max_waiting=4) as engine:
+    with (
+        no_end_ids(runner),
+        BatchEngine(runner, max_batch=2, window_s=0.2, max_waiting=4) as engine,
+    ):
+        expected = alone(runner, MIXED[2], Sampling(max_new_tokens=10))
         endless = engine.submit(runner.prepare(MIXED[0]), long)
         other = engine.submit(runner.prepare(MIXED[1]), long)
         waiting = engine.submit(runner.prepare(MIXED[4]), long)  # no room: it waits
@@ -262,8 +277,9 @@ def test_queue_full_and_close(runners: dict[str, Runner]) -> None:
     runner = runners["qwen2-vl"]
     long = Sampling(max_new_tokens=4000)
     engine = BatchEngine(runner, max_batch=1, window_s=0.0, max_waiting=2)
-    running = engine.submit(runner.prepare(MIXED[0]), long)
-    wait_until(lambda: engine.active == 1)
+    with no_end_ids(runner):
+        running = engine.submit(runner.prepare(MIXED[0]), long)
+        wait_until(lambda: engine.active == 1)  # started without end-of-turn ids
     queued = [engine.submit(runner.prepare(MIXED[4]), long) for _ in range(2)]
     with pytest.raises(QueueFullError, match="max_waiting=2") as caught:
         engine.submit(runner.prepare(MIXED[4]), long)
@@ -368,14 +384,19 @@ def test_concurrent_submitters_and_asyncio(runners: dict[str, Runner]) -> None:
         async def main() -> list[tuple[str, list[int]]]:
             answers = await asyncio.gather(*(consume(i) for i in range(len(MIXED))))
             # a cancelled consumer task cancels its request
-            stream = engine.submit(prepared[0], Sampling(max_new_tokens=4000))
+            with no_end_ids(runner):
+                stream = engine.submit(prepared[0], Sampling(max_new_tokens=4000))
+                await cancelled_consumer(stream)
+            return list(answers)
+
+        async def cancelled_consumer(stream: GenerationStream) -> None:
 
             async def read() -> None:
                 async for _ in stream:
                     pass
 
             task = asyncio.create_task(read())
-            while stream.result is None and engine.active == 0:
+            while engine.active == 0:  # no end-of-turn id: it decodes until cancelled
                 await asyncio.sleep(0.01)
             await asyncio.sleep(0.05)
             task.cancel()
@@ -386,7 +407,6 @@ def test_concurrent_submitters_and_asyncio(runners: dict[str, Runner]) -> None:
                     break
                 await asyncio.sleep(0.01)
             assert stream.result is not None and stream.result.finish_reason == "cancelled"
-            return list(answers)
 
         answers = asyncio.run(main())
         assert answers == [(answer, ids) for ids, answer in expected.values()]
@@ -477,10 +497,10 @@ def test_32_concurrent_streaming_clients(runners: dict[str, Runner]) -> None:
     runner = runners["qwen3-vl"]
     prompts = [runner.prepare(c) for c in MIXED]
     samplings = [Sampling(max_new_tokens=6 + 3 * (i % 4)) for i in range(32)]
-    expected = {
-        (i % len(MIXED), s.max_new_tokens): alone(runner, MIXED[i % len(MIXED)], s)
-        for i, s in enumerate(samplings)
-    }
+    # a greedy answer to n tokens is the start of the answer to 15
+    longest = [alone(runner, c, Sampling(max_new_tokens=15))[0] for c in MIXED]
+    decode = runner.processor.tokenizer.decode
+    stops = set(runner.stop_ids)
     outcomes: list[Any] = [None] * 32
     start = threading.Barrier(32)
     with BatchEngine(runner, max_batch=8, max_waiting=16) as engine:
@@ -505,7 +525,8 @@ def test_32_concurrent_streaming_clients(runners: dict[str, Runner]) -> None:
     assert len(refused) + len(served) == 32  # nothing else went wrong
     assert len(served) >= 16  # max_waiting requests always fit
     for i, (joined, result) in served:
-        ids, answer = expected[i % len(MIXED), samplings[i].max_new_tokens]
+        ids = longest[i % len(MIXED)][: samplings[i].max_new_tokens]
+        answer = decode([t for t in ids if t not in stops], skip_special_tokens=True)
         assert result.token_ids == ids and joined == result.text == answer
 
 
