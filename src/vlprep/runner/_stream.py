@@ -183,9 +183,11 @@ class GenerationStream:
                 if piece is not None:
                     yield piece
                     continue
-                try:
-                    await asyncio.wait_for(future, _RECHECK_S)
-                except asyncio.TimeoutError:  # the builtin TimeoutError from 3.11 on
+                # asyncio.wait, not wait_for: up to Python 3.11, wait_for can swallow the
+                # task's cancellation when the future completes at the same moment, and a
+                # busy stream completes one every token
+                done, _ = await asyncio.wait({future}, timeout=_RECHECK_S)
+                if not done:
                     with self._lock:
                         self._check_alive()
         finally:
