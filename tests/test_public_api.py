@@ -12,6 +12,7 @@ import vlprep
 HOPPER = str(Path(__file__).resolve().parents[1] / "fixtures" / "hopper.jpg")
 EXPECTED = [
     "BackendUnavailableError",
+    "BudgetError",
     "CacheStats",
     "CallLimits",
     "DecodeError",
@@ -21,10 +22,12 @@ EXPECTED = [
     "FetchPolicy",
     "FetchTimeoutError",
     "FetchTooLargeError",
+    "FitResult",
     "GroundingParseError",
     "ImageHeader",
     "ImageOptions",
     "InvalidInputError",
+    "ItemFit",
     "LoadedVideo",
     "Loader",
     "MediaCache",
@@ -53,6 +56,7 @@ EXPECTED = [
     "fetch_image",
     "fetch_image_for",
     "fetch_video",
+    "fit",
     "get_preset",
     "inspect",
     "load_clip",
@@ -157,6 +161,7 @@ def test_error_tree() -> None:
     assert issubclass(e.UnsupportedFormatError, e.DecodeError)
     assert issubclass(e.ResourceLimitError, ValueError)
     assert issubclass(e.BackendUnavailableError, ImportError)
+    assert issubclass(e.BudgetError, (e.ResourceLimitError, ValueError))
 
 
 def test_import_is_light_and_reads_no_environment() -> None:

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 import torch
 
+import vlprep
 from tests.conftest import REPO, media_dir, photo
 from tests.hf_fixtures import FAMILIES, Family, save_checkpoint
 from tests.upstream import CACHE_KEYWORD, mixed_media_model_bug
@@ -47,7 +48,9 @@ def _conversation(clip: Path | None = None, text: str = "What is this?") -> list
     return [{"role": "user", "content": content}]
 
 
-@pytest.mark.parametrize("family", [pytest.param(f, marks=mixed_media_model_bug(f)) for f in FAMILIES])
+@pytest.mark.parametrize(
+    "family", [pytest.param(f, marks=mixed_media_model_bug(f)) for f in FAMILIES]
+)
 def test_load_generate_and_match_the_model(
     family: Family, checkpoints: dict[str, Path], clip: Path
 ) -> None:
@@ -350,7 +353,6 @@ def test_cache_keyword_follows_the_models_signature(checkpoints: dict[str, Path]
     assert cache_keyword(model) == CACHE_KEYWORD
 
 
-
 def test_runner_asks_build_inputs_for_its_dtype(
     checkpoints: dict[str, Path], clip: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -373,3 +375,32 @@ def test_runner_asks_build_inputs_for_its_dtype(
     expected = build_inputs(_conversation(clip), runner.processor)["pixel_values"]
     assert torch.equal(inputs["pixel_values"], expected.to(torch.bfloat16))
     assert isinstance(runner.generate(_conversation(clip), max_new_tokens=2), str)
+
+
+def test_max_total_tokens_fits_prompt_and_answer(checkpoints: dict[str, Path], capsys: Any) -> None:
+    image = str(media_dir() / "images" / "hopper.jpg")
+    runner = Runner.from_pretrained(checkpoints["qwen2.5-vl"], device="cpu")
+    question = [
+        {
+            "role": "user",
+            "content": [
+                {"type": "image", "image": image},
+                {"type": "text", "text": "Describe it."},
+            ],
+        }
+    ]
+    (free,) = vlprep.fit(question, 10**6, processor=runner.processor)
+    assert free.text_tokens is not None
+    prompt = free.text_tokens + free.items[0].before_tokens // 2
+    base = ["--model", str(checkpoints["qwen2.5-vl"]), "--image", image]
+    base += ["--max-new-tokens", "4", "--device", "cpu", "--json", "Describe it."]
+    assert run_main([*base, "--max-total-tokens", str(prompt + 4)]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["prompt_tokens"] <= prompt < free.total_before
+    fitted = Runner.from_pretrained(
+        checkpoints["qwen2.5-vl"], device="cpu", max_total_tokens=prompt + 4
+    )
+    assert fitted.prepare(question, reserve=4)["input_ids"].shape[1] <= prompt
+    assert fitted.run([question], Sampling(max_new_tokens=4)).prompt_tokens[0] <= prompt
+    with pytest.raises(InvalidInputError, match="no room"):
+        fitted.prepare(question, reserve=prompt + 4)

@@ -501,7 +501,7 @@ def test_queue_full_answers_429_and_deadline_408(strict: tuple[str, Any, Path]) 
             results["first"] = exc
 
     original = server.tokenize
-    server.tokenize = lambda translated: (stall(), original(translated))[1]
+    server.tokenize = lambda *args: (stall(), original(*args))[1]
     try:
         thread = threading.Thread(target=first)
         thread.start()
@@ -600,26 +600,53 @@ def test_importing_the_cli_needs_no_server_package() -> None:
     assert result.returncode == 0, result.stderr
 
 
-def test_max_total_tokens_refuses_with_the_exact_count(strict: tuple[str, Any, Path]) -> None:
+def test_max_total_tokens_fits_the_request_or_refuses_with_the_deficit(
+    strict: tuple[str, Any, Path],
+) -> None:
     base, _, directory = strict
     messages = user(image_part(data_uri(HOPPER)))
     counted = tokenize(base, messages, KEY)
     api = client(base, KEY)
-    fits = api.chat.completions.create(
-        model=directory.name,
-        messages=messages,
-        max_tokens=2,
-        extra_body={"max_total_tokens": counted["count"] + 2},
-    )
+
+    def chat(max_total_tokens: int) -> Any:
+        return api.chat.completions.create(
+            model=directory.name,
+            messages=messages,
+            max_tokens=2,
+            extra_body={"max_total_tokens": max_total_tokens},
+        )
+
+    fits = chat(counted["count"] + 2)  # exactly room for the prompt and the answer
     assert fits.usage is not None and fits.usage.prompt_tokens == counted["count"]
+    # one token short: the image is fitted (vlprep.fit), not refused
+    limit = counted["count"] + 1
+    fitted = chat(limit)
+    assert fitted.usage is not None
+    assert fitted.usage.prompt_tokens + 2 <= limit
+    assert fitted.usage.prompt_tokens < counted["count"]
+    response = httpx.post(
+        base + "/v1/tokenize",
+        json={"messages": messages, "max_tokens": 2, "max_total_tokens": limit},
+        headers={"Authorization": f"Bearer {KEY}"},
+        timeout=30,
+    )
+    assert response.status_code == 200, response.text
+    planned = response.json()
+    assert planned["count"] == fitted.usage.prompt_tokens  # /v1/tokenize shows the fit
+    assert planned["image_tokens"] < counted["image_tokens"]
+    # below the text and the image at its floor: refused with the deficit
+    floor = counted["text_tokens"] + 2
+    with pytest.raises(openai.BadRequestError) as caught:
+        chat(floor)
+    error = error_of(caught, 400)
+    assert error["code"] == "context_length_exceeded"
+    assert f"over max_total_tokens={floor}" in error["message"]
+    assert "every image and video at its floor" in error["message"]
     with pytest.raises(openai.BadRequestError) as caught:
         api.chat.completions.create(
             model=directory.name,
             messages=messages,
-            max_tokens=2,
-            extra_body={"max_total_tokens": counted["count"] + 1},
+            max_tokens=8,
+            extra_body={"max_total_tokens": 8},
         )
-    error = error_of(caught, 400)
-    assert error["code"] == "context_length_exceeded"
-    assert f"the prompt has {counted['count']} tokens" in error["message"]
-    assert f"{counted['image_tokens']} image" in error["message"]
+    assert error_of(caught, 400)["param"] == "max_tokens"

@@ -26,7 +26,7 @@ from PIL import Image
 from tests.conftest import MEDIA, photo
 from tests.media_server import MediaServer, serving
 from tests.serve_server import running
-from vlprep import FetchPolicy, ImageOptions, Loader
+from vlprep import FetchPolicy, ImageOptions, Loader, fit
 from vlprep._serve import ServeSettings, create_app
 from vlprep.testing import save_checkpoint, save_processor
 
@@ -176,7 +176,14 @@ def recorder() -> Iterator[Recorder]:
 
 @pytest.fixture(scope="module")
 def media() -> Iterator[MediaServer]:
-    files = {"hopper6.jpg": ROTATED, "sideways.jpg": rotated_photo(), "clip.mp4": VIDEO}
+    big = io.BytesIO()
+    photo(1200, 900, seed=5).save(big, format="JPEG", quality=90)
+    files = {
+        "hopper6.jpg": ROTATED,
+        "sideways.jpg": rotated_photo(),
+        "big.jpg": big.getvalue(),
+        "clip.mp4": VIDEO,
+    }
     with serving(files) as server:
         yield server
 
@@ -245,6 +252,53 @@ def test_images_reach_upstream_at_the_planned_size_upright(
     # the sideways photo is sent upright: taller than wide
     tall = data_image(forwarded[1]["image_url"]["url"])
     assert tall.height > tall.width
+
+
+def test_requests_are_fitted_before_forwarding(
+    gateway: tuple[str, Any], recorder: Recorder, media: MediaServer
+) -> None:
+    """A request over its max_total_tokens reaches the upstream with every image at the
+    size vlprep.fit chose: /v1/tokenize with the same budget shows those sizes."""
+    base, app = gateway
+    processor = app.state.server.backend.processor
+    parts = [
+        {"type": "image_url", "image_url": {"url": media.url("f", name)}}
+        for name in ("hopper6.jpg", "big.jpg")
+    ]
+    messages = [{"role": "user", "content": [*parts, {"type": "text", "text": "Who?"}]}]
+    full = httpx.post(base + "/v1/tokenize", json={"messages": messages}).json()
+    limit = full["count"] + 4 - full["image_tokens"] // 2  # half the image tokens must go
+    response = httpx.post(
+        base + "/v1/tokenize",
+        json={"messages": messages, "max_tokens": 4, "max_total_tokens": limit},
+    )
+    assert response.status_code == 200, response.text
+    fitted = response.json()
+    assert fitted["count"] + 4 <= limit < full["count"]
+    with openai.OpenAI(base_url=base + "/v1", api_key="x", max_retries=0) as api:
+        api.chat.completions.create(
+            model="up", messages=messages, max_tokens=4, extra_body={"max_total_tokens": limit}
+        )
+    sent = recorder.bodies[-1]
+    assert "max_total_tokens" not in sent  # vlprep's field is not forwarded
+    forwarded = sent["messages"][0]["content"][:2]
+    sizes = [list(data_image(p["image_url"]["url"]).size[::-1]) for p in forwarded]
+    assert sizes == [item["size"] for item in fitted["items"]]
+    assert sizes != [item["size"] for item in full["items"]]
+    # the forwarded request, as the upstream's processor counts it, is within the budget
+    (result,) = fit(
+        [
+            {
+                "role": "user",
+                "content": [{"type": "image", "image": p["image_url"]["url"]} for p in forwarded]
+                + [{"type": "text", "text": "Who?"}],
+            }
+        ],
+        limit,
+        processor=processor,
+        reserve=4,
+    )
+    assert result.total == result.total_before == fitted["count"]
 
 
 def test_non_stream_answer_and_upstream_errors(

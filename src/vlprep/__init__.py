@@ -11,6 +11,7 @@ from vlprep._decode.image import ImageHeader, ImageOptions, probe_header
 from vlprep._decode.video import VideoMetadata, VideoOptions
 from vlprep._errors import (
     BackendUnavailableError,
+    BudgetError,
     DecodeError,
     FetchError,
     FetchTimeoutError,
@@ -24,6 +25,7 @@ from vlprep._errors import (
     VlprepError,
 )
 from vlprep._estimates import MediaEstimate, element_for, inspect
+from vlprep._fit import FitResult, ItemFit, fit
 from vlprep._image import fetch_image, fetch_image_for, load_image
 from vlprep._inputs import build_inputs
 from vlprep._limits import CallLimits
@@ -61,6 +63,7 @@ _inspect_alias.install(__name__)
 
 __all__ = [
     "BackendUnavailableError",
+    "BudgetError",
     "CacheStats",
     "CallLimits",
     "DecodeError",
@@ -70,10 +73,12 @@ __all__ = [
     "FetchPolicy",
     "FetchTimeoutError",
     "FetchTooLargeError",
+    "FitResult",
     "GroundingParseError",
     "ImageHeader",
     "ImageOptions",
     "InvalidInputError",
+    "ItemFit",
     "LoadedVideo",
     "Loader",
     "MediaCache",
@@ -102,6 +107,7 @@ __all__ = [
     "fetch_image",
     "fetch_image_for",
     "fetch_video",
+    "fit",
     "get_preset",
     "inspect",
     "load_clip",

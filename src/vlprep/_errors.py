@@ -13,6 +13,7 @@
     ├── DecodeError             (ValueError)     the bytes are not a decodable image/video
     │   └── UnsupportedFormatError               a format outside the allow-list, or no plugin
     ├── ResourceLimitError      (ValueError)     decoding would exceed a pixel/ratio/memory limit
+    │   └── BudgetError                          no sizes fit a conversation into a token budget
     ├── QueueFullError          (RuntimeError)   a generation queue is full: retry later (HTTP 429)
     ├── GenerationError         (RuntimeError)   the model failed on a request, or the engine closed
     └── BackendUnavailableError (ImportError)    an optional dependency is not installed
@@ -25,16 +26,18 @@ limit, the observed value and the fix; they never contain payload bytes or base6
 from __future__ import annotations
 
 import re
+from typing import Any
 from urllib.parse import urlsplit
 
 __all__ = [
     "BackendUnavailableError",
+    "BudgetError",
     "DecodeError",
     "FetchError",
     "FetchTimeoutError",
     "FetchTooLargeError",
-    "GroundingParseError",
     "GenerationError",
+    "GroundingParseError",
     "InvalidInputError",
     "QueueFullError",
     "ResourceLimitError",
@@ -93,6 +96,55 @@ class UnsupportedFormatError(DecodeError):
 
 class ResourceLimitError(VlprepError, ValueError):
     """Decoding would exceed a limit (source pixels, aspect ratio, memory)."""
+
+
+class BudgetError(ResourceLimitError):
+    """No sizes fit a conversation into a token budget (:func:`vlprep.fit`).
+
+    Raised when the text alone, or the text with every image and video at its floor,
+    needs more tokens than ``max_tokens - reserve``. Nothing is dropped to make it fit.
+
+    Attributes:
+        deficit: tokens over the budget at the floors (> 0).
+        binding: which floor binds: ``"text"`` (the text alone is over the budget),
+            ``"fixed"`` (the text and the items that cannot shrink, such as elements
+            with ``resized_height``/``resized_width``), or ``"floors"`` (the items at
+            their lowest sizes: ``min_pixels``, ``min_frames``, ``min_tokens``).
+        needed: tokens the conversation needs at the floors.
+        budget: ``max_tokens - reserve``.
+        conversation: index of the conversation in the batch.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        deficit: int,
+        binding: str,
+        needed: int,
+        budget: int,
+        conversation: int = 0,
+    ) -> None:
+        super().__init__(message)
+        self.deficit = deficit
+        self.binding = binding
+        self.needed = needed
+        self.budget = budget
+        self.conversation = conversation
+
+    def __reduce__(self) -> tuple[object, ...]:  # picklable across processes (Ray)
+        fields = {
+            "deficit": self.deficit,
+            "binding": self.binding,
+            "needed": self.needed,
+            "budget": self.budget,
+            "conversation": self.conversation,
+        }
+        return (_budget_error, (str(self), fields))
+
+
+def _budget_error(message: str, fields: dict[str, Any]) -> BudgetError:
+    return BudgetError(message, **fields)
 
 
 class QueueFullError(VlprepError, RuntimeError):

@@ -18,6 +18,14 @@ from PIL import Image
 
 from vlprep import _qwen_vl as qwen_vl
 from vlprep._cache import MediaCache
+from vlprep._chat import (
+    Qwen3VideoText,
+    VideoTimestamps,
+    check_messages,
+    check_text_options,
+    qwen3_form,
+    render,
+)
 from vlprep._decode.image import ImageOptions
 from vlprep._decode.video import VideoOptions
 from vlprep._device_images import images_to_device, resolve_device
@@ -34,6 +42,7 @@ from vlprep._expansion import (
     qwen3_video_text,
 )
 from vlprep._expansion import video_timestamps as patch_timestamps
+from vlprep._fit import Strategy, apply_fits, drop_media, fit
 from vlprep._image import fetch_image_item
 from vlprep._limits import CallBudget, CallLimits
 from vlprep._messages import Conversation, as_conversations, extract_vision_info
@@ -41,7 +50,7 @@ from vlprep._numbers import shown
 from vlprep._plans import ElementPlan, Plan, check_replay, load_planned
 from vlprep._pool import ordered_map, resolve_workers
 from vlprep._presets import Preset, family_of, get_preset, preset_from_processor
-from vlprep._processor_forms import Qwen3VideoForm, qwen3_video_form
+from vlprep._processor_forms import Qwen3VideoForm
 from vlprep._sizing import count_tokens
 from vlprep._sources import FetchPolicy
 from vlprep._specs import element_kind
@@ -50,83 +59,6 @@ from vlprep._video import FRAMES_SECONDS, LoadedVideo, fetch_video_item
 
 __all__ = ["Qwen3VideoText", "VideoTimestamps", "build_inputs", "load_element"]
 
-Qwen3VideoText = Literal["auto", "wrapped", "unwrapped", "transformers"]
-"""How Qwen3-VL video placeholders are written.
-
-Every form writes each temporal patch as ``<t seconds><|vision_start|>pads<|vision_end|>``;
-they differ in what happens to the chat template's own
-``<|vision_start|><|video_pad|><|vision_end|>`` around the whole video.
-
-``"auto"`` (default): whatever the processor passed in does, found by probing it once per
-processor class (:func:`vlprep._processor_forms.qwen3_video_form`), so ``build_inputs``
-equals that processor on every transformers release.
-``"unwrapped"``: the per-frame blocks replace the whole wrapper (a bare ``<|video_pad|>``
-is replaced where it stands): transformers 5.3-5.9 and 5.25 onwards, 4.57, and vLLM.
-``"wrapped"``: only the pad is replaced, the template's pair stays around the blocks (two
-tokens more per video): transformers 5.10-5.24.
-``"transformers"``: the old name of ``"wrapped"`` (the 5.10-5.24 processor's form, vlprep's
-default before ``"auto"``); kept so existing calls keep their output.
-"""
-
-VideoTimestamps = Literal["pts", "transformers"]
-"""Where the seconds in Qwen3-VL's ``<t seconds>`` text come from.
-
-``"pts"`` (default): the sampled frames' presentation times, where the backend reports them
-(PyAV and decord from the container's index, torchcodec from the frames it decoded). On a
-constant-rate stream they equal ``index / fps`` to within
-:data:`vlprep._expansion.PTS_TOLERANCE` and ``index / fps`` is written, so the text is
-transformers' bit for bit; on a variable-frame-rate file it is the frames' real time, where
-``index / fps`` can be a quarter of a second or more off. Frame lists have no times:
-``index / fps`` as transformers.
-``"transformers"``: always ``index / fps`` (the mean of each temporal patch's first and
-last), what ``Qwen3VLProcessor`` computes from the same metadata: equal to transformers on
-every file, variable-rate ones included.
-"""
-
-"""A loaded clip: float32 ``(T, 3, H, W)`` frames, qwen-vl-utils metadata, sample fps.
-
-The metadata may also hold :data:`vlprep._video.FRAMES_SECONDS` (the frames' presentation
-times), which transformers' ``VideoMetadata`` does not accept: drop it before passing the
-dict to a processor.
-"""
-
-
-def _check_messages(conversations: Sequence[Conversation]) -> None:
-    """What the chat template needs: at least one message each, dict messages, content a
-    string, a list of dicts or None.
-
-    Raises:
-        InvalidInputError: naming the conversation and message that is not.
-    """
-    for c, conversation in enumerate(conversations):
-        if not conversation:  # transformers' template call indexes message 0
-            raise InvalidInputError(
-                f"conversation {c} has no messages; give at least one "
-                "{'role': ..., 'content': ...} dict"
-            )
-        for m, message in enumerate(conversation):
-            where = f"conversation {c}, message {m}"
-            if not isinstance(message, Mapping):
-                raise InvalidInputError(
-                    f"{where} must be a dict with 'role' and 'content', got "
-                    f"{type(message).__name__}"
-                )
-            content = message.get("content")
-            if content is None or isinstance(content, str):  # None: tool-call turns
-                continue
-            if not isinstance(content, list):
-                raise InvalidInputError(
-                    f"{where}: 'content' must be a string or a list of parts, got "
-                    f"{type(content).__name__}"
-                )
-            for p, part in enumerate(content):
-                if not isinstance(part, Mapping):
-                    raise InvalidInputError(
-                        f"{where}, part {p}: each content part must be a dict "
-                        "({'type': 'text', 'text': ...}, {'type': 'image', 'image': ...}), got "
-                        f"{type(part).__name__}"
-                    )
-
 
 def _check_arguments(
     max_length: object,
@@ -134,6 +66,8 @@ def _check_arguments(
     qwen3_video_text: str,
     timestamps: str,
     processor: Any,
+    *,
+    truncation: object = "refuse",
 ) -> None:
     """Refuse bad arguments before any loading: ``max_length`` an int >= 1 or None,
     ``chat_template_kwargs`` a mapping or None, a known ``qwen3_video_text`` and
@@ -142,13 +76,8 @@ def _check_arguments(
     Raises:
         InvalidInputError: naming the argument (and the valid values).
     """
-    if qwen3_video_text not in ("auto", "wrapped", "unwrapped", "transformers"):
-        _qwen3_form(qwen3_video_text, processor)  # raises the typed error
-    if timestamps not in ("pts", "transformers"):
-        raise InvalidInputError(
-            "video_timestamps must be 'pts' (the frames' presentation times) or "
-            f"'transformers' (index / fps, as the processor), got {str(timestamps)[:32]!r}"
-        )
+    check_text_options(qwen3_video_text, timestamps, processor)
+    _check_truncation(truncation)
     if max_length is not None and (
         isinstance(max_length, bool) or not isinstance(max_length, int) or max_length < 1
     ):
@@ -162,39 +91,14 @@ def _check_arguments(
         )
 
 
-def _render(
-    conversations: Sequence[Conversation],
-    processor: Any,
-    add_generation_prompt: bool,
-    template_kwargs: Mapping[str, Any],
-) -> list[str]:
-    render = getattr(processor, "apply_chat_template", None)
-    if render is None:
-        render = processor.tokenizer.apply_chat_template
-    texts: list[str] = []
-    for conversation in conversations:
-        text = render(
-            [dict(message) for message in conversation],
-            tokenize=False,
-            add_generation_prompt=add_generation_prompt,
-            **template_kwargs,
+def _check_truncation(truncation: object) -> None:
+    """Raises InvalidInputError: ``truncation`` is not one of the two modes."""
+    if truncation not in ("refuse", "drop-media-first"):
+        raise InvalidInputError(
+            "truncation must be 'refuse' (a sequence above max_length is an error) or "
+            "'drop-media-first' (whole media items of the oldest turns go), got "
+            f"{shown(truncation)}"
         )
-        if isinstance(text, list) and len(text) == 1:
-            text = text[0]
-        if not isinstance(text, str):
-            raise InvalidInputError(
-                f"the chat template rendered {type(text).__name__}, expected a string"
-            )
-        try:
-            text.encode("utf-8")
-        except UnicodeEncodeError as exc:  # the tokenizer would raise a bare TypeError
-            raise InvalidInputError(
-                f"the text of conversation {len(texts)} holds a lone surrogate "
-                f"(U+{ord(text[exc.start]):04X} at character {exc.start}), which is not "
-                "valid Unicode text; decode the input with errors='replace' or fix it"
-            ) from None
-        texts.append(text)
-    return texts
 
 
 def load_element(
@@ -268,24 +172,26 @@ def _load(
     call = budget if budget is not None else CallBudget()
     loaded = list(
         ordered_map(
-            lambda i: load_planned(
-                elements[i],
-                planned[i],
-                preset,
-                policy=policy,
-                image_options=image_options,
-                video_options=video_options,
-                budget=call,
-            )
-            if planned is not None
-            else load_element(
-                elements[i],
-                preset,
-                policy,
-                image_options,
-                video_options,
-                cache=cache,
-                budget=call,
+            lambda i: (
+                load_planned(
+                    elements[i],
+                    planned[i],
+                    preset,
+                    policy=policy,
+                    image_options=image_options,
+                    video_options=video_options,
+                    budget=call,
+                )
+                if planned is not None
+                else load_element(
+                    elements[i],
+                    preset,
+                    policy,
+                    image_options,
+                    video_options,
+                    cache=cache,
+                    budget=call,
+                )
             ),
             len(elements),
             workers,
@@ -308,19 +214,6 @@ def _by_device(
         return target, [], elements
     on_device = [e for e in elements if element_kind(e) == "image"]
     return target, on_device, [e for e in elements if element_kind(e) != "image"]
-
-
-def _qwen3_form(mode: str, processor: Any) -> Qwen3VideoForm:
-    if mode == "auto":
-        return qwen3_video_form(processor)
-    if mode in ("wrapped", "transformers"):
-        return "wrapped"
-    if mode == "unwrapped":
-        return "unwrapped"
-    raise InvalidInputError(
-        "qwen3_video_text must be 'auto', 'wrapped', 'unwrapped' or 'transformers' "
-        f"(= 'wrapped'), got {mode!r}"
-    )
 
 
 def _qwen3_texts(
@@ -415,7 +308,7 @@ def _first_generation(
             f"picture_numbering must be 'conversation' or 'message', got {str(numbering)[:32]!r}"
         )
     tokens = qwen_vl.QwenVLTokens.from_tokenizer(tokenizer)
-    _check_messages(batch)
+    check_messages(batch)
     turns: list[list[qwen_vl.Turn]] = []
     elements: list[Mapping[str, Any]] = []
     for c, conversation in enumerate(batch):
@@ -456,6 +349,25 @@ def _first_generation(
     return _batch_feature(data)
 
 
+def _first_generation_limit(
+    max_length: int | None, max_total_tokens: int | None, truncation: str
+) -> int | None:
+    """The length limit of a first-generation call: its images have a fixed 256 tokens, so
+    ``max_total_tokens`` is a length check there, as ``max_length``.
+
+    Raises:
+        InvalidInputError: ``truncation="drop-media-first"`` (not available for qwen-vl).
+    """
+    if truncation != "refuse":
+        raise InvalidInputError(
+            "truncation='drop-media-first' is not available for the first generation "
+            "(qwen-vl); give max_length alone"
+        )
+    if max_total_tokens is None:
+        return max_length
+    return min(max_total_tokens, max_length or max_total_tokens)
+
+
 def _check_length(sequences: Sequence[np.ndarray], max_length: int | None) -> None:
     """Raise when a sequence is longer than ``max_length`` (never truncate).
 
@@ -483,6 +395,53 @@ def _batch_feature(data: dict[str, Any]) -> Any:
     return BatchFeature(data)
 
 
+def _prepared(
+    batch: list[Conversation],
+    processor: Any,
+    preset: Preset,
+    *,
+    max_total_tokens: int | None,
+    max_length: int | None,
+    truncation: str,
+    fit_strategy: Strategy,
+    plan: Plan | None,
+    load_args: dict[str, Any],
+    text_args: dict[str, Any],
+) -> list[Conversation]:
+    """``batch`` once its messages are checked: fitted into ``max_total_tokens``, or with
+    media dropped to ``max_length`` (``truncation="drop-media-first"``), or as it is.
+
+    Raises:
+        InvalidInputError: malformed messages; a fit or drop with ``plan`` (a plan fixes
+            every size and element).
+        BudgetError, ResourceLimitError: nothing fits.
+    """
+    check_messages(batch)
+    if max_total_tokens is None and (max_length is None or truncation == "refuse"):
+        return batch
+    if plan is not None:
+        raise InvalidInputError(
+            "a plan fixes every size and element: give plan= or max_total_tokens= / "
+            "truncation='drop-media-first', not both"
+        )
+    if max_total_tokens is not None:
+        fitted = fit(
+            batch,
+            max_total_tokens,
+            processor=processor,
+            preset=preset,
+            strategy=fit_strategy,
+            **load_args,
+            **text_args,
+        )
+        return list(apply_fits(batch, fitted))
+    if max_length is None or truncation == "refuse":
+        return batch
+    return drop_media(
+        batch, max_length, processor=processor, preset=preset, **load_args, **text_args
+    )
+
+
 def build_inputs(
     conversations: Conversation | Sequence[Conversation],
     processor: Any,
@@ -503,6 +462,9 @@ def build_inputs(
     dtype: torch.dtype | str | None = None,
     limits: CallLimits | None = None,
     plan: Plan | None = None,
+    max_total_tokens: int | None = None,
+    fit_strategy: Strategy = "uniform",
+    truncation: Literal["refuse", "drop-media-first"] = "refuse",
     image_dir: str | os.PathLike[str] | None = None,
 ) -> Any:
     """Build a Qwen-VL model's inputs for one conversation or a batch.
@@ -525,7 +487,9 @@ def build_inputs(
         add_generation_prompt: end with the assistant turn's opening.
         padding_side: where a batch is padded (``"left"`` for generation).
         max_length: refuse (never truncate) a sequence longer than this many tokens;
-            truncating would cut vision tokens and break the model's count check.
+            truncating would cut vision tokens and break the model's count check. With
+            ``truncation="drop-media-first"``, whole images and videos are removed instead,
+            oldest turn first, until the sequence fits (each one logged); never part of one.
         chat_template_kwargs: extra template variables (``add_vision_id=True``, ...).
         qwen3_video_text: see :data:`Qwen3VideoText`.
         video_timestamps: the seconds in Qwen3-VL's ``<t seconds>`` text: ``"pts"``
@@ -560,6 +524,16 @@ def build_inputs(
             checked against the plan's digest, so the output is what it was where the plan
             was made. ``cache`` is not used and images are loaded on CPU (moved to
             ``device`` at the end). ``None``: plan as usual.
+        max_total_tokens: fit each conversation into this many tokens before loading
+            (:func:`vlprep.fit` with this call's processor, options and text arguments):
+            images and videos are shrunk, from their headers, so that ``len(input_ids)``
+            of every row is at most it (``BudgetError`` when no sizes can). ``None``: no fit.
+            The first generation (``"qwen-vl"``) has a fixed 256 tokens per image: there
+            it is a length check, as ``max_length``.
+        fit_strategy: the fit's strategy, ``"uniform"`` or ``"recent"`` (see
+            :data:`vlprep._fit.Strategy` and ``docs/budget.md``).
+        truncation: what ``max_length`` does to a longer sequence: ``"refuse"`` (default,
+            ``ResourceLimitError``) or ``"drop-media-first"`` (see ``max_length``).
         image_dir: the first generation only: write each checked image as a PNG into this
             existing directory (the caller owns it and deletes the files once the model has
             read them) and put its local path in the ``<img>`` span, for the remote-code
@@ -594,12 +568,18 @@ def build_inputs(
             elements or options, or media that changed since it was made.
         ResourceLimitError: a sequence longer than ``max_length``, more items or output
             pixels than ``limits`` allow.
+        BudgetError: ``max_total_tokens`` cannot be met (a ``ResourceLimitError``).
         FetchTimeoutError: the call deadline passed (the message names
             ``CallLimits.deadline``).
         FetchError, DecodeError, ...: from loading the media, typed as everywhere in vlprep.
     """
     _check_arguments(
-        max_length, chat_template_kwargs, qwen3_video_text, video_timestamps, processor
+        max_length,
+        chat_template_kwargs,
+        qwen3_video_text,
+        video_timestamps,
+        processor,
+        truncation=truncation,
     )
     budget = CallBudget(limits)
     pixels_dtype = pixel_dtype(dtype)
@@ -617,7 +597,7 @@ def build_inputs(
             preset,
             add_generation_prompt=add_generation_prompt,
             padding_side=padding_side,
-            max_length=max_length,
+            max_length=_first_generation_limit(max_length, max_total_tokens, truncation),
             template_kwargs=chat_template_kwargs or {},
             loading={
                 "policy": policy,
@@ -634,8 +614,28 @@ def build_inputs(
     _check_later_family(processor, family, image_dir)
     tokens = SpecialTokens.from_processor(processor)
 
-    _check_messages(batch)
-    texts = _render(batch, processor, add_generation_prompt, chat_template_kwargs or {})
+    batch = _prepared(
+        batch,
+        processor,
+        preset,
+        max_total_tokens=max_total_tokens,
+        max_length=max_length,
+        truncation=truncation,
+        fit_strategy=fit_strategy,
+        plan=plan,
+        load_args={
+            "policy": policy,
+            "image_options": image_options,
+            "video_options": video_options,
+        },
+        text_args={
+            "add_generation_prompt": add_generation_prompt,
+            "chat_template_kwargs": chat_template_kwargs,
+            "qwen3_video_text": qwen3_video_text,
+            "video_timestamps": video_timestamps,
+        },
+    )
+    texts = render(batch, processor, add_generation_prompt, chat_template_kwargs or {})
     workers = resolve_workers(workers)
     elements = budget.counted(extract_vision_info(batch))
     planned = (
@@ -685,7 +685,7 @@ def build_inputs(
                     f"the rendered prompt has {placeholders} video placeholders for "
                     f"{len(videos)} videos; check the elements' 'type'"
                 )
-            form = _qwen3_form(qwen3_video_text, processor)
+            form = qwen3_form(qwen3_video_text, processor)
             texts, video_counts = _qwen3_texts(
                 texts,
                 videos,

@@ -26,6 +26,7 @@ from vlprep._decode.video import VideoOptions
 from vlprep._errors import InvalidInputError
 from vlprep._estimates import MediaEstimate
 from vlprep._estimates import inspect as estimate
+from vlprep._fit import FitResult, fit
 from vlprep._image import fetch_image_item
 from vlprep._inputs import build_inputs
 from vlprep._keywords import checked
@@ -153,8 +154,12 @@ class Loader:
         return_video_kwargs: bool = False,
         return_video_metadata: bool = False,
         image_patch_size: int = 14,
+        *,
+        max_total_tokens: int | None = None,
+        processor: Any = None,
     ) -> tuple[Any, ...]:
-        """:func:`vlprep.process_vision_info` with this configuration."""
+        """:func:`vlprep.process_vision_info` with this configuration (``max_total_tokens``
+        and ``processor``: fit first, as there)."""
         return load_vision_info(
             conversations,
             return_video_kwargs,
@@ -167,6 +172,8 @@ class Loader:
             cache=self.cache,
             limits=self.limits,
             preset=self._preset(),
+            max_total_tokens=max_total_tokens,
+            processor=processor,
         )
 
     def build_inputs(
@@ -191,6 +198,28 @@ class Loader:
             workers=self.workers,
             cache=self.cache,
             limits=self.limits,
+            **rest,
+        )
+
+    def fit(
+        self,
+        conversations: Conversation | Sequence[Conversation],
+        max_tokens: int,
+        processor: Any = None,
+        **rest: Any,
+    ) -> list[FitResult]:
+        """:func:`vlprep.fit` with this configuration (its preset, else the processor's).
+
+        ``rest``: ``reserve``, ``strategy`` and the text keywords of :func:`vlprep.fit`.
+        """
+        return fit(
+            conversations,
+            max_tokens,
+            processor=processor,
+            preset=self.preset,
+            policy=self.policy,
+            image_options=self.image,
+            video_options=self.video,
             **rest,
         )
 

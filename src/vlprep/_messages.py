@@ -8,20 +8,24 @@ from typing import Any
 from PIL import Image
 
 from vlprep._cache import MediaCache
+from vlprep._chat import Conversation, as_conversations
 from vlprep._decode.image import ImageOptions
 from vlprep._decode.video import VideoOptions
 from vlprep._errors import InvalidInputError
+from vlprep._fit import apply_fits, fit
 from vlprep._image import fetch_image_item
 from vlprep._keywords import checked, renamed
 from vlprep._limits import CallBudget, CallLimits
+from vlprep._planning import qwen_vl_utils_preset
 from vlprep._pool import ordered_map, resolve_workers
 from vlprep._presets import Preset
-from vlprep._sizing import check_patch_size
+from vlprep._sizing import check_patch_size, image_pixel_bounds
 from vlprep._sources import FetchPolicy
 from vlprep._specs import element_kind
 from vlprep._video import fetch_video_item
 
 __all__ = [
+    "Conversation",
     "as_conversations",
     "extract_vision_info",
     "is_vision_element",
@@ -30,34 +34,6 @@ __all__ = [
 ]
 
 _VISION_KEYS = ("image", "image_url", "video", "video_url")
-
-Conversation = Sequence[Mapping[str, Any]]
-
-
-def as_conversations(conversations: Conversation | Sequence[Conversation]) -> list[Conversation]:
-    """One conversation or a batch -> a list of conversations (an empty input -> ``[]``).
-
-    Raises:
-        InvalidInputError: not a list of messages or a list of such lists.
-    """
-    if isinstance(conversations, (str, bytes, Mapping)) or not isinstance(conversations, Sequence):
-        raise InvalidInputError(
-            "conversations must be a list of messages or a list of such lists, "
-            f"got {type(conversations).__name__}"
-        )
-    if not conversations:
-        return []
-    if isinstance(conversations[0], Mapping):
-        return [conversations]  # type: ignore[list-item]
-    for index, conversation in enumerate(conversations):
-        if isinstance(conversation, (str, bytes, Mapping)) or not isinstance(
-            conversation, Sequence
-        ):
-            raise InvalidInputError(
-                f"conversation {index} of the batch must be a list of messages, "
-                f"got {type(conversation).__name__}"
-            )
-    return list(conversations)  # type: ignore[arg-type]
 
 
 def is_vision_element(ele: Mapping[str, Any]) -> bool:
@@ -110,6 +86,8 @@ def process_vision_info(
     cache: MediaCache | None = None,
     limits: CallLimits | None = None,
     options: ImageOptions | None = None,
+    max_total_tokens: int | None = None,
+    processor: Any = None,
 ) -> tuple[Any, ...]:
     """Load every image and video of the conversation(s), like qwen-vl-utils.
 
@@ -134,6 +112,12 @@ def process_vision_info(
             counted before anything is fetched, output pixels summed over every item, and
             one deadline shared by every fetch.
         options: deprecated name of ``image_options`` (``DeprecationWarning``).
+        max_total_tokens: fit each conversation into this many tokens first
+            (:func:`vlprep.fit`): images and videos are shrunk from their headers so the
+            model input is at most this long. With ``processor`` the text is counted
+            exactly (its chat template and tokenizer, ``add_generation_prompt=True``);
+            without one only the image and video placeholder tokens are counted.
+        processor: the transformers processor whose text the fit counts (optional).
 
     Returns:
         ``(images, videos)`` or ``(images, videos, video_kwargs)``; ``images`` is a list of
@@ -167,7 +151,17 @@ def process_vision_info(
         cache=cache,
         limits=limits,
         read_env=True,  # qwen-vl-utils' FORCE_QWENVL_VIDEO_READER, the drop-ins' only
+        max_total_tokens=max_total_tokens,
+        processor=processor,
     )
+
+
+def _drop_in_preset(image_patch_size: int) -> Preset:
+    """The sizes the drop-ins give without a preset: qwen-vl-utils' image bounds
+    (``4·f²`` .. ``16384·f²``) and video numbers for ``image_patch_size``."""
+    low, high = image_pixel_bounds(check_patch_size(image_patch_size) * 2)
+    preset = qwen_vl_utils_preset(image_patch_size)
+    return preset.replace(image_min_pixels=low, image_max_pixels=high)
 
 
 def load_vision_info(
@@ -184,6 +178,8 @@ def load_vision_info(
     limits: CallLimits | None,
     preset: Preset | None = None,
     read_env: bool = False,
+    max_total_tokens: int | None = None,
+    processor: Any = None,
 ) -> tuple[Any, ...]:
     """What :func:`process_vision_info` runs once its keywords are resolved.
 
@@ -195,9 +191,25 @@ def load_vision_info(
     :func:`vlprep._image.fetch_image_for` and ``fetch_video(preset=)``) instead of
     qwen-vl-utils' defaults for ``image_patch_size``.
 
+    ``max_total_tokens`` / ``processor``: fit first (:func:`vlprep.fit`), sizing for
+    ``preset`` or, without one, qwen-vl-utils' numbers for ``image_patch_size``.
+
     Raises:
-        As :func:`process_vision_info`.
+        As :func:`process_vision_info`; BudgetError when the fit finds no sizes.
     """
+    if max_total_tokens is not None:
+        conversations = apply_fits(
+            conversations,
+            fit(
+                conversations,
+                max_total_tokens,
+                processor=processor,
+                preset=preset if preset is not None else _drop_in_preset(image_patch_size),
+                policy=policy,
+                image_options=image_options,
+                video_options=video_options,
+            ),
+        )
     budget = CallBudget(limits)
     elements = budget.counted(extract_vision_info(conversations))
     bounds: tuple[float, float] | None = None

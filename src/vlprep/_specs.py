@@ -14,6 +14,7 @@ from vlprep._errors import InvalidInputError
 from vlprep._numbers import is_finite_number, shown
 
 __all__ = [
+    "FIT_KEYS",
     "IMAGE_KEYS",
     "VIDEO_KEYS",
     "ImageSpec",
@@ -28,8 +29,12 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
+FIT_KEYS = frozenset({"min_tokens", "priority"})
+"""Keys read by :func:`vlprep.fit` only (an item's floor in tokens, its shrink priority);
+the loaders accept and ignore them."""
 IMAGE_KEYS = frozenset(
     {"type", "image", "image_url", "min_pixels", "max_pixels", "resized_height", "resized_width"}
+    | FIT_KEYS
 )
 """Every key an image element is read for (anything else is ignored, with a warning)."""
 VIDEO_KEYS = frozenset(
@@ -52,6 +57,7 @@ VIDEO_KEYS = frozenset(
         "raw_fps",
         "video_stream",
     }
+    | FIT_KEYS
 )
 """Every key a video element is read for."""
 _TYPES = ("image", "image_url", "video", "video_url", "text")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import hmac
 import json
 import logging
@@ -308,12 +309,24 @@ class _Server:
         )
         return _budget.ceiling(requested, server)
 
-    def tokenize(self, translated: Translated) -> dict[str, Any]:
-        """Plan every item (headers and container indices, no pixels) and count."""
+    def tokenize(
+        self, translated: Translated, limit: int | None, max_new: int, deadline: float
+    ) -> dict[str, Any]:
+        """Fit (``limit`` not ``None``), then plan every item (headers and container
+        indices, no pixels) and count: what a chat request with these messages and
+        ``max_tokens=max_new`` would load."""
         backend = self.backend
-        conversation = translated.conversation
-        elements = extract_vision_info([conversation])
+        elements = extract_vision_info([translated.conversation])
         CallBudget(self.settings.limits).counted(elements)
+        conversation = _budget.fit_conversation(
+            translated.conversation,
+            limit,
+            max_new,
+            processor=backend.processor,
+            preset=backend.preset,
+            settings=self.settings,
+            deadline=deadline,
+        )
         planned = plan(
             [conversation],
             preset=backend.preset,
@@ -411,7 +424,11 @@ def create_app(settings: ServeSettings, *, runner: Any = None, processor: Any = 
             body = await _read_body(request, settings.max_body_bytes)
             asked = parse_body(body, TokenizeRequest)
             translated = server.translate(asked.messages, info)
-            result = await server.in_pool(info, lambda: server.tokenize(translated))
+            limit = server.ceiling(asked.max_total_tokens)
+            reserve = asked.max_tokens or 0
+            result = await server.in_pool(
+                info, lambda: server.tokenize(translated, limit, reserve, info["deadline"])
+            )
         except Exception as exc:  # every failure answered in the OpenAI shape
             return _error_response(request, exc)
         count: PromptCount = result["count"]
@@ -422,7 +439,7 @@ def create_app(settings: ServeSettings, *, runner: Any = None, processor: Any = 
                 "text_tokens": count.text,
                 "image_tokens": count.image,
                 "video_tokens": count.video,
-                "max_total_tokens": server.ceiling(asked.max_total_tokens),
+                "max_total_tokens": limit,
                 "items": result["items"],
             }
         )
@@ -473,6 +490,28 @@ def create_app(settings: ServeSettings, *, runner: Any = None, processor: Any = 
     return app
 
 
+def _fitted(
+    server: _Server,
+    backend: RunnerBackend | Gateway,
+    translated: Translated,
+    *,
+    limit: int | None,
+    max_new: int,
+    deadline: float,
+) -> list[dict[str, Any]]:
+    """The request's conversation fitted into ``limit`` with room for ``max_new`` tokens
+    (:func:`vlprep._serve._budget.fit_conversation`), in the preprocessing pool."""
+    return _budget.fit_conversation(
+        translated.conversation,
+        limit,
+        max_new,
+        processor=backend.processor,
+        preset=backend.preset,
+        settings=server.settings,
+        deadline=deadline,
+    )
+
+
 # ---------------------------------------------------------------------- model mode
 
 
@@ -500,9 +539,14 @@ async def _runner_chat(
 ) -> Response:
     info = request.state.info
     started = time.monotonic()
-    inputs, count = await server.in_pool(
-        info, lambda: backend.prepare(translated.conversation, info["deadline"])
-    )
+
+    def prepare() -> tuple[Any, PromptCount]:
+        fitted = _fitted(
+            server, backend, translated, limit=limit, max_new=max_new, deadline=info["deadline"]
+        )
+        return backend.prepare(fitted, info["deadline"])
+
+    inputs, count = await server.in_pool(info, prepare)
     server.metrics.preprocess.observe(time.monotonic() - started)
     _budget.check(count, max_new, limit)
     stream = backend.engine.submit(inputs, _sampling(asked, max_new), stop=asked.stops)
@@ -693,6 +737,28 @@ def _upstream_failure(request: Request, exc: BaseException) -> Response:
     return JSONResponse(error.body(), status_code=error.status)
 
 
+def _upstream_payload(
+    server: _Server,
+    gateway: Gateway,
+    body: bytes,
+    *,
+    asked: ChatRequest,
+    translated: Translated,
+    forwarded: list[dict[str, Any]],
+    max_new: int,
+) -> dict[str, Any]:
+    """The client's request as the upstream gets it: the vision parts replaced by what
+    vlprep loaded, vlprep's own fields removed, the model and answer length set."""
+    payload: dict[str, Any] = json.loads(body)
+    payload["messages"] = gateway.rebuild(payload["messages"], translated, forwarded)
+    payload.pop("max_total_tokens", None)
+    if server.settings.upstream_model:
+        payload["model"] = server.settings.upstream_model
+    if asked.answer_tokens is None:
+        payload["max_tokens"] = max_new
+    return payload
+
+
 async def _gateway_chat(
     server: _Server,
     gateway: Gateway,
@@ -708,20 +774,26 @@ async def _gateway_chat(
     started = time.monotonic()
 
     def prepare() -> tuple[list[dict[str, Any]], PromptCount]:
-        forwarded, plans = gateway.load(translated, info["deadline"])
-        count = count_prompt(translated.conversation, gateway.processor, gateway.preset, plans)
+        fitted = _fitted(
+            server, gateway, translated, limit=limit, max_new=max_new, deadline=info["deadline"]
+        )
+        loaded = dataclasses.replace(translated, conversation=fitted)
+        forwarded, plans = gateway.load(loaded, info["deadline"])
+        count = count_prompt(fitted, gateway.processor, gateway.preset, plans)
         return forwarded, count
 
     forwarded, count = await server.in_pool(info, prepare)
     server.metrics.preprocess.observe(time.monotonic() - started)
     _budget.check(count, max_new, limit)
-    payload = json.loads(body)
-    payload["messages"] = gateway.rebuild(payload["messages"], translated, forwarded)
-    payload.pop("max_total_tokens", None)
-    if server.settings.upstream_model:
-        payload["model"] = server.settings.upstream_model
-    if asked.answer_tokens is None:
-        payload["max_tokens"] = max_new
+    payload = _upstream_payload(
+        server,
+        gateway,
+        body,
+        asked=asked,
+        translated=translated,
+        forwarded=forwarded,
+        max_new=max_new,
+    )
     info["prompt_tokens"] = count.total
     assert server.client is not None
     client = server.client

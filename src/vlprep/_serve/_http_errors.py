@@ -14,6 +14,7 @@ from typing import Any
 
 from vlprep._errors import (
     BackendUnavailableError,
+    BudgetError,
     DecodeError,
     FetchError,
     FetchTimeoutError,
@@ -82,6 +83,7 @@ _TABLE: tuple[tuple[type[BaseException], int, str, str], ...] = (
     (FetchError, 400, "invalid_request_error", "fetch_failed"),
     (UnsupportedFormatError, 400, "invalid_request_error", "unsupported_media"),
     (DecodeError, 400, "invalid_request_error", "undecodable_media"),
+    (BudgetError, 400, "invalid_request_error", "context_length_exceeded"),
     (ResourceLimitError, 400, "invalid_request_error", "resource_limit"),
     (BackendUnavailableError, 400, "invalid_request_error", "unsupported_media"),
     (InvalidInputError, 400, "invalid_request_error", "invalid_input"),

@@ -36,6 +36,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--video", action="append", default=[], help="video path/URL (repeat)")
     parser.add_argument("--messages", type=Path, help="JSON file: one conversation (list)")
     parser.add_argument("--max-new-tokens", type=int, default=256)
+    parser.add_argument(
+        "--max-total-tokens",
+        type=int,
+        help="fit the prompt and the answer into this many tokens: images and videos are "
+        "shrunk (vlprep.fit) to leave --max-new-tokens for the answer",
+    )
     parser.add_argument("--temperature", type=float, default=1.0)
     parser.add_argument("--top-p", type=float, default=1.0)
     parser.add_argument("--do-sample", action="store_true", help="sample instead of greedy")
@@ -124,6 +130,7 @@ def _run(
         min_pixels=args.min_pixels,
         max_pixels=args.max_pixels,
         image_options=ImageOptions(decode=args.decode),
+        max_total_tokens=args.max_total_tokens,
     )
     if args.stream and not args.json:
         pieces = []

@@ -77,7 +77,17 @@ class Runner:
         load_seconds: float = 0.0,
         image_options: ImageOptions | None = None,
         video_options: VideoOptions | None = None,
+        max_total_tokens: int | None = None,
     ) -> None:
+        if max_total_tokens is not None and (
+            isinstance(max_total_tokens, bool)
+            or not isinstance(max_total_tokens, int)
+            or max_total_tokens < 1
+        ):
+            raise InvalidInputError(
+                f"max_total_tokens must be an int >= 1 or None, got {max_total_tokens!r:.40}"
+            )
+        self.max_total_tokens = max_total_tokens
         if decode_mode not in ("auto", "eager", "static", "compiled"):
             raise InvalidInputError(
                 f"decode_mode must be 'auto', 'eager', 'static' or 'compiled', got {decode_mode!r}"
@@ -113,6 +123,7 @@ class Runner:
         max_pixels: int | None = None,
         image_options: ImageOptions | None = None,
         video_options: VideoOptions | None = None,
+        max_total_tokens: int | None = None,
     ) -> Runner:
         """Load a checkpoint from a local directory or a hub id.
 
@@ -129,6 +140,10 @@ class Runner:
                 element's own bounds still win).
             image_options / video_options: decode rules for every call, e.g.
                 ``ImageOptions(decode="fast")`` (see docs/throughput.md).
+            max_total_tokens: the context to fit every prompt and its answer into: each
+                conversation's images and videos are shrunk (:func:`vlprep.fit`) so that
+                the prompt is at most ``max_total_tokens - max_new_tokens`` tokens
+                (``BudgetError`` when no sizes can). ``None``: no fit.
 
         Raises:
             BackendUnavailableError: transformers missing (``pip install 'vlprep[runner]'``).
@@ -165,15 +180,32 @@ class Runner:
             load_seconds=time.perf_counter() - started,
             image_options=image_options,
             video_options=video_options,
+            max_total_tokens=max_total_tokens,
         )
 
-    def prepare(self, conversations: Conversation | Sequence[Conversation]) -> Any:
+    def prepare(
+        self, conversations: Conversation | Sequence[Conversation], *, reserve: int = 0
+    ) -> Any:
         """:func:`vlprep.build_inputs` output on the runner's device and dtype.
 
         Pixel values are written in the model's dtype directly (``build_inputs(dtype=...)``,
         equal to a cast of the float32 values) when it is float32, bfloat16 or float16.
+        With ``max_total_tokens`` set, each prompt is fitted into ``max_total_tokens -
+        reserve`` tokens (the answer's ``max_new_tokens`` is the reserve of a generation).
+
+        Raises:
+            InvalidInputError: ``reserve`` leaves no room under ``max_total_tokens``.
+            BudgetError: no sizes fit a prompt into it.
         """
         dtype = self.dtype if self.dtype in PIXEL_DTYPES else None
+        budget = None
+        if self.max_total_tokens is not None:
+            budget = self.max_total_tokens - reserve
+            if budget < 1:
+                raise InvalidInputError(
+                    f"max_new_tokens ({reserve}) leaves no room for the prompt under "
+                    f"max_total_tokens={self.max_total_tokens}"
+                )
         inputs = build_inputs(
             conversations,
             self.processor,
@@ -181,6 +213,7 @@ class Runner:
             image_options=self.image_options,
             video_options=self.video_options,
             dtype=dtype,
+            max_total_tokens=budget,
         )
         pixels = ("pixel_values", "pixel_values_videos")
         moved = {
@@ -225,7 +258,7 @@ class Runner:
         """Answer a batch and report counts and timings."""
         sampling = sampling or Sampling()
         started = time.perf_counter()
-        inputs = self.prepare(conversations)
+        inputs = self.prepare(conversations, reserve=sampling.max_new_tokens)
         preprocess = time.perf_counter() - started
         result = self._decode(inputs, sampling)
         mask = inputs["attention_mask"].cpu()
@@ -288,7 +321,7 @@ class Runner:
         if not _is_single(conversation):
             raise InvalidInputError("stream takes one conversation (a list of messages)")
         sampling = Sampling(max_new_tokens, do_sample, temperature, top_p, seed)
-        inputs = self.prepare(conversation)
+        inputs = self.prepare(conversation, reserve=sampling.max_new_tokens)
         yield from _stream_text(self, inputs, sampling)
 
 
