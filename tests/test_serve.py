@@ -25,7 +25,7 @@ from tests.media_server import MediaServer, serving
 from tests.serve_server import running
 from vlprep import FetchPolicy, build_inputs
 from vlprep._serve import ServeSettings, create_app
-from vlprep._serve._engine import SerialEngine
+from vlprep.runner import BatchEngine
 from vlprep.testing import PROCESSOR_FAMILIES, save_checkpoint
 
 HOPPER = (MEDIA / "images" / "hopper.jpg").read_bytes()
@@ -55,8 +55,8 @@ def media() -> Iterator[MediaServer]:
         yield server
 
 
-class RecordingEngine(SerialEngine):
-    """The serial engine, keeping every stream it was given (to see cancellations)."""
+class RecordingEngine(BatchEngine):
+    """The server's default engine, keeping every stream it was given (to see cancellations)."""
 
     def __init__(self, runner: Any) -> None:
         super().__init__(runner, max_waiting=8)

@@ -15,6 +15,7 @@
     ├── ResourceLimitError      (ValueError)     decoding would exceed a pixel/ratio/memory limit
     │   └── BudgetError                          no sizes fit a conversation into a token budget
     ├── QueueFullError          (RuntimeError)   a generation queue is full: retry later (HTTP 429)
+    ├── GenerationError         (RuntimeError)   the model failed on a request, or the engine closed
     └── BackendUnavailableError (ImportError)    an optional dependency is not installed
 
 Leaves also subclass the builtin a caller of qwen-vl-utils already catches, so
@@ -35,6 +36,7 @@ __all__ = [
     "FetchError",
     "FetchTimeoutError",
     "FetchTooLargeError",
+    "GenerationError",
     "GroundingParseError",
     "InvalidInputError",
     "QueueFullError",
@@ -156,6 +158,15 @@ class QueueFullError(VlprepError, RuntimeError):
     def __init__(self, message: str, *, retry_after: float = 1.0) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class GenerationError(VlprepError, RuntimeError):
+    """Generation of one request failed: the model raised while it was in the batch (the
+    original exception is chained as ``__cause__``), or the engine was closed.
+
+    Raised to the consumer of that request's :class:`vlprep.runner.GenerationStream`; the
+    engine keeps serving the other requests. Not the client's fault (a server answers 5xx).
+    """
 
 
 class BackendUnavailableError(VlprepError, ImportError):

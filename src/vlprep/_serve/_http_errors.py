@@ -19,6 +19,7 @@ from vlprep._errors import (
     FetchError,
     FetchTimeoutError,
     FetchTooLargeError,
+    GenerationError,
     InvalidInputError,
     QueueFullError,
     ResourceLimitError,
@@ -73,6 +74,8 @@ def error_body(message: str, type_: str, param: str | None, code: str | None) ->
 # Most specific first: the first class the exception is an instance of decides.
 _TABLE: tuple[tuple[type[BaseException], int, str, str], ...] = (
     (QueueFullError, 429, "rate_limit_error", "queue_full"),
+    # the model failed on this request (logged with its cause), or the engine is closed
+    (GenerationError, 500, "server_error", "generation_failed"),
     (SourceNotAllowedError, 400, "invalid_request_error", "source_not_allowed"),
     (SourceNotFoundError, 400, "invalid_request_error", "source_not_found"),
     (FetchTimeoutError, 400, "invalid_request_error", "fetch_timeout"),

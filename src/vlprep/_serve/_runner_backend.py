@@ -2,8 +2,8 @@
 
 Inputs are built in a thread pool (fetch under the server's policy, decode, resize,
 ``build_inputs`` with the per-request limits), never on the event loop, then handed to the
-engine: ``SerialEngine`` today, ``vlprep.runner.BatchEngine`` through
-``ServeSettings.engine_factory``.
+engine: a :class:`vlprep.runner.BatchEngine` (concurrent requests decoded together, each
+streamed on its own), or what ``ServeSettings.engine_factory`` builds.
 """
 
 from __future__ import annotations
@@ -14,10 +14,10 @@ from typing import Any
 
 from vlprep._inputs import build_inputs
 from vlprep._serve._count import PromptCount
-from vlprep._serve._engine import Engine, SerialEngine
+from vlprep._serve._engine import Engine
 from vlprep._serve._settings import ServeSettings
 from vlprep._tensors import PIXEL_DTYPES
-from vlprep.runner import Runner
+from vlprep.runner import BatchEngine, Runner
 
 __all__ = ["RunnerBackend"]
 
@@ -43,7 +43,12 @@ class RunnerBackend:
         self.engine: Engine = (
             factory(runner)
             if factory is not None
-            else SerialEngine(runner, max_waiting=settings.max_queue)
+            else BatchEngine(
+                runner,
+                max_batch=settings.max_batch,
+                window_s=settings.batch_window,
+                max_waiting=settings.max_queue,
+            )
         )
         config = runner.model.config
         text = config.get_text_config() if hasattr(config, "get_text_config") else config

@@ -53,8 +53,11 @@ class ServeSettings:
         max_total_tokens: prompt plus answer ceiling for every request (``None``: the
             model's ``max_position_embeddings`` in model mode, no ceiling in the gateway).
         device / dtype: where the runner runs (``Runner.from_pretrained``'s).
-        engine_factory: builds the generation engine from the runner (``None``: the
-            serial engine, one request at a time).
+        max_batch / batch_window: the runner backend's :class:`vlprep.runner.BatchEngine`:
+            requests decoded together at most, and the seconds an idle engine waits after
+            a request for others to start with it.
+        engine_factory: builds the generation engine from the runner (``None``: a
+            ``BatchEngine`` with ``max_batch``, ``batch_window`` and ``max_queue``).
         upstream_model: the ``model`` field sent upstream (``None``: the client's).
         upstream_api_key: the key sent to the upstream as a Bearer token.
         upstream_timeout / upstream_connect_timeout: seconds for an upstream response
@@ -82,6 +85,8 @@ class ServeSettings:
     max_total_tokens: int | None = None
     device: str = "auto"
     dtype: str = "auto"
+    max_batch: int = 8
+    batch_window: float = 0.02
     engine_factory: Callable[[Any], Any] | None = None
     upstream_model: str | None = None
     upstream_api_key: str | None = field(default=None, repr=False)
@@ -110,13 +115,20 @@ class ServeSettings:
             "preprocess_workers",
             "default_max_tokens",
             "max_tokens_limit",
+            "max_batch",
         ):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise InvalidInputError(
                     f"ServeSettings.{name} must be an int >= 0, got {shown(value)}"
                 )
-        for name in ("max_body_bytes", "max_queue", "preprocess_workers", "max_tokens_limit"):
+        for name in (
+            "max_body_bytes",
+            "max_queue",
+            "preprocess_workers",
+            "max_tokens_limit",
+            "max_batch",
+        ):
             if getattr(self, name) < 1:
                 raise InvalidInputError(f"ServeSettings.{name} must be >= 1")
         total = self.max_total_tokens
@@ -130,6 +142,9 @@ class ServeSettings:
             value = getattr(self, name)
             if isinstance(value, bool) or not is_finite_number(value) or value <= 0:
                 raise InvalidInputError(f"ServeSettings.{name} must be seconds > 0")
+        window = self.batch_window
+        if isinstance(window, bool) or not is_finite_number(window) or not 0 <= window <= 10:
+            raise InvalidInputError("ServeSettings.batch_window must be seconds in [0, 10]")
         if self.upstream_video not in ("frames", "bytes"):
             raise InvalidInputError(
                 f"upstream_video must be 'frames' or 'bytes', got {shown(self.upstream_video)}"

@@ -65,6 +65,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--deadline", type=float, default=300.0, help="seconds per request")
     parser.add_argument("--max-queue", type=int, default=64, help="requests admitted at once")
     parser.add_argument("--preprocess-workers", type=int, default=4)
+    parser.add_argument(
+        "--max-batch", type=int, default=8, help="model mode: requests decoded together"
+    )
+    parser.add_argument(
+        "--batch-window",
+        type=float,
+        default=0.02,
+        help="model mode: seconds an idle engine waits for requests to start together",
+    )
     parser.add_argument("--max-tokens", type=int, default=256, help="default answer length")
     parser.add_argument("--max-tokens-limit", type=int, default=4096)
     parser.add_argument(
@@ -114,6 +123,8 @@ def settings_from_args(args: argparse.Namespace) -> ServeSettings:
         deadline=args.deadline,
         max_queue=args.max_queue,
         preprocess_workers=args.preprocess_workers,
+        max_batch=args.max_batch,
+        batch_window=args.batch_window,
         default_max_tokens=args.max_tokens,
         max_tokens_limit=args.max_tokens_limit,
         max_total_tokens=args.max_total_tokens,

@@ -21,7 +21,15 @@ import torch
 from vlprep._errors import InvalidInputError
 from vlprep._positions import RopeSemantics, rope_index
 
-__all__ = ["DecodeResult", "Sampling", "decode", "prompt_positions", "sample_next"]
+__all__ = [
+    "DecodeResult",
+    "Sampling",
+    "cache_keyword",
+    "cache_of",
+    "decode",
+    "prompt_positions",
+    "sample_next",
+]
 
 logger = logging.getLogger(__name__)
 _GRID_KEYS = ("image_grid_thw", "video_grid_thw", "second_per_grid_ts", "attention_mask")
@@ -120,7 +128,8 @@ def cache_keyword(model: Any) -> str:
     return "cache" if "cache" in parameters else "past_key_values"
 
 
-def _cache_of(output: Any) -> Any:
+def cache_of(output: Any) -> Any:
+    """The KV cache a model call returned (``cache``, or ``past_key_values`` before 5.24)."""
     cache = getattr(output, "cache", None)
     return cache if cache is not None else getattr(output, "past_key_values", None)
 
@@ -204,7 +213,7 @@ def decode(
             use_cache=True,
             **{cache_keyword(model): cache_box[0]},
         )
-        cache_box[0] = _cache_of(out)
+        cache_box[0] = cache_of(out)
         logits = out.logits[:, -1]
         del out
         _sync(device)
@@ -280,6 +289,6 @@ def _token_loop(
             used, stepper = "static", _stepper(model, loop.cache_box, "static")
             out = stepper(chosen.view(batch, 1), attention, pos)
         if used == "eager":
-            loop.cache_box[0] = _cache_of(out)
+            loop.cache_box[0] = cache_of(out)
         logits = out.logits[:, -1].clone()  # a CUDA graph reuses its output buffers
     return torch.stack(tokens, dim=1), lengths, used
