@@ -7,7 +7,7 @@ text: the same template call, the same refusals, the same Qwen3-VL per-frame blo
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, Literal
 
 from vlprep._errors import InvalidInputError
@@ -20,8 +20,10 @@ __all__ = [
     "as_conversations",
     "check_messages",
     "check_text_options",
+    "is_vision_element",
     "qwen3_form",
     "render",
+    "vision_parts",
 ]
 
 Qwen3VideoText = Literal["auto", "wrapped", "unwrapped", "transformers"]
@@ -196,3 +198,36 @@ def render(
             ) from None
         texts.append(text)
     return texts
+
+
+_VISION_KEYS = ("image", "image_url", "video", "video_url")
+
+
+def is_vision_element(ele: Mapping[str, Any]) -> bool:
+    """Whether a content part is one of the elements :func:`vlprep.extract_vision_info`
+    returns: it has an ``image``, ``image_url``, ``video`` or ``video_url`` key, or such a
+    ``type``."""
+    return any(k in ele for k in _VISION_KEYS) or ele.get("type", "text") in _VISION_KEYS
+
+
+def vision_parts(conversation: Conversation) -> Iterator[tuple[int, Mapping[str, Any]]]:
+    """``(message index, element)`` of each vision element of one conversation, in order.
+
+    Messages whose ``content`` is not a list, and content parts that are not dicts, are
+    skipped (the one walk :func:`vlprep.extract_vision_info` and :func:`vlprep.fit` share).
+
+    Raises:
+        InvalidInputError: a message that is not a dict.
+    """
+    for m, message in enumerate(conversation):
+        if not isinstance(message, Mapping):
+            raise InvalidInputError(
+                "each message must be a dict with 'role' and 'content', "
+                f"got {type(message).__name__}"
+            )
+        content = message.get("content")
+        if not isinstance(content, list):
+            continue
+        for ele in content:
+            if isinstance(ele, Mapping) and is_vision_element(ele):
+                yield m, ele

@@ -51,6 +51,7 @@ __all__ = [
     "element_for",
     "inspect",
     "kind_of",
+    "shown_source",
 ]
 
 MediaKind = Literal["image", "video"]
@@ -161,7 +162,10 @@ def kind_of(source: object, policy: FetchPolicy | None = None) -> MediaKind:
     return "video"
 
 
-def _shown(source: object) -> str:
+def shown_source(source: object) -> str:
+    """A source as estimates and fits show it: a path or URL as given (the user's own
+    input, in a report to that user), frame lists by their length, anything else through
+    :func:`vlprep._errors.describe_source` (never payload bytes or base64)."""
     if isinstance(source, os.PathLike):
         source = os.fspath(source)
     if isinstance(source, str) and source[:5].lower() != "data:":
@@ -200,7 +204,7 @@ def _estimate_image(
     if preset.image_tokens is not None:
         tokens = preset.image_tokens  # the first generation: fixed, whatever the grid
     return MediaEstimate(
-        source=_shown(spec.source),
+        source=shown_source(spec.source),
         kind="image",
         original_height=height,
         original_width=width,
@@ -233,7 +237,7 @@ def _estimate_container(
     times = meta.frame_times
     stamps = tuple(times[i] if times else i / meta.fps for i in indices)
     return MediaEstimate(
-        source=_shown(spec.source),
+        source=shown_source(spec.source),
         kind="video",
         original_height=meta.height,
         original_width=meta.width,
@@ -280,7 +284,7 @@ def _estimate_frames(
         temporal_patch_size=preset.temporal_patch_size,
     )
     return MediaEstimate(
-        source=_shown(source),
+        source=shown_source(source),
         kind="video",
         original_height=int(frame_height),
         original_width=int(frame_width),

@@ -36,6 +36,7 @@ from vlprep._chat import (
     check_text_options,
     qwen3_form,
     render,
+    vision_parts,
 )
 from vlprep._decode.image import ImageOptions
 from vlprep._decode.video import VideoOptions
@@ -64,7 +65,6 @@ turn shrinks at all, as chat clients that trim history do.
 STRATEGIES: tuple[Strategy, ...] = ("uniform", "recent")
 
 _BISECTIONS = 40
-_VISION_KEYS = ("image", "image_url", "video", "video_url")
 
 
 @dataclass(frozen=True, slots=True)
@@ -361,29 +361,14 @@ def _elements(
         InvalidInputError: a message that is not a dict; a vision element without a source.
     """
     found: list[tuple[int, Mapping[str, Any], Literal["image", "video"]]] = []
-    for m, message in enumerate(conversation):
-        if not isinstance(message, Mapping):
+    for m, part in vision_parts(conversation):
+        kind = element_kind(part)
+        if kind is None:
             raise InvalidInputError(
-                "each message must be a dict with 'role' and 'content', "
-                f"got {type(message).__name__}"
+                "a vision element needs an 'image', 'image_url', 'video' or 'video_url' "
+                f"source, got keys {sorted(str(k) for k in part)[:8]}"
             )
-        content = message.get("content")
-        if not isinstance(content, list):
-            continue
-        for part in content:
-            if not isinstance(part, Mapping):
-                continue
-            if not any(k in part for k in _VISION_KEYS) and part.get("type", "text") not in (
-                _VISION_KEYS
-            ):
-                continue
-            kind = element_kind(part)
-            if kind is None:
-                raise InvalidInputError(
-                    "a vision element needs an 'image', 'image_url', 'video' or 'video_url' "
-                    f"source, got keys {sorted(str(k) for k in part)[:8]}"
-                )
-            found.append((m, part, kind))
+        found.append((m, part, kind))
     return found
 
 

@@ -27,14 +27,14 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from vlprep._decode.image import ImageOptions
 from vlprep._decode.video import VideoMetadata, VideoOptions, probe_video
-from vlprep._errors import InvalidInputError, describe_source
+from vlprep._errors import InvalidInputError
+from vlprep._estimates import shown_source
 from vlprep._expansion import video_timestamps
 from vlprep._image import HEADER_PREFIX, read_header
 from vlprep._numbers import shown
@@ -81,16 +81,6 @@ def fit_keys(ele: Mapping[str, Any]) -> tuple[int, float]:
     ):
         raise InvalidInputError(f"'priority' must be a finite number, got {shown(priority)}")
     return floor, float(priority)
-
-
-def _shown(source: object) -> str:
-    if isinstance(source, os.PathLike):
-        source = os.fspath(source)
-    if isinstance(source, str) and source[:5].lower() != "data:":
-        return source
-    if isinstance(source, (list, tuple)):
-        return f"<{len(source)} frames>"
-    return describe_source(source)
 
 
 @dataclass
@@ -333,7 +323,7 @@ def _image_item(
         "kind": "image",
         "message": where[0],
         "element": where[1],
-        "source": _shown(spec.source),
+        "source": shown_source(spec.source),
         "original": (int(height), int(width)),
         "min_tokens": floor,
         "priority": priority,
@@ -416,7 +406,7 @@ def _video_item(
         "kind": "video",
         "message": where[0],
         "element": where[1],
-        "source": _shown(source),
+        "source": shown_source(source),
         "original": (int(height), int(width)),
         "min_tokens": floor,
         "priority": priority,

@@ -8,7 +8,7 @@ from typing import Any
 from PIL import Image
 
 from vlprep._cache import MediaCache
-from vlprep._chat import Conversation, as_conversations
+from vlprep._chat import Conversation, as_conversations, is_vision_element, vision_parts
 from vlprep._decode.image import ImageOptions
 from vlprep._decode.video import VideoOptions
 from vlprep._errors import InvalidInputError
@@ -33,14 +33,6 @@ __all__ = [
     "process_vision_info",
 ]
 
-_VISION_KEYS = ("image", "image_url", "video", "video_url")
-
-
-def is_vision_element(ele: Mapping[str, Any]) -> bool:
-    """Whether a content part is one of the elements :func:`extract_vision_info` returns:
-    it has an ``image``, ``image_url``, ``video`` or ``video_url`` key, or such a ``type``."""
-    return any(k in ele for k in _VISION_KEYS) or ele.get("type", "text") in _VISION_KEYS
-
 
 def extract_vision_info(
     conversations: Conversation | Sequence[Conversation],
@@ -56,20 +48,7 @@ def extract_vision_info(
     """
     found: list[Mapping[str, Any]] = []
     for conversation in as_conversations(conversations):
-        for message in conversation:
-            if not isinstance(message, Mapping):
-                raise InvalidInputError(
-                    "each message must be a dict with 'role' and 'content', "
-                    f"got {type(message).__name__}"
-                )
-            content = message.get("content")
-            if not isinstance(content, list):
-                continue
-            for ele in content:
-                if not isinstance(ele, Mapping):
-                    continue
-                if is_vision_element(ele):
-                    found.append(ele)
+        found.extend(ele for _, ele in vision_parts(conversation))
     return found
 
 
