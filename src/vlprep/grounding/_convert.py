@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -21,7 +21,7 @@ from vlprep._errors import GroundingParseError, InvalidInputError
 from vlprep._planning import image_target_size
 from vlprep._presets import Preset, get_preset
 from vlprep._specs import parse_image_element
-from vlprep.grounding._locate import check_format, detect_format, model_space, scan
+from vlprep.grounding._locate import check_format, check_size, detect_format, model_space, scan
 from vlprep.grounding._text import NUMBER, PAIRS, TAGS, TOKENS
 from vlprep.grounding._types import Box, Item, Point, TextFormat
 
@@ -39,14 +39,6 @@ _NORM = (1000, 1000)
 _MAX_OUTPUT = ImageOptions().max_output_pixels
 
 
-def _size(value: object, name: str) -> tuple[int, int]:
-    if (
-        not isinstance(value, Sequence)
-        or len(value) != 2
-        or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value)
-    ):
-        raise InvalidInputError(f"{name} must be (height, width) positive ints, got {value!r}")
-    return value[0], value[1]
 
 
 def coordinate_frame(
@@ -75,7 +67,7 @@ def coordinate_frame(
         ResourceLimitError: the element asks for an input above the default
             ``ImageOptions.max_output_pixels``.
     """
-    height, width = _size(original_size, "original_size")
+    height, width = check_size(original_size, "original_size")
     preset = get_preset(family)
     if model_space(preset) == "norm1000":
         return _NORM

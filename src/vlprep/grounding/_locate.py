@@ -139,7 +139,12 @@ def parse(
     return [_typed(raw, space) for raw in scan(text, format, on_error)]
 
 
-def _size(value: object, name: str) -> tuple[int, int]:
+def check_size(value: object, name: str) -> tuple[int, int]:
+    """``value`` as ``(height, width)`` of positive ints.
+
+    Raises:
+        InvalidInputError: anything else (named ``name`` in the message).
+    """
     if (
         not isinstance(value, Sequence)
         or len(value) != 2
@@ -190,8 +195,8 @@ def to_original(
     Raises:
         InvalidInputError: bad sizes, or a ``"resized"`` item without ``resized_size``.
     """
-    height, width = _size(original_size, "original_size")
-    resized = None if resized_size is None else _size(resized_size, "resized_size")
+    height, width = check_size(original_size, "original_size")
+    resized = None if resized_size is None else check_size(resized_size, "resized_size")
     out: list[Item] = []
     for item in items:
         if item.space == "original":
