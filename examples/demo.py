@@ -105,7 +105,7 @@ def model_demo(folder: Path) -> int:
     """``build_inputs`` per family, then ``vlprep-run`` on a tiny offline checkpoint."""
     from vlprep import build_inputs
     from vlprep.cli.run import main as run_main
-    from vlprep.testing import FAMILIES, load_processor, save_checkpoint
+    from vlprep.testing import PROCESSOR_FAMILIES, load_processor, make_processor, save_checkpoint
 
     conversations = [
         [
@@ -130,7 +130,7 @@ def model_demo(folder: Path) -> int:
     ]
     print("\nbuild_inputs: a left-padded batch of 2 conversations per family (offline processors)")
     with tempfile.TemporaryDirectory(prefix="vlprep-demo-model-") as tmp:
-        for family in FAMILIES:
+        for family in PROCESSOR_FAMILIES:
             processor = load_processor(family, Path(tmp) / "processors")
             start = time.perf_counter()
             inputs = build_inputs(conversations, processor)
@@ -141,6 +141,13 @@ def model_demo(folder: Path) -> int:
                 if key != "attention_mask"
             )
             print(f"  {family:11} {took:6.0f} ms  {shapes}")
+        # the first generation takes images only, through its own (remote-code) tokenizer:
+        # here the offline stand-in with the same special tokens
+        start = time.perf_counter()
+        inputs = build_inputs(conversations[:1], make_processor("qwen-vl"))
+        took = (time.perf_counter() - start) * 1000
+        shapes = ", ".join(f"{key} {tuple(value.shape)}" for key, value in inputs.items())
+        print(f"  {'qwen-vl':11} {took:6.0f} ms  {shapes} (first conversation: images only)")
         checkpoint = save_checkpoint("qwen2.5-vl", Path(tmp) / "tiny-qwen2.5-vl")
         argv = [
             "--model",
