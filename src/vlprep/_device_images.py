@@ -41,7 +41,7 @@ from vlprep._errors import (
 )
 from vlprep._image import load_image
 from vlprep._limits import CallBudget
-from vlprep._planning import image_target_size, upright_size
+from vlprep._planning import image_size_for, upright_size
 from vlprep._pool import ordered_map, resolve_workers
 from vlprep._presets import Preset
 from vlprep._sources import FetchPolicy, fetch
@@ -145,17 +145,10 @@ def _plan_within(
     budget: CallBudget,
 ) -> _Planned:
     spec = parse_image_element(ele)
-    bounds = (preset.image_min_pixels, preset.image_max_pixels)
 
     def target_of(height: int, width: int) -> tuple[int, int]:
-        size = image_target_size(
-            spec,
-            height,
-            width,
-            preset.factor,
-            bounds,
-            max_output_pixels=options.max_output_pixels,
-            fixed=preset.image_size,
+        size = image_size_for(
+            spec, height, width, preset, max_output_pixels=options.max_output_pixels
         )
         budget.charge(size[0] * size[1], "image")
         return size

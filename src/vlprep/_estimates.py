@@ -28,7 +28,7 @@ from vlprep._errors import (
 from vlprep._image import HEADER_PREFIX, read_header
 from vlprep._numbers import is_finite_number, shown
 from vlprep._planning import (
-    image_target_size,
+    image_size_for,
     plan_clip,
     plan_frame_list,
     refuse_stream_key,
@@ -189,15 +189,8 @@ def _estimate_image(
 ) -> MediaEstimate:
     spec = parse_image_element(ele)
     height, width, fmt = _image_size(spec.source, policy, options)
-    bounds = (preset.image_min_pixels, preset.image_max_pixels)
-    rh, rw = image_target_size(
-        spec,
-        height,
-        width,
-        preset.factor,
-        bounds,
-        max_output_pixels=options.max_output_pixels,
-        fixed=preset.image_size,
+    rh, rw = image_size_for(
+        spec, height, width, preset, max_output_pixels=options.max_output_pixels
     )
     grid = (1, rh // preset.patch_size, rw // preset.patch_size)
     tokens = count_tokens(grid, preset.merge_size)

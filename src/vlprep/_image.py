@@ -30,7 +30,7 @@ from vlprep._errors import (
 )
 from vlprep._keywords import renamed
 from vlprep._limits import CallBudget
-from vlprep._planning import image_target_size
+from vlprep._planning import ImageSizing, image_size_for, image_sizing, image_target_size
 from vlprep._presets import Preset
 from vlprep._sizing import check_patch_size
 from vlprep._sources import FetchPolicy, fetch
@@ -298,7 +298,6 @@ def fetch_image(
     return fetch_image_item(
         ele,
         check_patch_size(image_patch_size) * 2,
-        None,
         policy=policy,
         options=image_options,
         cache=cache,
@@ -328,33 +327,23 @@ def fetch_image_for(
     image_options = renamed(
         "fetch_image_for", "image_options", image_options, "options", options, expected=ImageOptions
     )
-    bounds = (preset.image_min_pixels, preset.image_max_pixels)
-    return fetch_image_item(
-        ele,
-        preset.factor,
-        bounds,
-        policy=policy,
-        options=image_options,
-        cache=cache,
-        fixed=preset.image_size,
-    )
+    return fetch_image_item(ele, preset, policy=policy, options=image_options, cache=cache)
 
 
 def fetch_image_item(
     ele: Mapping[str, Any],
-    factor: int,
-    bounds: tuple[float, float] | None,
+    sizing: Preset | int,
     *,
     policy: FetchPolicy | None,
     options: ImageOptions | None,
     cache: MediaCache | None,
     budget: CallBudget | None = None,
-    fixed: tuple[int, int] | None = None,
 ) -> Image.Image:
-    """One image element sized on ``factor`` with default ``bounds``, within a call's budget.
+    """One image element sized for ``sizing``, within a call's budget.
 
-    ``fixed``: a preset's ``image_size`` (the first generation's 448x448 squash), see
-    :func:`vlprep._planning.image_target_size`.
+    ``sizing``: a preset (its grid, image bounds and fixed size), or a grid factor
+    (``2 * image_patch_size``), which stands for qwen-vl-utils' defaults: see
+    :func:`vlprep._planning.image_sizing`.
 
     What :func:`fetch_image` and :func:`fetch_image_for` run; the calls that load many
     items pass their :class:`vlprep._limits.CallBudget`: the fetch gets the time left to the
@@ -373,9 +362,7 @@ def fetch_image_item(
 
     def target_of(height: int, width: int) -> tuple[int, int]:
         nonlocal charged
-        size = image_target_size(
-            spec, height, width, factor, bounds, max_output_pixels=limit, fixed=fixed
-        )
+        size = image_size_for(spec, height, width, sizing, max_output_pixels=limit)
         if budget is not None:
             budget.charge(size[0] * size[1], "image")
             charged = True
@@ -387,7 +374,7 @@ def fetch_image_item(
     with contextlib.nullcontext() if budget is None else budget.timing():
         if cache is None:
             return load(spec.source)
-        image = _cached(cache, spec, load, (factor, bounds, fixed), policy=policy, options=options)
+        image = _cached(cache, spec, load, image_sizing(sizing), policy=policy, options=options)
     if budget is not None and not charged:
         budget.charge(image.width * image.height, "image")
     return image
@@ -417,7 +404,7 @@ def _cached(
     cache: MediaCache,
     spec: ImageSpec,
     load: Callable[[object], Image.Image],
-    sizing: tuple[int, tuple[float, float] | None, tuple[int, int] | None],
+    sizing: ImageSizing,
     *,
     policy: FetchPolicy | None,
     options: ImageOptions | None,

@@ -123,12 +123,9 @@ def load_element(
     budget = budget if budget is not None else CallBudget()
     kind = element_kind(ele)
     if kind == "image":
-        bounds = (preset.image_min_pixels, preset.image_max_pixels)
         return fetch_image_item(
             ele,
-            preset.factor,
-            bounds,
-            fixed=preset.image_size,
+            preset,
             policy=policy,
             options=image_options,
             cache=cache,

@@ -112,16 +112,9 @@ class Loader:
         bounds); ``limits`` (when set) bound the output pixels and the fetch time.
         """
         preset = self._preset()
-        if preset is None:
-            factor = check_patch_size(image_patch_size) * 2
-            bounds: tuple[float, float] | None = None
-        else:
-            factor, bounds = preset.factor, (preset.image_min_pixels, preset.image_max_pixels)
         return fetch_image_item(
             ele,
-            factor,
-            bounds,
-            fixed=None if preset is None else preset.image_size,
+            check_patch_size(image_patch_size) * 2 if preset is None else preset,
             policy=self.policy,
             options=self.image,
             cache=self.cache,

@@ -191,15 +191,11 @@ def load_vision_info(
         )
     budget = CallBudget(limits)
     elements = budget.counted(extract_vision_info(conversations))
-    bounds: tuple[float, float] | None = None
-    video_sizing: Preset | int
+    sizing: Preset | int  # a grid factor: qwen-vl-utils' defaults (the drop-in's)
     if preset is not None:
-        factor = preset.factor
-        bounds = (preset.image_min_pixels, preset.image_max_pixels)
-        video_sizing = preset
+        sizing = preset
     else:
-        factor = check_patch_size(image_patch_size) * 2 if elements else 0
-        video_sizing = factor
+        sizing = check_patch_size(image_patch_size) * 2 if elements else 0
 
     def load(index: int) -> tuple[bool, Any, float]:
         ele = elements[index]
@@ -207,9 +203,7 @@ def load_vision_info(
         if kind == "image":
             image = fetch_image_item(
                 ele,
-                factor,
-                bounds,
-                fixed=None if preset is None else preset.image_size,
+                sizing,
                 policy=policy,
                 options=image_options,
                 cache=cache,
@@ -219,7 +213,7 @@ def load_vision_info(
         if kind == "video":
             video, metadata, fps = fetch_video_item(
                 ele,
-                video_sizing,
+                sizing,
                 policy=policy,
                 options=video_options,
                 image_options=image_options,

@@ -46,6 +46,9 @@ from vlprep._specs import ImageSpec, VideoSpec
 __all__ = [
     "DEFAULT_LIST_FPS",
     "FrameListPlan",
+    "ImageSizing",
+    "image_size_for",
+    "image_sizing",
     "image_target_size",
     "keyframe_plan",
     "plan_clip",
@@ -88,6 +91,43 @@ def upright_size(found: ImageHeader | Image.Image, exif_transpose: bool = True) 
         found.load()  # a late eXIf chunk is read with the pixels
     swap = exif_transpose and orientation_of(found) in (5, 6, 7, 8)
     return (found.width, found.height) if swap else (found.height, found.width)
+
+
+ImageSizing = tuple[int, tuple[float, float] | None, tuple[int, int] | None]
+"""``(factor, default bounds, fixed size)``: the numbers an image is sized with."""
+
+
+def image_sizing(sizing: Preset | int) -> ImageSizing:
+    """The image sizing numbers of a preset (its grid, image bounds and fixed size) or of a
+    bare grid factor, which stands for qwen-vl-utils' defaults (the drop-ins': bounds
+    ``4·f²`` .. ``16384·f²``, no fixed size). Also the image cache's sizing key."""
+    if isinstance(sizing, int):
+        return sizing, None, None
+    return (
+        sizing.factor,
+        (sizing.image_min_pixels, sizing.image_max_pixels),
+        sizing.image_size,
+    )
+
+
+def image_size_for(
+    spec: ImageSpec,
+    height: int,
+    width: int,
+    sizing: Preset | int,
+    *,
+    max_output_pixels: int = _OUTPUT_LIMIT,
+) -> tuple[int, int]:
+    """:func:`image_target_size` with the numbers of :func:`image_sizing`: the size every
+    loader, estimate, plan, the device path and grounding give an image for ``sizing``.
+
+    Raises:
+        As :func:`image_target_size`.
+    """
+    factor, bounds, fixed = image_sizing(sizing)
+    return image_target_size(
+        spec, height, width, factor, bounds, max_output_pixels=max_output_pixels, fixed=fixed
+    )
 
 
 def image_target_size(

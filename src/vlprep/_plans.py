@@ -35,7 +35,7 @@ from vlprep._image import image_content, load_image_at, read_header
 from vlprep._limits import CallBudget
 from vlprep._messages import Conversation, as_conversations, extract_vision_info
 from vlprep._numbers import shown
-from vlprep._planning import image_target_size, plan_frame_list, upright_size, video_target_size
+from vlprep._planning import image_size_for, plan_frame_list, upright_size, video_target_size
 from vlprep._presets import Preset, get_preset, preset_from_processor, refuse_video
 from vlprep._sampling import FramePlan
 from vlprep._sizing import count_tokens
@@ -399,15 +399,7 @@ def _plan_image(
     height, width = upright_size(
         read_header(source, policy=policy, options=options), options.exif_transpose
     )
-    size = image_target_size(
-        spec,
-        height,
-        width,
-        preset.factor,
-        (preset.image_min_pixels, preset.image_max_pixels),
-        max_output_pixels=options.max_output_pixels,
-        fixed=preset.image_size,
-    )
+    size = image_size_for(spec, height, width, preset, max_output_pixels=options.max_output_pixels)
     grid = (1, size[0] // preset.patch_size, size[1] // preset.patch_size)
     tokens = count_tokens(grid, preset.merge_size)
     if preset.image_tokens is not None:

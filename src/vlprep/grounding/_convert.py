@@ -18,7 +18,7 @@ from typing import Any
 
 from vlprep._decode.image import ImageOptions
 from vlprep._errors import GroundingParseError, InvalidInputError
-from vlprep._planning import image_target_size
+from vlprep._planning import image_size_for
 from vlprep._presets import Preset, get_preset
 from vlprep._specs import parse_image_element
 from vlprep.grounding._locate import check_format, check_size, detect_format, model_space, scan
@@ -37,8 +37,6 @@ __all__ = [
 
 _NORM = (1000, 1000)
 _MAX_OUTPUT = ImageOptions().max_output_pixels
-
-
 
 
 def coordinate_frame(
@@ -79,10 +77,7 @@ def coordinate_frame(
         if keys.get("image") is None and keys.get("image_url") is None:
             keys["image"] = ""
     spec = parse_image_element(keys)
-    bounds = (preset.image_min_pixels, preset.image_max_pixels)
-    return image_target_size(
-        spec, height, width, preset.factor, bounds, max_output_pixels=_MAX_OUTPUT
-    )
+    return image_size_for(spec, height, width, preset, max_output_pixels=_MAX_OUTPUT)
 
 
 def _scale(value: float, to: int, frm: int) -> float:

@@ -17,7 +17,7 @@ from PIL import Image
 from vlprep._decode.image import ImageOptions
 from vlprep._errors import InvalidInputError
 from vlprep._image import HEADER_PREFIX, read_header
-from vlprep._planning import image_target_size, upright_size
+from vlprep._planning import image_size_for, upright_size
 from vlprep._presets import Preset, as_family, resolve_family
 from vlprep._sources import FetchPolicy
 from vlprep._specs import parse_image_element
@@ -255,15 +255,8 @@ def image_sizes(
     else:
         found = read_header(spec.source, policy=policy, options=options, prefix=HEADER_PREFIX)
         original = upright_size(found, options.exif_transpose)
-    bounds = (preset.image_min_pixels, preset.image_max_pixels)
-    resized = image_target_size(
-        spec,
-        original[0],
-        original[1],
-        preset.factor,
-        bounds,
-        max_output_pixels=options.max_output_pixels,
-        fixed=preset.image_size,
+    resized = image_size_for(
+        spec, original[0], original[1], preset, max_output_pixels=options.max_output_pixels
     )
     return original, resized
 
