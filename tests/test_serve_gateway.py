@@ -357,6 +357,37 @@ def test_video_forwarded_as_planned_frames(
         assert [frame.height, frame.width] == planned["size"]
 
 
+def test_video_forwarded_as_its_bytes_without_a_decode(
+    recorder: Recorder, media: MediaServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """upstream_video="bytes": the fetched container goes upstream as a data: URI, and the
+    count comes from its index: no frame is decoded for a video the upstream decodes."""
+    import vlprep._serve._gateway as gateway_module
+
+    def no_decode(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("a video forwarded as bytes was decoded")
+
+    monkeypatch.setattr(gateway_module, "load_element", no_decode)
+    settings = ServeSettings(
+        upstream=recorder.base,
+        processor=str(save_processor("qwen2.5-vl", tmp_path)),
+        policy=LOOPBACK,
+        upstream_video="bytes",
+    )
+    part = {"type": "video_url", "video_url": {"url": media.url("f", "clip.mp4")}, "fps": 4}
+    messages = [{"role": "user", "content": [part, {"type": "text", "text": "What happens?"}]}]
+    with running(create_app(settings)) as base:
+        counted = httpx.post(base + "/v1/tokenize", json={"messages": messages}).json()
+        with openai.OpenAI(base_url=base + "/v1", api_key="x", max_retries=0) as api:
+            api.chat.completions.create(model="up", messages=messages)
+    sent = recorder.bodies[-1]["messages"][0]["content"][0]
+    assert sent["type"] == "video_url"
+    head, payload = sent["video_url"]["url"].split(",", 1)
+    assert head.startswith("data:video/") and head.endswith(";base64")
+    assert base64.b64decode(payload) == VIDEO
+    assert counted["video_tokens"] > 0 and counted["items"][0]["frames"] > 0
+
+
 def test_upstream_down_is_502(tmp_path: Path) -> None:
     directory = save_processor("qwen2-vl", tmp_path)
     settings = ServeSettings(

@@ -13,7 +13,6 @@ count of what was actually loaded.
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from vlprep._errors import BudgetError
@@ -58,10 +57,7 @@ def fit_conversation(
     """
     if limit is None:
         return conversation
-    limits = settings.limits
-    left = max(0.001, deadline - time.monotonic())
-    if limits.deadline is None or limits.deadline > left:
-        limits = limits.replace(deadline=left)
+    limits = settings.limits_until(deadline)
     if max_new_tokens >= limit:
         raise ApiError(
             400,

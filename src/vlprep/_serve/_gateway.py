@@ -24,7 +24,7 @@ from PIL import Image
 
 from vlprep._inputs import load_element
 from vlprep._limits import CallBudget
-from vlprep._plans import ElementPlan
+from vlprep._plans import ElementPlan, plan
 from vlprep._presets import preset_from_processor
 from vlprep._serve._settings import ServeSettings
 from vlprep._serve._translate import Translated
@@ -71,10 +71,7 @@ class Gateway:
         (``vlprep.fit`` plugs in before this call: see :mod:`vlprep._serve._budget`.)
         """
         settings = self.settings
-        limits = settings.limits
-        left = max(0.001, deadline - time.monotonic())
-        if limits.deadline is None or limits.deadline > left:
-            limits = limits.replace(deadline=left)
+        limits = settings.limits_until(deadline)
         budget = CallBudget(limits)
         elements = [
             part
@@ -88,7 +85,10 @@ class Gateway:
         plans: list[ElementPlan] = []
         for element in elements:
             if element["type"] == "video" and settings.upstream_video == "bytes":
-                forwarded.append(self._video_bytes(element, budget))
+                part, planned = self._video_bytes(element, budget)
+                forwarded.append(part)
+                plans.append(planned)
+                continue
             loaded = load_element(
                 element,
                 self.preset,
@@ -117,7 +117,11 @@ class Gateway:
                 )
         return forwarded, plans
 
-    def _video_bytes(self, element: dict[str, Any], budget: CallBudget) -> dict[str, Any]:
+    def _video_bytes(
+        self, element: dict[str, Any], budget: CallBudget
+    ) -> tuple[dict[str, Any], ElementPlan]:
+        """The fetched container as a ``data:`` URI part, and its plan for the count: from
+        the container's index alone (the upstream decodes; vlprep decodes no frame)."""
         source = element["video"]
         if isinstance(source, list):
             from vlprep._errors import InvalidInputError
@@ -129,10 +133,17 @@ class Gateway:
         payload = fetch(source, budget.policy(self.settings.policy), "video")
         media = payload.media_type if (payload.media_type or "").startswith("video/") else None
         encoded = base64.b64encode(payload.data).decode("ascii")
-        return {
+        planned = plan(
+            [{"role": "user", "content": [{**element, "video": payload.data}]}],
+            preset=self.preset,
+            image_options=self.settings.image_options,
+            video_options=self.settings.video_options,
+        ).elements[0]
+        part = {
             "type": "video_url",
             "video_url": {"url": f"data:{media or 'video/mp4'};base64,{encoded}"},
         }
+        return part, planned
 
     def _image_plan(self, image: Image.Image) -> ElementPlan:
         patch = self.preset.patch_size

@@ -70,10 +70,7 @@ class RunnerBackend:
         (``vlprep.fit`` plugs in before this call: see :mod:`vlprep._serve._budget`.)
         """
         settings = self.settings
-        limits = settings.limits
-        left = max(0.001, deadline - time.monotonic())
-        if limits.deadline is None or limits.deadline > left:
-            limits = limits.replace(deadline=left)
+        limits = settings.limits_until(deadline)
         dtype = self.runner.dtype if self.runner.dtype in PIXEL_DTYPES else None
         inputs = build_inputs(
             conversation,

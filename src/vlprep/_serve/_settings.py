@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -151,6 +152,14 @@ class ServeSettings:
             )
         if self.default_max_tokens > self.max_tokens_limit or self.default_max_tokens < 1:
             raise InvalidInputError("default_max_tokens must be in [1, max_tokens_limit]")
+
+    def limits_until(self, deadline: float) -> CallLimits:
+        """:attr:`limits` with its deadline cut to the time left before ``deadline`` (a
+        ``time.monotonic()`` instant: the request's), at least 1 ms."""
+        left = max(0.001, deadline - time.monotonic())
+        if self.limits.deadline is None or self.limits.deadline > left:
+            return self.limits.replace(deadline=left)
+        return self.limits
 
     def replace(self, **changes: Any) -> ServeSettings:
         """A copy with ``changes`` applied (validated again)."""
