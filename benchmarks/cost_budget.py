@@ -489,7 +489,12 @@ def render(rows: list[tuple[Case, dict[str, Any]]], load: tuple[float, float]) -
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument(
-        "--out", type=Path, help="Markdown file whose cost-budget section to replace"
+        "--out",
+        type=Path,
+        action="append",
+        default=[],
+        help="Markdown file whose cost-budget section to replace (repeatable: "
+        "docs/security.md and docs/performance.md)",
     )
     parser.add_argument("--only", nargs="*", help="case names to run (default: all)")
     args = parser.parse_args(argv)
@@ -512,9 +517,9 @@ def main(argv: list[str] | None = None) -> None:
     body = render(rows, (load_before, os.getloadavg()[0]))
     print(body)
     print(f"total {time.perf_counter() - total:.0f} s", file=sys.stderr)
-    if args.out:
+    for out in args.out:
         _report.write_section(
-            args.out,
+            out,
             "cost-budget",
             "What one call can cost (cost budget)",
             body,
